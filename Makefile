@@ -1,0 +1,37 @@
+# The README says what each target is for.
+GO        ?= go
+PKGS      ?= ./...
+DATA_DIR  ?= .jit-data
+TESTFLAGS ?= -race -shuffle=on -count=1 -timeout=15m
+
+.PHONY: all build test test-short bench vet fmt fmt-check run clean
+
+all: vet test
+
+build:
+	$(GO) build ./...
+
+test:
+	$(GO) test $(TESTFLAGS) $(PKGS)
+
+# Skips the slow tests (subprocess restarts, emulators).
+test-short:
+	$(GO) test -short $(TESTFLAGS) $(PKGS)
+
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem $(PKGS)
+
+vet:
+	$(GO) vet ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "not gofmt-ed:"; echo "$$out"; exit 1; fi
+
+run:
+	$(GO) run ./cmd/jit local --data-dir=$(DATA_DIR)
+
+clean:
+	rm -rf $(DATA_DIR)

@@ -29,10 +29,16 @@ func ServeGRPC(addr string, register func(*grpc.Server)) (*GRPCServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to listen on %s: %w", addr, err)
 	}
+	return ServeGRPCListener(lis, register), nil
+}
+
+// ServeGRPCListener is ServeGRPC on a listener the caller opened, for when
+// the address must be known before the services are built.
+func ServeGRPCListener(lis net.Listener, register func(*grpc.Server)) *GRPCServer {
 	s := grpc.NewServer()
 	register(s)
 	go s.Serve(lis) //nolint:errcheck // Serve returns when Stop is called
-	return &GRPCServer{Addr: lis.Addr().String(), server: s, lis: lis}, nil
+	return &GRPCServer{Addr: lis.Addr().String(), server: s, lis: lis}
 }
 
 // ClientOptions are the options a Google client library needs to talk to

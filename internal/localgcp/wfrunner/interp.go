@@ -289,7 +289,7 @@ func (ex *execution) action(fr *frame, s *step, b *block) (ctl, error) {
 			}
 			ok, isBool := v.(bool)
 			if !isBool {
-				return ctl{}, newError("TypeError", fmt.Sprintf("switch condition must be a boolean, got %s", typeName(v)))
+				return ctl{}, newError("TypeError", fmt.Sprintf("switch condition must be a boolean, got %s", wfexpr.TypeName(v)))
 			}
 			if ok {
 				return ex.doStep(fr, c.body, b)
@@ -382,7 +382,7 @@ func (ex *execution) readPolicy(fr *frame, rp *retryPolicy) (maxRetries int64, i
 		case float64:
 			return x, nil
 		}
-		return 0, newError("TypeError", fmt.Sprintf("retry %s must be a number, got %s", what, typeName(v)))
+		return 0, newError("TypeError", fmt.Sprintf("retry %s must be a number, got %s", what, wfexpr.TypeName(v)))
 	}
 	mr, err := num(rp.maxRetries, 0, "max_retries")
 	if err != nil {
@@ -413,7 +413,7 @@ func (ex *execution) shouldRetry(rp *retryPolicy, e any) (bool, error) {
 	}
 	b, ok := v.(bool)
 	if !ok {
-		return false, newError("TypeError", fmt.Sprintf("retry predicate %q must return a boolean, got %s", rp.sub.name, typeName(v)))
+		return false, newError("TypeError", fmt.Sprintf("retry predicate %q must return a boolean, got %s", rp.sub.name, wfexpr.TypeName(v)))
 	}
 	return b, nil
 }
@@ -461,7 +461,7 @@ func (ex *execution) execFor(fr *frame, f *forStep) (ctl, error) {
 		// iteration reference); iterating a map directly is a TypeError.
 		x, ok := v.([]any)
 		if !ok {
-			return ctl{}, newError("TypeError", fmt.Sprintf("for in must be a list, got %s", typeName(v)))
+			return ctl{}, newError("TypeError", fmt.Sprintf("for in must be a list, got %s", wfexpr.TypeName(v)))
 		}
 		items = x
 	}
@@ -557,7 +557,7 @@ func (ex *execution) setPath(fr *frame, p *path, v any) error {
 		case map[string]any:
 			k, ok := key.(string)
 			if !ok {
-				return newError("TypeError", fmt.Sprintf("map key must be a string, got %s", typeName(key)))
+				return newError("TypeError", fmt.Sprintf("map key must be a string, got %s", wfexpr.TypeName(key)))
 			}
 			if last {
 				c[k] = v
@@ -571,7 +571,7 @@ func (ex *execution) setPath(fr *frame, p *path, v any) error {
 		case []any:
 			idx, ok := key.(int64)
 			if !ok {
-				return newError("TypeError", fmt.Sprintf("list index must be an integer, got %s", typeName(key)))
+				return newError("TypeError", fmt.Sprintf("list index must be an integer, got %s", wfexpr.TypeName(key)))
 			}
 			if idx < 0 || idx >= int64(len(c)) {
 				return newError("IndexError", fmt.Sprintf("list index %d out of range (assigning %s)", idx, p.src))
@@ -582,7 +582,7 @@ func (ex *execution) setPath(fr *frame, p *path, v any) error {
 			}
 			cur = c[idx]
 		default:
-			return newError("TypeError", fmt.Sprintf("cannot index %s (assigning %s)", typeName(cur), p.src))
+			return newError("TypeError", fmt.Sprintf("cannot index %s (assigning %s)", wfexpr.TypeName(cur), p.src))
 		}
 	}
 	return nil

@@ -66,7 +66,7 @@ func (ex *execution) sysNow() (any, error) {
 func (ex *execution) getEnv(name, def any) (any, error) {
 	n, ok := name.(string)
 	if !ok {
-		return nil, newError("TypeError", fmt.Sprintf("sys.get_env name must be a string, got %s", typeName(name)))
+		return nil, newError("TypeError", fmt.Sprintf("sys.get_env name must be a string, got %s", wfexpr.TypeName(name)))
 	}
 	return ex.effect("sys.get_env", func() (any, error) {
 		parts := strings.Split(ex.rec.Name, "/")
@@ -134,7 +134,7 @@ func (ex *execution) sysLog(args map[string]any) error {
 func (ex *execution) sysSleep(seconds any) error {
 	s, ok := toFloat(seconds)
 	if !ok {
-		return newError("TypeError", fmt.Sprintf("sys.sleep seconds must be a number, got %s", typeName(seconds)))
+		return newError("TypeError", fmt.Sprintf("sys.sleep seconds must be a number, got %s", wfexpr.TypeName(seconds)))
 	}
 	if s < 0 || s > maxSleepSeconds {
 		return newError("ValueError", fmt.Sprintf("sys.sleep seconds must be between 0 and %d, got %v", maxSleepSeconds, s))
@@ -147,7 +147,7 @@ func (ex *execution) sysSleep(seconds any) error {
 func (ex *execution) sysSleepUntil(v any) error {
 	s, ok := v.(string)
 	if !ok {
-		return newError("TypeError", fmt.Sprintf("sys.sleep_until time must be a string, got %s", typeName(v)))
+		return newError("TypeError", fmt.Sprintf("sys.sleep_until time must be a string, got %s", wfexpr.TypeName(v)))
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
@@ -203,7 +203,7 @@ const (
 func (ex *execution) buildRequest(method string, args map[string]any) (*http.Request, time.Duration, error) {
 	raw, ok := args["url"].(string)
 	if !ok {
-		return nil, 0, newError("TypeError", fmt.Sprintf("url must be a string, got %s", typeName(args["url"])))
+		return nil, 0, newError("TypeError", fmt.Sprintf("url must be a string, got %s", wfexpr.TypeName(args["url"])))
 	}
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
@@ -312,7 +312,7 @@ func scalarString(v any) (string, error) {
 	case bool:
 		return strconv.FormatBool(x), nil
 	}
-	return "", newError("TypeError", fmt.Sprintf("expected a string, number or boolean, got %s", typeName(v)))
+	return "", newError("TypeError", fmt.Sprintf("expected a string, number or boolean, got %s", wfexpr.TypeName(v)))
 }
 
 // encodeBody follows http.request: bytes are sent as is

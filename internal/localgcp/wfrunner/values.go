@@ -128,7 +128,7 @@ func evalTmpl(t tmpl, env wfexpr.Env) (any, error) {
 					return nil, err
 				}
 				if key, ok = kv.(string); !ok {
-					return nil, newError("TypeError", fmt.Sprintf("map key must be a string, got %s", typeName(kv)))
+					return nil, newError("TypeError", fmt.Sprintf("map key must be a string, got %s", wfexpr.TypeName(kv)))
 				}
 			}
 			v, err := evalTmpl(e.val, env)
@@ -219,28 +219,6 @@ func parsePath(s string) (*path, error) {
 	return p, nil
 }
 
-// typeName names a value's type the way Workflows error messages do.
-func typeName(v any) string {
-	switch v.(type) {
-	case nil:
-		return "null"
-	case bool:
-		return "boolean"
-	case int64:
-		return "integer"
-	case float64:
-		return "double"
-	case string:
-		return "string"
-	case []byte:
-		return "bytes"
-	case []any:
-		return "list"
-	case map[string]any:
-		return "map"
-	}
-	return fmt.Sprintf("%T", v)
-}
 
 // Journal encoding. Plain JSON would turn 3.0 into 3 and bytes into strings,
 // and a replayed execution must see exactly the values it saw the first

@@ -219,7 +219,6 @@ func parsePath(s string) (*path, error) {
 	return p, nil
 }
 
-
 // Journal encoding. Plain JSON would turn 3.0 into 3 and bytes into strings,
 // and a replayed execution must see exactly the values it saw the first
 // time, so doubles that look like integers and bytes are tagged.

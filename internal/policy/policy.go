@@ -1,0 +1,497 @@
+// Package policy is policy as code: JIT Groups–compatible policy documents
+// (environment → systems → groups, where a group is an entitlement), their
+// lint, and the decisions the pipeline takes from them: what a subject may
+// see, request, and approve, and whether a particular request or approval
+// satisfies the constraints. Decisions are always taken against the policy
+// in force at that moment, never a copy saved with the request.
+//
+// Beyond JIT Groups, two constraint types fit the same language (see
+// README "Policy"): approvals {required, window} — N distinct approvers
+// within a window — and concurrency {max} — at most N active grants of an
+// entitlement at once.
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Policy is a compiled policy: an environment and an index from principals
+// to the places that mention them, so evaluating one subject costs what
+// concerns that subject, not the size of the whole policy.
+type Policy struct {
+	Environment *Environment
+	// Source is the document the policy was parsed from (nil if built).
+	Source []byte
+
+	groups      map[string]*Group
+	ordered     []*Group
+	byPrincipal map[Principal][]*Node
+	// below lists the groups under each environment or system node;
+	// groupOf maps a group's own node back to it.
+	below   map[*Node][]*Group
+	groupOf map[*Node]*Group
+}
+
+// Build indexes an environment assembled in code (the classic mode does
+// this) or by Parse. Names must be unique per level.
+func Build(env *Environment) (*Policy, error) {
+	if env == nil {
+		return nil, errors.New("no environment")
+	}
+	p := &Policy{
+		Environment: env,
+		groups:      map[string]*Group{},
+		byPrincipal: map[Principal][]*Node{},
+		below:       map[*Node][]*Group{},
+		groupOf:     map[*Node]*Group{},
+	}
+	p.indexNode(&env.Node)
+	systems := map[string]bool{}
+	for _, s := range env.Systems {
+		if systems[strings.ToLower(s.Name)] {
+			return nil, fmt.Errorf("system %q appears twice", s.Name)
+		}
+		systems[strings.ToLower(s.Name)] = true
+		s.env = env
+		p.indexNode(&s.Node)
+		for _, g := range s.Groups {
+			g.system = s
+			g.id = groupID(env.Name, s.Name, g.Name)
+			if p.groups[g.id] != nil {
+				return nil, fmt.Errorf("group %q appears twice", g.id)
+			}
+			p.groups[g.id] = g
+			p.groupOf[&g.Node] = g
+			p.ordered = append(p.ordered, g)
+			p.indexNode(&g.Node)
+			p.below[&s.Node] = append(p.below[&s.Node], g)
+			p.below[&env.Node] = append(p.below[&env.Node], g)
+		}
+	}
+	sort.Slice(p.ordered, func(a, b int) bool { return p.ordered[a].id < p.ordered[b].id })
+	return p, nil
+}
+
+func (p *Policy) indexNode(n *Node) {
+	seen := map[Principal]bool{}
+	for _, ace := range n.ACL {
+		if !seen[ace.Principal] {
+			seen[ace.Principal] = true
+			p.byPrincipal[ace.Principal] = append(p.byPrincipal[ace.Principal], n)
+		}
+	}
+}
+
+// Groups lists every entitlement, ordered by ID.
+func (p *Policy) Groups() []*Group { return p.ordered }
+
+// Group finds an entitlement by ID (case-insensitive).
+func (p *Policy) Group(id string) (*Group, bool) {
+	g, ok := p.groups[strings.ToLower(id)]
+	return g, ok
+}
+
+// Access is what a subject may do with one entitlement.
+type Access struct {
+	Group *Group
+	// View: the subject may see the entitlement.
+	View bool
+	// Join: the subject may request it.
+	Join bool
+	// SelfApprove: a request by the subject needs no approval
+	// (JOIN and APPROVE_SELF both granted).
+	SelfApprove bool
+	// ApproveOthers: the subject may approve other people's requests.
+	ApproveOthers bool
+	// Refusals say why Join or ApproveOthers is not granted.
+	Refusals []string
+}
+
+// Check evaluates one entitlement for a subject: what the intake and
+// approval functions call at decision time.
+func (p *Policy) Check(s Subject, id string) (Access, bool) {
+	g, ok := p.Group(id)
+	if !ok {
+		return Access{}, false
+	}
+	return access(g, s), true
+}
+
+// Evaluate lists the entitlements the subject may at least view, with what
+// else they may do and why not, ordered by ID. Only groups whose ACL chain
+// mentions one of the subject's principals are looked at: an empty
+// effective ACL denies everything.
+func (p *Policy) Evaluate(s Subject) []Access {
+	candidates := map[*Group]bool{}
+	for _, pr := range s.Principals {
+		for _, n := range p.byPrincipal[pr] {
+			if g, ok := p.groupOf[n]; ok {
+				candidates[g] = true
+				continue
+			}
+			for _, g := range p.below[n] {
+				candidates[g] = true
+			}
+		}
+	}
+	out := make([]Access, 0, len(candidates))
+	for g := range candidates {
+		if a := access(g, s); a.View {
+			out = append(out, a)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Group.id < out[j].Group.id })
+	return out
+}
+
+// masks sums the subject's allow and deny entries along the group's chain.
+func masks(g *Group, s Subject) (allow, deny Permission) {
+	for _, n := range g.chain() {
+		for _, ace := range n.ACL {
+			if s.Has(ace.Principal) {
+				if ace.Deny {
+					deny |= ace.Mask
+				} else {
+					allow |= ace.Mask
+				}
+			}
+		}
+	}
+	return allow, deny
+}
+
+// allowed is JIT Groups' rule (jit-access-facts §3.3): the allow masks
+// together cover every required bit, and no deny entry shares any bit with
+// it — deny wins whatever the order.
+func allowed(allow, deny, required Permission) bool {
+	return allow&required == required && deny&required == 0
+}
+
+func access(g *Group, s Subject) Access {
+	allow, deny := masks(g, s)
+	a := Access{Group: g}
+	a.View = allowed(allow, deny, View)
+	a.Join = allowed(allow, deny, Join)
+	a.SelfApprove = a.Join && allowed(allow, deny, ApproveSelf)
+	a.ApproveOthers = allowed(allow, deny, ApproveOthers)
+	if !a.Join {
+		a.Refusals = append(a.Refusals, refusal(g, s, Join, allow, deny))
+	}
+	if !a.ApproveOthers {
+		a.Refusals = append(a.Refusals, refusal(g, s, ApproveOthers, allow, deny))
+	}
+	return a
+}
+
+func refusal(g *Group, s Subject, required, allow, deny Permission) string {
+	name := strings.TrimPrefix(required.String(), "VIEW, ")
+	if deny&required != 0 {
+		for i, n := range g.chain() {
+			for _, ace := range n.ACL {
+				if ace.Deny && ace.Mask&required != 0 && s.Has(ace.Principal) {
+					return fmt.Sprintf("%s is denied to %s at %s level", name, ace.Principal, [3]string{"environment", "system", "group"}[i])
+				}
+			}
+		}
+	}
+	if allow == 0 {
+		return fmt.Sprintf("%s: no access control entry applies to you", name)
+	}
+	return fmt.Sprintf("%s is not granted to you (you have %s)", name, allow)
+}
+
+// Approvers are the principals that may approve others' requests for the
+// group: user and group principals of its effective ACL that hold
+// APPROVE_OTHERS on their own (jit-access-facts §3.5). The requester is
+// left out. Group principals must be expanded by the caller.
+func (g *Group) Approvers(requester string) []Principal {
+	seen := map[Principal]bool{}
+	var out []Principal
+	for _, n := range g.chain() {
+		for _, ace := range n.ACL {
+			pr := ace.Principal
+			if ace.Deny || seen[pr] || (pr.Type != UserPrincipal && pr.Type != GroupPrincipal) {
+				continue
+			}
+			seen[pr] = true
+			if pr.Type == UserPrincipal && pr.Value == strings.ToLower(requester) {
+				continue
+			}
+			var allow, deny Permission
+			for _, m := range g.chain() {
+				for _, e := range m.ACL {
+					if e.Principal == pr {
+						if e.Deny {
+							deny |= e.Mask
+						} else {
+							allow |= e.Mask
+						}
+					}
+				}
+			}
+			if allowed(allow, deny, ApproveOthers) {
+				out = append(out, pr)
+			}
+		}
+	}
+	return out
+}
+
+// effective lists the constraints that apply: the group's first, then the
+// system's, then the environment's, where a name already seen below hides
+// the inherited one (jit-access-facts §3.4).
+func effective(g *Group, join bool) []Constraint {
+	var out []Constraint
+	seen := map[string]bool{}
+	chain := g.chain()
+	for i := len(chain) - 1; i >= 0; i-- {
+		list := chain[i].Approve
+		if join {
+			list = chain[i].Join
+		}
+		for _, c := range list {
+			if !seen[c.Name()] {
+				seen[c.Name()] = true
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
+
+// Expiry is the group's effective expiry constraint, if any.
+func (g *Group) Expiry() (Expiry, bool) {
+	for _, c := range effective(g, true) {
+		if e, ok := c.(Expiry); ok {
+			return e, true
+		}
+	}
+	return Expiry{}, false
+}
+
+// Approvals is the group's effective approvals constraint, or the default
+// (one approval within 24 hours).
+func (g *Group) Approvals() Approvals {
+	for _, c := range effective(g, false) {
+		if a, ok := c.(Approvals); ok {
+			return a
+		}
+	}
+	return Approvals{Required: DefaultRequiredApprovals, Window: DefaultApprovalWindow}
+}
+
+// MaxActive is the group's effective concurrency limit; 0 means none.
+func (g *Group) MaxActive() int {
+	for _, c := range effective(g, true) {
+		if c, ok := c.(Concurrency); ok {
+			return c.Max
+		}
+	}
+	return 0
+}
+
+// Variables are the inputs the group's expression constraints declare,
+// join constraints first, by name.
+func (g *Group) Variables() []Variable {
+	var out []Variable
+	seen := map[string]bool{}
+	for _, join := range []bool{true, false} {
+		for _, c := range effective(g, join) {
+			if e, ok := c.(*Expression); ok {
+				for _, v := range e.Variables {
+					if !seen[v.Name] {
+						seen[v.Name] = true
+						out = append(out, v)
+					}
+				}
+			}
+		}
+	}
+	return out
+}
+
+// Denied is a refusal, with every reason found (a constraint's reason is its
+// displayName, as in JIT Groups).
+type Denied struct {
+	Entitlement string
+	Reasons     []string
+}
+
+func (d *Denied) Error() string {
+	return fmt.Sprintf("request for %s refused: %s", d.Entitlement, strings.Join(d.Reasons, "; "))
+}
+
+// ErrUnknownEntitlement is returned for an ID the current policy lacks.
+var ErrUnknownEntitlement = errors.New("unknown entitlement")
+
+// Request is a request to join (be granted) an entitlement.
+type Request struct {
+	Subject     Subject
+	Entitlement string
+	// Duration requested; 0 when the requester did not choose one.
+	Duration time.Duration
+	// Inputs for the expression constraints: JSON values or form strings.
+	Inputs map[string]any
+	// Active is how many grants of the entitlement are active right now,
+	// for the concurrency constraint (the caller counts them).
+	Active int
+}
+
+// Decision is what the policy says about an acceptable request.
+type Decision struct {
+	Group *Group
+	// SelfApproved requests need no approval.
+	SelfApproved bool
+	Duration     time.Duration
+	// Inputs, typed per their declarations.
+	Inputs map[string]any
+	// Approvers who may approve (when not self-approved) and how many
+	// approvals within what window are needed.
+	Approvers []Principal
+	Approvals Approvals
+}
+
+// Join decides a request: the requester must hold JOIN; join constraints
+// must hold (and approve constraints too when the request is
+// self-approved); the duration must fit the expiry; there must be someone
+// who can approve it, and room under the concurrency limit.
+func (p *Policy) Join(r Request) (*Decision, error) {
+	g, ok := p.Group(r.Entitlement)
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownEntitlement, r.Entitlement)
+	}
+	denied := &Denied{Entitlement: g.id}
+	acc := access(g, r.Subject)
+	if !acc.Join {
+		denied.Reasons = append(denied.Reasons, acc.Refusals[0])
+		return nil, denied
+	}
+	d := &Decision{Group: g, SelfApproved: acc.SelfApprove, Approvals: g.Approvals()}
+	if exp, ok := g.Expiry(); !ok {
+		denied.Reasons = append(denied.Reasons, "The entitlement doesn't specify an expiry constraint")
+	} else if dur, err := exp.Check(r.Duration); err != nil {
+		denied.Reasons = append(denied.Reasons, err.Error())
+	} else {
+		d.Duration = dur
+	}
+	inputs, errs := convertInputs(g, r.Inputs)
+	denied.Reasons = append(denied.Reasons, errs...)
+	d.Inputs = inputs
+	if len(errs) == 0 {
+		ctx := evalContext{subject: r.Subject, group: g, inputs: inputs}
+		denied.Reasons = append(denied.Reasons, evalAll(effective(g, true), ctx)...)
+		if d.SelfApproved {
+			denied.Reasons = append(denied.Reasons, evalAll(effective(g, false), ctx)...)
+		}
+	}
+	if max := g.MaxActive(); max > 0 && r.Active >= max {
+		denied.Reasons = append(denied.Reasons, Concurrency{Max: max}.DisplayName()+fmt.Sprintf(": %d already active", r.Active))
+	}
+	if !d.SelfApproved {
+		d.Approvers = g.Approvers(r.Subject.Email)
+		if len(d.Approvers) == 0 {
+			denied.Reasons = append(denied.Reasons, "There are no principals that could approve the request to join this group")
+		}
+	}
+	if len(denied.Reasons) > 0 {
+		return nil, denied
+	}
+	return d, nil
+}
+
+// Approval is an approver's decision to re-check against the current policy.
+type Approval struct {
+	Approver    Subject
+	Requester   Subject
+	Entitlement string
+	Duration    time.Duration
+	Inputs      map[string]any
+}
+
+// Approve decides whether an approver may approve a request now: they need
+// APPROVE_OTHERS (or, for their own request, JOIN and APPROVE_SELF) on the
+// current policy, the approve constraints must hold for them, and the
+// request must still satisfy the join constraints (jit-access-facts §3.5).
+func (p *Policy) Approve(a Approval) (*Decision, error) {
+	g, ok := p.Group(a.Entitlement)
+	if !ok {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownEntitlement, a.Entitlement)
+	}
+	denied := &Denied{Entitlement: g.id}
+	acc := access(g, a.Approver)
+	self := a.Approver.Email == a.Requester.Email
+	switch {
+	case self && !acc.SelfApprove:
+		denied.Reasons = append(denied.Reasons, "You cannot approve your own request: APPROVE_SELF is not granted to you")
+	case !self && !acc.ApproveOthers:
+		allow, deny := masks(g, a.Approver)
+		denied.Reasons = append(denied.Reasons, refusal(g, a.Approver, ApproveOthers, allow, deny))
+	}
+	if len(denied.Reasons) > 0 {
+		return nil, denied
+	}
+	inputs, errs := convertInputs(g, a.Inputs)
+	denied.Reasons = append(denied.Reasons, errs...)
+	d := &Decision{Group: g, SelfApproved: self, Inputs: inputs, Approvals: g.Approvals()}
+	if exp, ok := g.Expiry(); !ok {
+		denied.Reasons = append(denied.Reasons, "The entitlement doesn't specify an expiry constraint")
+	} else if dur, err := exp.Check(a.Duration); err != nil {
+		denied.Reasons = append(denied.Reasons, err.Error())
+	} else {
+		d.Duration = dur
+	}
+	if len(errs) == 0 {
+		denied.Reasons = append(denied.Reasons, evalAll(effective(g, false), evalContext{subject: a.Approver, group: g, inputs: inputs})...)
+		denied.Reasons = append(denied.Reasons, evalAll(effective(g, true), evalContext{subject: a.Requester, group: g, inputs: inputs})...)
+	}
+	if len(denied.Reasons) > 0 {
+		return nil, denied
+	}
+	return d, nil
+}
+
+func evalAll(cs []Constraint, ctx evalContext) []string {
+	var out []string
+	for _, c := range cs {
+		if e, ok := c.(*Expression); ok {
+			if err := e.eval(ctx); err != nil {
+				out = append(out, err.Error())
+			}
+		}
+	}
+	return out
+}
+
+// convertInputs types the raw inputs against the group's declarations.
+// Undeclared inputs are refused: they are most likely a typo.
+func convertInputs(g *Group, raw map[string]any) (map[string]any, []string) {
+	vars := g.Variables()
+	out := make(map[string]any, len(vars))
+	var errs []string
+	declared := map[string]bool{}
+	for _, v := range vars {
+		declared[v.Name] = true
+		val, present := raw[v.Name]
+		typed, err := v.convert(val, present && val != nil)
+		if err != nil {
+			errs = append(errs, err.Error())
+			continue
+		}
+		out[v.Name] = typed
+	}
+	var unknown []string
+	for k := range raw {
+		if !declared[k] {
+			unknown = append(unknown, k)
+		}
+	}
+	sort.Strings(unknown)
+	for _, k := range unknown {
+		errs = append(errs, fmt.Sprintf("input %q is not declared by this entitlement's constraints", k))
+	}
+	return out, errs
+}

@@ -1,0 +1,121 @@
+package policy
+
+import (
+	"fmt"
+	"net/mail"
+	"regexp"
+	"strings"
+)
+
+// PrincipalType is the kind of an ACL principal.
+type PrincipalType string
+
+const (
+	UserPrincipal   PrincipalType = "user"
+	GroupPrincipal  PrincipalType = "group"
+	DomainPrincipal PrincipalType = "domain"
+	ClassPrincipal  PrincipalType = "class"
+)
+
+// The user classes of JIT Groups (jit-access-facts §3.3).
+const (
+	ClassIAPUsers      = "iapUsers"
+	ClassInternalUsers = "internalUsers"
+	ClassExternalUsers = "externalUsers"
+)
+
+// Principal is an ACL principal: user:EMAIL, group:EMAIL, domain:DOMAIN or
+// class:iapUsers|internalUsers|externalUsers. Emails and domains are kept
+// lower-case, so principals compare with ==.
+type Principal struct {
+	Type  PrincipalType
+	Value string
+}
+
+func (p Principal) String() string { return string(p.Type) + ":" + p.Value }
+
+var domainRE = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$`)
+
+// ParsePrincipal reads an ACL principal. serviceAccount: principals are
+// refused, as in JIT Groups.
+func ParsePrincipal(s string) (Principal, error) {
+	typ, value, ok := strings.Cut(strings.TrimSpace(s), ":")
+	if !ok || value == "" {
+		return Principal{}, fmt.Errorf("principal %q must be user:EMAIL, group:EMAIL, domain:DOMAIN or class:CLASS", s)
+	}
+	switch PrincipalType(strings.ToLower(typ)) {
+	case UserPrincipal, GroupPrincipal:
+		if !isEmail(value) {
+			return Principal{}, fmt.Errorf("principal %q: %q is not an email address", s, value)
+		}
+		return Principal{Type: PrincipalType(strings.ToLower(typ)), Value: strings.ToLower(value)}, nil
+	case DomainPrincipal:
+		v := strings.ToLower(value)
+		if !domainRE.MatchString(v) {
+			return Principal{}, fmt.Errorf("principal %q: %q is not a domain name", s, value)
+		}
+		return Principal{Type: DomainPrincipal, Value: v}, nil
+	case ClassPrincipal:
+		for _, c := range []string{ClassIAPUsers, ClassInternalUsers, ClassExternalUsers} {
+			if strings.EqualFold(value, c) {
+				return Principal{Type: ClassPrincipal, Value: c}, nil
+			}
+		}
+		return Principal{}, fmt.Errorf("principal %q: unknown class (want iapUsers, internalUsers or externalUsers)", s)
+	default:
+		return Principal{}, fmt.Errorf("principal %q: unsupported type %q (want user, group, domain or class)", s, typ)
+	}
+}
+
+func isEmail(s string) bool {
+	a, err := mail.ParseAddress(s)
+	return err == nil && a.Address == s && strings.Count(s, "@") == 1 && !strings.ContainsAny(s, " <>")
+}
+
+// Subject is who is asking: a user, the groups they belong to (transitive,
+// from a groups resolver) and whether their account is in the
+// organization's own domains. Build it with NewSubject.
+type Subject struct {
+	Email      string
+	Principals []Principal
+	keys       map[Principal]bool
+}
+
+// NewSubject lists a user's principals: user:EMAIL, group:G for each group,
+// domain:DOMAIN of the email, class:iapUsers (everyone who reaches the
+// service came through IAP or the local equivalent) and class:internalUsers
+// or class:externalUsers.
+func NewSubject(email string, groups []string, internal bool) Subject {
+	email = strings.ToLower(strings.TrimSpace(email))
+	s := Subject{Email: email}
+	s.Principals = append(s.Principals, Principal{UserPrincipal, email})
+	for _, g := range groups {
+		s.Principals = append(s.Principals, Principal{GroupPrincipal, strings.ToLower(g)})
+	}
+	if _, dom, ok := strings.Cut(email, "@"); ok {
+		s.Principals = append(s.Principals, Principal{DomainPrincipal, dom})
+	}
+	s.Principals = append(s.Principals, Principal{ClassPrincipal, ClassIAPUsers})
+	if internal {
+		s.Principals = append(s.Principals, Principal{ClassPrincipal, ClassInternalUsers})
+	} else {
+		s.Principals = append(s.Principals, Principal{ClassPrincipal, ClassExternalUsers})
+	}
+	s.keys = make(map[Principal]bool, len(s.Principals))
+	for _, p := range s.Principals {
+		s.keys[p] = true
+	}
+	return s
+}
+
+// Has reports whether p is one of the subject's principals.
+func (s Subject) Has(p Principal) bool { return s.keys[p] }
+
+// PrincipalStrings are the principals as strings, for CEL's subject.principals.
+func (s Subject) PrincipalStrings() []string {
+	out := make([]string, len(s.Principals))
+	for i, p := range s.Principals {
+		out[i] = p.String()
+	}
+	return out
+}

@@ -1,10 +1,11 @@
 // Command jit is the one binary for people: `jit local` runs the embedded
-// Google Cloud (and, as the pipeline grows, the whole pipeline) on this machine.
+// pipeline on this machine, `jit policy lint` checks policy documents.
 package main
 
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -12,32 +13,39 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := realMain(ctx, os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "jit:", err)
-		os.Exit(1)
-	}
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
 }
 
 const usage = `usage: jit <command> [flags]
 
 commands:
-  local   run the embedded Google Cloud on loopback (see README)
+  local                     run the embedded pipeline on loopback (see README)
+  policy lint [flags] FILE… check policy documents; exit 1 on any issue
 `
 
-func realMain(ctx context.Context, args []string) error {
+// run executes one command and returns the process exit code: 0 success,
+// 1 failure (including lint issues), 2 bad usage.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(os.Stderr, usage)
-		return fmt.Errorf("no command given")
+		fmt.Fprint(stderr, usage)
+		return 2
 	}
 	switch args[0] {
 	case "local":
-		return runLocal(ctx, args[1:])
+		if err := runLocal(ctx, args[1:]); err != nil {
+			fmt.Fprintln(stderr, "jit local:", err)
+			return 1
+		}
+		return 0
+	case "policy":
+		return runPolicy(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
-		fmt.Print(usage)
-		return nil
+		fmt.Fprint(stdout, usage)
+		return 0
 	default:
-		fmt.Fprint(os.Stderr, usage)
-		return fmt.Errorf("unknown command %q", args[0])
+		fmt.Fprintf(stderr, "jit: unknown command %q\n%s", args[0], usage)
+		return 2
 	}
 }

@@ -8,16 +8,8 @@ import (
 	"os"
 
 	"github.com/jitpipeline/jit/internal/localgcp/embedded"
-	"github.com/jitpipeline/jit/internal/localgcp/localiam"
 	"github.com/jitpipeline/jit/internal/logging"
-)
-
-// The demo world until a world file can be passed in: one organization with
-// one project, so the IAM API has something to answer for.
-const (
-	demoOrganization  = "100000000001"
-	demoProject       = "demo-project"
-	demoProjectNumber = 100000000002
+	"github.com/jitpipeline/jit/internal/world"
 )
 
 func runLocal(ctx context.Context, args []string) error {
@@ -29,6 +21,7 @@ func runLocal(ctx context.Context, args []string) error {
 	location := fs.String("location", "us-central1", "region of the pipeline's own resources")
 	workflowsDir := fs.String("workflows-dir", "workflows", "directory of workflow definitions to deploy (*.yaml)")
 	emulator := fs.String("pubsub-emulator-host", os.Getenv("PUBSUB_EMULATOR_HOST"), "use Google's Pub/Sub emulator at host:port instead of the in-process pstest server")
+	worldFile := fs.String("world", "", "world file: the organization, projects, users and groups (default: the embedded demo world)")
 	level := fs.String("log-level", "info", "debug, info, warning or error")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -37,6 +30,13 @@ func runLocal(ctx context.Context, args []string) error {
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	log := logging.New(os.Stderr, logging.ParseLevel(*level))
+	w := world.Default()
+	if *worldFile != "" {
+		var err error
+		if w, err = world.Load(*worldFile); err != nil {
+			return err
+		}
+	}
 	if _, err := os.Stat(*workflowsDir); errors.Is(err, os.ErrNotExist) {
 		*workflowsDir = ""
 	}
@@ -51,13 +51,9 @@ func runLocal(ctx context.Context, args []string) error {
 		WorkflowServiceAccount: "jit-lifecycle@" + *project + ".iam.gserviceaccount.com",
 		WorkflowsDir:           *workflowsDir,
 		Queues:                 []string{"revocations"},
-		Seed: func(s *localiam.Server) error {
-			if err := s.AddOrganization(demoOrganization); err != nil {
-				return err
-			}
-			return s.AddProject(demoProject, demoProjectNumber, "organizations/"+demoOrganization)
-		},
-		Logger: log,
+		Seed:                   w.Seed,
+		GroupMembers:           w.DirectMembers,
+		Logger:                 log,
 	})
 	if err != nil {
 		return err
@@ -67,9 +63,11 @@ jit local: the embedded Google Cloud is running (local mode, loopback only).
   IAM, Cloud Tasks, Workflows Executions (gRPC): %s
   Pub/Sub (gRPC):                                %s   (PUBSUB_EMULATOR_HOST=%s)
   Workflow callbacks and token keys (HTTP):      %s
+  World:                                         %s (%d projects, %d users, %d groups)
   State:                                         %s
 Press Ctrl-C to stop; state survives a restart.
-`, cloud.GRPCAddr, cloud.PubSub.Addr, cloud.PubSub.Addr, cloud.HTTPURL, *dataDir)
+`, cloud.GRPCAddr, cloud.PubSub.Addr, cloud.PubSub.Addr, cloud.HTTPURL,
+		w.Organization.Domain, len(w.Projects), len(w.Users), len(w.Groups), *dataDir)
 	<-ctx.Done()
 	log.Info("shutting down")
 	return cloud.Close()

@@ -75,6 +75,9 @@ type Config struct {
 	// Seed adds the projects, folders and organizations that exist in this
 	// world (idempotent: it runs on every start).
 	Seed func(*localiam.Server) error
+	// GroupMembers lists a group's direct members ("user:…", "group:…") so
+	// the local IAM can decide group bindings; nil means groups never match.
+	GroupMembers func(ctx context.Context, group string) ([]string, error)
 	// Routes are the push subscriptions to deliver (Eventarc triggers).
 	Routes []pushbridge.Route
 	// Handler, if set, serves every HTTP path not taken by callbacks or the
@@ -178,7 +181,11 @@ func Start(ctx context.Context, cfg Config) (_ *Cloud, retErr error) {
 	}
 	c.Signer = signer
 
-	c.IAM, err = localiam.New(localiam.Config{Dir: filepath.Join(cfg.DataDir, "iam"), Logger: log.With("component", "iam")})
+	c.IAM, err = localiam.New(localiam.Config{
+		Dir:     filepath.Join(cfg.DataDir, "iam"),
+		Members: cfg.GroupMembers,
+		Logger:  log.With("component", "iam"),
+	})
 	if err != nil {
 		return nil, fmt.Errorf("failed to start IAM: %w", err)
 	}

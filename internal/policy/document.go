@@ -688,3 +688,13 @@ func kindName(n *yaml.Node) string {
 		return "nothing"
 	}
 }
+
+// Compile is Parse shaped as a compiler for the policy source: a document
+// with issues is an error (Issues), refused as a whole.
+func Compile(data []byte) (*Policy, error) {
+	pol, issues := Parse(data)
+	if issues != nil {
+		return nil, issues
+	}
+	return pol, nil
+}

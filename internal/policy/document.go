@@ -134,29 +134,54 @@ func (p *parser) environment(n *yaml.Node) *Environment {
 	return env
 }
 
+// level is what systems and groups share: a checked, unique name and the
+// node's description, ACL and constraints.
+type level struct {
+	kind  string // "system" or "group"
+	code  Code
+	re    *regexp.Regexp
+	rule  string
+	where string
+}
+
+var (
+	systemLevel = level{"system", SystemInvalid, envNameRE, "1 to 16 letters, digits and hyphens", "environment"}
+	groupLevel  = level{"group", GroupInvalid, groupNameRE, "1 to 24 letters, digits and hyphens", "system"}
+)
+
+// node reads the fields common to systems and groups into nd and returns
+// the remaining fields and the node's scope.
+func (p *parser) node(n *yaml.Node, parent string, lv level, seen map[string]*yaml.Node, nd *Node, extra string) (map[string]*yaml.Node, string) {
+	f := p.fields(n, parent+"."+peekName(n), "name", "description", "access", "constraints", extra)
+	if f == nil {
+		return nil, ""
+	}
+	name, ok := p.str(f["name"], parent)
+	scope := parent + "." + name
+	switch key := strings.ToLower(name); {
+	case !ok:
+		p.add(n, lv.code, parent, "The %s must have a name", lv.kind)
+		scope = parent + ".(unnamed " + lv.kind + ")"
+	case !lv.re.MatchString(name):
+		p.add(f["name"], lv.code, scope, "The %s name %q is invalid: use %s", lv.kind, name, lv.rule)
+	case seen[key] != nil:
+		p.add(f["name"], lv.code, scope, "The %s name %q is used more than once in this %s (first on line %d)", lv.kind, name, lv.where, seen[key].Line)
+	default:
+		seen[key] = f["name"]
+	}
+	nd.Name = name
+	nd.Description, _ = p.str(f["description"], scope)
+	nd.ACL = p.acl(f["access"], scope)
+	nd.Join, nd.Approve = p.constraints(f["constraints"], scope)
+	return f, scope
+}
+
 func (p *parser) system(n *yaml.Node, env string, seen map[string]*yaml.Node) *System {
-	f := p.fields(n, env+"."+peekName(n), "name", "description", "access", "constraints", "groups")
+	s := &System{}
+	f, scope := p.node(n, env, systemLevel, seen, &s.Node, "groups")
 	if f == nil {
 		return nil
 	}
-	s := &System{}
-	name, ok := p.str(f["name"], env)
-	scope := env + "." + name
-	switch {
-	case !ok:
-		p.add(n, SystemInvalid, env, "The system must have a name")
-		scope = env + ".(unnamed system)"
-	case !envNameRE.MatchString(name):
-		p.add(f["name"], SystemInvalid, scope, "The system name %q is invalid: use 1 to 16 letters, digits and hyphens", name)
-	case seen[strings.ToLower(name)] != nil:
-		p.add(f["name"], SystemInvalid, scope, "The system name %q is used more than once in this environment (first on line %d)", name, seen[strings.ToLower(name)].Line)
-	default:
-		seen[strings.ToLower(name)] = f["name"]
-	}
-	s.Name = name
-	s.Description, _ = p.str(f["description"], scope)
-	s.ACL = p.acl(f["access"], scope)
-	s.Join, s.Approve = p.constraints(f["constraints"], scope)
 	groups := map[string]*yaml.Node{}
 	for _, gn := range p.seq(f["groups"], scope) {
 		if g := p.group(gn, scope, groups); g != nil {
@@ -167,28 +192,11 @@ func (p *parser) system(n *yaml.Node, env string, seen map[string]*yaml.Node) *S
 }
 
 func (p *parser) group(n *yaml.Node, parent string, seen map[string]*yaml.Node) *Group {
-	f := p.fields(n, parent+"."+peekName(n), "name", "description", "access", "constraints", "privileges")
+	g := &Group{}
+	f, scope := p.node(n, parent, groupLevel, seen, &g.Node, "privileges")
 	if f == nil {
 		return nil
 	}
-	g := &Group{}
-	name, ok := p.str(f["name"], parent)
-	scope := parent + "." + name
-	switch {
-	case !ok:
-		p.add(n, GroupInvalid, parent, "The group must have a name")
-		scope = parent + ".(unnamed group)"
-	case !groupNameRE.MatchString(name):
-		p.add(f["name"], GroupInvalid, scope, "The group name %q is invalid: use 1 to 24 letters, digits and hyphens", name)
-	case seen[strings.ToLower(name)] != nil:
-		p.add(f["name"], GroupInvalid, scope, "The group name %q is used more than once in this system (first on line %d)", name, seen[strings.ToLower(name)].Line)
-	default:
-		seen[strings.ToLower(name)] = f["name"]
-	}
-	g.Name = name
-	g.Description, _ = p.str(f["description"], scope)
-	g.ACL = p.acl(f["access"], scope)
-	g.Join, g.Approve = p.constraints(f["constraints"], scope)
 	if present(f["privileges"]) {
 		pf := p.fields(f["privileges"], scope, "iam")
 		for _, bn := range p.seq(pf["iam"], scope) {

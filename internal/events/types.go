@@ -1,0 +1,74 @@
+// Package events holds the pipeline's CloudEvents: their types, their one
+// data shape, their JSON Schemas (schemas/ at the module root, embedded),
+// validation on emit and on receipt, publication to the events topic as
+// binary-mode CloudEvents, the one place a Pub/Sub-wrapped event is
+// unwrapped, and the audit log line each transition writes.
+package events
+
+import (
+	"time"
+
+	"github.com/jitpipeline/jit/internal/grant"
+)
+
+// Source is the CloudEvents source of events the pipeline emits.
+const Source = "//jit.pipeline/grants"
+
+// Event types. Transitions of a grant (emitted by the functions through the
+// ledger's outbox) and commands (emitted by the lifecycle workflow, which
+// carry a callback URL to resume it).
+const (
+	// Transitions.
+	Requested        = "dev.jitpipeline.grant.requested.v1"
+	Approved         = "dev.jitpipeline.grant.approved.v1"
+	DeniedType       = "dev.jitpipeline.grant.denied.v1"
+	ExpiredType      = "dev.jitpipeline.grant.expired.v1"
+	Activated        = "dev.jitpipeline.grant.activated.v1"
+	ActivationFailed = "dev.jitpipeline.grant.activation_failed.v1"
+	WithdrawingType  = "dev.jitpipeline.grant.withdrawing.v1"
+	RevokingType     = "dev.jitpipeline.grant.revoking.v1"
+	EndedType        = "dev.jitpipeline.grant.ended.v1"
+	RevokedType      = "dev.jitpipeline.grant.revoked.v1"
+	WithdrawnType    = "dev.jitpipeline.grant.withdrawn.v1"
+	// RevocationVerified records that the policy was read back after a
+	// removal and no binding outlives the grant.
+	RevocationVerified = "dev.jitpipeline.grant.revocation_verified.v1"
+
+	// Commands from the workflow.
+	ApprovalRequested   = "dev.jitpipeline.approval.requested.v1"
+	ActivationRequested = "dev.jitpipeline.activation.requested.v1"
+	RevokeRequested     = "dev.jitpipeline.revoke.requested.v1"
+)
+
+// Types lists every event type; each has a schema in schemas/<type>.json.
+var Types = []string{
+	Requested, Approved, DeniedType, ExpiredType, Activated, ActivationFailed,
+	WithdrawingType, RevokingType, EndedType, RevokedType, WithdrawnType, RevocationVerified,
+	ApprovalRequested, ActivationRequested, RevokeRequested,
+}
+
+// Data is the payload of every event: a summary of the grant after the
+// transition, and what is specific to the event. The schemas say which
+// fields each type requires.
+type Data struct {
+	GrantID           string            `json:"grantId"`
+	Entitlement       string            `json:"entitlement"`
+	Requester         string            `json:"requester"`
+	State             grant.State       `json:"state"`
+	Justification     string            `json:"justification,omitempty"`
+	RequestedDuration string            `json:"requestedDuration,omitempty"` // ISO 8601
+	Privileges        []grant.Privilege `json:"privileges,omitempty"`
+	ApprovalRequired  bool              `json:"approvalRequired,omitempty"`
+	RequiredApprovals int               `json:"requiredApprovals,omitempty"`
+	Approvers         []string          `json:"approvers,omitempty"`
+	ApprovalDeadline  *time.Time        `json:"approvalDeadline,omitempty"`
+	StartTime         *time.Time        `json:"startTime,omitempty"`
+	EndTime           *time.Time        `json:"endTime,omitempty"`
+	// Actor is who caused the transition: a user, or a service.
+	Actor   string `json:"actor,omitempty"`
+	Message string `json:"message,omitempty"`
+	// CallbackURL (commands only) resumes the workflow execution.
+	CallbackURL string `json:"callbackUrl,omitempty"`
+	// Reason of a revoke command: "end", "withdraw" or "revoke".
+	Reason string `json:"reason,omitempty"`
+}

@@ -69,6 +69,9 @@ type Data struct {
 	Message string `json:"message,omitempty"`
 	// CallbackURL (commands only) resumes the workflow execution.
 	CallbackURL string `json:"callbackUrl,omitempty"`
+	// EndCallbackURL (activation.requested only) ends the wait for the end
+	// of the access early: withdraw and revoke call it.
+	EndCallbackURL string `json:"endCallbackUrl,omitempty"`
 	// Reason of a revoke command: "end", "withdraw" or "revoke".
 	Reason string `json:"reason,omitempty"`
 }

@@ -1,7 +1,8 @@
 # The README says what each target is for.
 GO        ?= go
 PKGS      ?= ./...
-DATA_DIR  ?= .jit-data
+DATA_DIR  ?= .jit
+PORT      ?= 8080
 TESTFLAGS ?= -race -shuffle=on -count=1 -timeout=15m
 
 .PHONY: all build test test-short bench vet fmt fmt-check run clean
@@ -31,7 +32,7 @@ fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "not gofmt-ed:"; echo "$$out"; exit 1; fi
 
 run:
-	$(GO) run ./cmd/jit local --data-dir=$(DATA_DIR)
+	$(GO) run ./cmd/jit local --data-dir=$(DATA_DIR) --port=$(PORT)
 
 clean:
 	rm -rf $(DATA_DIR)

@@ -2,27 +2,32 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 
-	"github.com/jitpipeline/jit/internal/localgcp/embedded"
+	"github.com/jitpipeline/jit/internal/localpipeline"
 	"github.com/jitpipeline/jit/internal/logging"
 	"github.com/jitpipeline/jit/internal/world"
 )
 
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// runLocal is `jit local`: the whole pipeline on loopback, in local mode.
 func runLocal(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("local", flag.ContinueOnError)
-	dataDir := fs.String("data-dir", ".jit-data", "directory for all durable state")
-	grpcAddr := fs.String("grpc-addr", "127.0.0.1:8090", "loopback address of the IAM, Cloud Tasks and Workflows Executions gRPC APIs")
-	httpAddr := fs.String("http-addr", "127.0.0.1:8080", "loopback address of the HTTP server (workflow callbacks, token keys)")
-	project := fs.String("project", "jit-local", "project of the pipeline's own resources")
-	location := fs.String("location", "us-central1", "region of the pipeline's own resources")
-	workflowsDir := fs.String("workflows-dir", "workflows", "directory of workflow definitions to deploy (*.yaml)")
+	port := fs.String("port", envOr("PORT", "8080"), "loopback port of the HTTP server (env PORT)")
+	dataDir := fs.String("data-dir", envOr("JIT_DATA_DIR", ".jit"), "directory for all durable state (env JIT_DATA_DIR)")
+	policyFile := fs.String("policy", os.Getenv("JIT_POLICY"), "policy document, reloaded when it changes (env JIT_POLICY; default: the demo policy)")
+	worldFile := fs.String("world", os.Getenv("JIT_WORLD"), "world file: projects, users, groups and IAM bindings of the emulated organization (env JIT_WORLD; default: the demo world)")
 	emulator := fs.String("pubsub-emulator-host", os.Getenv("PUBSUB_EMULATOR_HOST"), "use Google's Pub/Sub emulator at host:port instead of the in-process pstest server")
-	worldFile := fs.String("world", "", "world file: the organization, projects, users and groups (default: the embedded demo world)")
-	level := fs.String("log-level", "info", "debug, info, warning or error")
+	level := fs.String("log-level", envOr("JIT_LOG_LEVEL", "info"), "debug, info, warning or error")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -37,38 +42,25 @@ func runLocal(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	if _, err := os.Stat(*workflowsDir); errors.Is(err, os.ErrNotExist) {
-		*workflowsDir = ""
-	}
-
-	cloud, err := embedded.Start(ctx, embedded.Config{
-		DataDir:                *dataDir,
-		Project:                *project,
-		Location:               *location,
-		GRPCAddr:               *grpcAddr,
-		HTTPAddr:               *httpAddr,
-		PubSubEmulatorHost:     *emulator,
-		WorkflowServiceAccount: "jit-lifecycle@" + *project + ".iam.gserviceaccount.com",
-		WorkflowsDir:           *workflowsDir,
-		Queues:                 []string{"revocations"},
-		Seed:                   w.Seed,
-		GroupMembers:           w.DirectMembers,
-		Logger:                 log,
+	log.Info("starting in local mode: loopback only, the X-Debug-Principal header names the caller", "mode", "local")
+	p, err := localpipeline.Start(ctx, localpipeline.Config{
+		DataDir: *dataDir, Addr: net.JoinHostPort("127.0.0.1", *port),
+		PolicyFile: *policyFile, World: w, PubSubEmulatorHost: *emulator, Logger: log,
 	})
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, `
-jit local: the embedded Google Cloud is running (local mode, loopback only).
-  IAM, Cloud Tasks, Workflows Executions (gRPC): %s
-  Pub/Sub (gRPC):                                %s   (PUBSUB_EMULATOR_HOST=%s)
-  Workflow callbacks and token keys (HTTP):      %s
-  World:                                         %s (%d projects, %d users, %d groups)
-  State:                                         %s
-Press Ctrl-C to stop; state survives a restart.
-`, cloud.GRPCAddr, cloud.PubSub.Addr, cloud.PubSub.Addr, cloud.HTTPURL,
-		w.Organization.Domain, len(w.Projects), len(w.Users), len(w.Groups), *dataDir)
+jit local is running at %[1]s (local mode, loopback only; state in %[2]s)
+
+Try it:
+  curl -s %[1]s/v1/entitlements -H 'X-Debug-Principal: user:alice@example.com'
+  curl -s %[1]s/v1/grants -H 'X-Debug-Principal: user:alice@example.com' -H 'X-Requested-With: curl' -H 'Content-Type: application/json' -d '{"entitlement":"demo.demo-project.viewer","requestedDuration":"PT1M","justification":"trying jit"}'
+  curl -s %[1]s/local/iam/projects/demo-project
+
+Press Ctrl-C to stop; everything carries on after a restart.
+`, p.URL, *dataDir)
 	<-ctx.Done()
 	log.Info("shutting down")
-	return cloud.Close()
+	return p.Close()
 }

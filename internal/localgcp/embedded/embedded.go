@@ -34,6 +34,7 @@ import (
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 
+	"github.com/jitpipeline/jit/internal/clock"
 	"github.com/jitpipeline/jit/internal/localgcp/localiam"
 	"github.com/jitpipeline/jit/internal/localgcp/localoidc"
 	"github.com/jitpipeline/jit/internal/localgcp/localtasks"
@@ -78,14 +79,22 @@ type Config struct {
 	// GroupMembers lists a group's direct members ("user:…", "group:…") so
 	// the local IAM can decide group bindings; nil means groups never match.
 	GroupMembers func(ctx context.Context, group string) ([]string, error)
-	// Routes are the push subscriptions to deliver (Eventarc triggers).
+	// Routes are the push subscriptions to deliver (Eventarc triggers). An
+	// Endpoint that is a path ("/functions/grant") is on this cloud's own
+	// HTTP server, whose address is known only once it listens.
 	Routes []pushbridge.Route
+	// AuthorizeCallback vets workflow callback requests (see wfrunner).
+	AuthorizeCallback func(*http.Request) error
 	// Handler, if set, serves every HTTP path not taken by callbacks or the
 	// key set: this is where the pipeline's functions are mounted.
 	Handler http.Handler
-	// TimeScale speeds up workflow waits in tests (see wfrunner.Config).
-	TimeScale float64
-	Logger    *slog.Logger
+	// Clock is the one time of the whole cloud: IAM condition evaluation
+	// (request.time), Cloud Tasks schedule times and dispatch, and workflow
+	// sys.now, sleeps, await timeouts and retries. A clock.Scaled lets a test
+	// run a grant lifecycle faster than real time; the pipeline's own code
+	// should read the same clock (Cloud.Clock). Default clock.Real().
+	Clock  clock.Clock
+	Logger *slog.Logger
 }
 
 // Validate reports every problem with the configuration at once.
@@ -138,6 +147,8 @@ type Cloud struct {
 	// Executions; HTTPURL serves workflow callbacks and the key set.
 	GRPCAddr string
 	HTTPURL  string
+	// Clock is the clock every service runs on (Config.Clock or the real one).
+	Clock clock.Clock
 
 	Signer    *localoidc.Signer
 	IAM       *localiam.Server
@@ -164,10 +175,13 @@ func Start(ctx context.Context, cfg Config) (_ *Cloud, retErr error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real()
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid embedded cloud config: %w", err)
 	}
-	c := &Cloud{cfg: cfg}
+	c := &Cloud{cfg: cfg, Clock: cfg.Clock}
 	defer func() {
 		if retErr != nil {
 			c.Close()
@@ -183,6 +197,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cloud, retErr error) {
 
 	c.IAM, err = localiam.New(localiam.Config{
 		Dir:     filepath.Join(cfg.DataDir, "iam"),
+		Now:     cfg.Clock.Now,
 		Members: cfg.GroupMembers,
 		Logger:  log.With("component", "iam"),
 	})
@@ -198,6 +213,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cloud, retErr error) {
 	c.Tasks, err = localtasks.New(localtasks.Config{
 		Dir:    filepath.Join(cfg.DataDir, "tasks"),
 		Signer: signer,
+		Clock:  cfg.Clock,
 		Logger: log.With("component", "cloudtasks"),
 	})
 	if err != nil {
@@ -232,17 +248,18 @@ func Start(ctx context.Context, cfg Config) (_ *Cloud, retErr error) {
 	c.HTTPURL = "http://" + httpLis.Addr().String()
 
 	c.Workflows, err = wfrunner.New(wfrunner.Config{
-		Project:         cfg.Project,
-		Location:        cfg.Location,
-		Dir:             filepath.Join(cfg.DataDir, "workflows"),
-		CallbackBaseURL: c.HTTPURL,
-		Signer:          signer,
-		ServiceAccount:  cfg.WorkflowServiceAccount,
-		PubSubOptions:   c.PubSub.ClientOptions(),
-		TasksOptions:    loopback.ClientOptions(c.GRPCAddr),
-		Env:             cfg.WorkflowEnv,
-		TimeScale:       cfg.TimeScale,
-		Logger:          log.With("component", "workflows"),
+		Project:           cfg.Project,
+		Location:          cfg.Location,
+		Dir:               filepath.Join(cfg.DataDir, "workflows"),
+		CallbackBaseURL:   c.HTTPURL,
+		AuthorizeCallback: cfg.AuthorizeCallback,
+		Signer:            signer,
+		ServiceAccount:    cfg.WorkflowServiceAccount,
+		PubSubOptions:     c.PubSub.ClientOptions(),
+		TasksOptions:      loopback.ClientOptions(c.GRPCAddr),
+		Env:               cfg.WorkflowEnv,
+		Clock:             cfg.Clock,
+		Logger:            log.With("component", "workflows"),
 	})
 	if err != nil {
 		grpcLis.Close()
@@ -292,7 +309,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cloud, retErr error) {
 			Client: c.pubsub,
 			Signer: signer,
 			Logger: log.With("component", "pushbridge"),
-			Routes: cfg.Routes,
+			Routes: c.resolveRoutes(cfg.Routes),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("failed to configure push bridge: %w", err)
@@ -307,6 +324,18 @@ func Start(ctx context.Context, cfg Config) (_ *Cloud, retErr error) {
 		"grpc_addr", c.GRPCAddr, "http_url", c.HTTPURL, "pubsub_addr", c.PubSub.Addr,
 		"data_dir", cfg.DataDir, "project", cfg.Project, "location", cfg.Location)
 	return c, nil
+}
+
+// resolveRoutes puts relative endpoints on this cloud's HTTP server.
+func (c *Cloud) resolveRoutes(routes []pushbridge.Route) []pushbridge.Route {
+	out := make([]pushbridge.Route, len(routes))
+	for i, r := range routes {
+		if strings.HasPrefix(r.Endpoint, "/") {
+			r.Endpoint = c.HTTPURL + r.Endpoint
+		}
+		out[i] = r
+	}
+	return out
 }
 
 func (c *Cloud) deployWorkflows() error {

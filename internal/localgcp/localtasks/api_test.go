@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/jitpipeline/jit/internal/clock"
 	"github.com/jitpipeline/jit/internal/localgcp/localtasks"
 )
 
@@ -123,8 +124,8 @@ func TestQueues(t *testing.T) {
 
 func TestCreateTaskValidation(t *testing.T) {
 	t.Parallel()
-	clk := &clock{t: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
-	e := newEnv(t, localtasks.Config{Now: clk.Now}, false)
+	clk := clock.NewManual(time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC))
+	e := newEnv(t, localtasks.Config{Clock: clk}, false)
 	e.createQueue(t, nil)
 	const url = "http://127.0.0.1:1/run"
 	withReq := func(f func(*cloudtaskspb.HttpRequest)) *cloudtaskspb.Task {
@@ -199,8 +200,8 @@ func TestCreateTaskValidation(t *testing.T) {
 func TestCreateTaskDefaults(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2030, 1, 2, 3, 4, 5, 123456789, time.UTC)
-	clk := &clock{t: now}
-	e := newEnv(t, localtasks.Config{Now: clk.Now}, false)
+	clk := clock.NewManual(now)
+	e := newEnv(t, localtasks.Config{Clock: clk}, false)
 	e.createQueue(t, nil)
 	const url = "http://127.0.0.1:1/run"
 	body := []byte(`{"a":1}`)
@@ -259,8 +260,8 @@ func TestCreateTaskDefaults(t *testing.T) {
 
 func TestDedupAndDelete(t *testing.T) {
 	t.Parallel()
-	clk := &clock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
-	e := newEnv(t, localtasks.Config{Now: clk.Now, DedupWindow: 10 * time.Minute}, false)
+	clk := clock.NewManual(time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC))
+	e := newEnv(t, localtasks.Config{Clock: clk, DedupWindow: 10 * time.Minute}, false)
 	e.createQueue(t, nil)
 	ctx := t.Context()
 	const url = "http://127.0.0.1:1/run"

@@ -18,26 +18,32 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/jitpipeline/jit/internal/clock"
 )
 
-// loop dispatches due tasks. It sleeps on one timer set for the earliest
-// scheduled task and is woken early by CreateTask, RunTask, DeleteTask and
-// finished attempts; it never polls.
+// loop dispatches due tasks. It sleeps on one timer of the server's clock,
+// set for the earliest scheduled task, and is woken early by CreateTask,
+// RunTask, DeleteTask and finished attempts; it never polls.
 func (s *Server) loop(ctx context.Context) {
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
 	for {
+		var timer clock.Timer
+		var fire <-chan time.Time // nil, so never ready, without a timer
 		if wait, ok := s.dispatchDue(ctx); ok {
-			timer.Reset(wait)
+			timer = s.clock.NewTimer(wait)
+			fire = timer.C()
 		}
 		select {
 		case <-ctx.Done():
-			return
 		case <-s.wake:
-		case <-timer.C:
+		case <-fire:
 		}
-		timer.Stop()
+		if timer != nil {
+			timer.Stop()
+		}
+		if ctx.Err() != nil {
+			return
+		}
 	}
 }
 
@@ -50,7 +56,7 @@ func (s *Server) dispatchDue(ctx context.Context) (wait time.Duration, ok bool) 
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := s.now()
+	now := s.clock.Now()
 	var due []*task
 	var next time.Time
 	for _, t := range s.tasks {
@@ -246,7 +252,7 @@ func (s *Server) finish(ctx context.Context, a attempt, out outcome) {
 	if s.tasks[a.pb.GetName()] != t {
 		return // deleted while in flight: the outcome no longer matters
 	}
-	now := s.now()
+	now := s.clock.Now()
 	last := t.pb.GetLastAttempt()
 	last.ResponseTime = timestamppb.New(now.Truncate(time.Microsecond))
 	last.ResponseStatus = &spb.Status{Code: int32(out.code), Message: out.message}

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/jitpipeline/jit/internal/clock"
 	"github.com/jitpipeline/jit/internal/localgcp/localoidc"
 	"github.com/jitpipeline/jit/internal/localgcp/localtasks"
 )
@@ -409,5 +410,71 @@ func TestNeverTwoAttemptsAtOnce(t *testing.T) {
 	e.waitGone(t, name)
 	if n := rcv.count(); n != 2 {
 		t.Errorf("receiver saw %d requests, want 2 (one per task)", n)
+	}
+}
+
+// TestDispatchFollowsClock drives the dispatcher with a manual clock: a task
+// fires when the clock reaches its schedule_time, not before, and its retry
+// waits min_backoff of the same clock. Facts: tasks are dispatched at
+// schedule_time, a failed attempt is retried after min_backoff, and
+// X-CloudTasks-TaskETA is the schedule time in seconds since the epoch
+// (task.pb.go, queue.pb.go RetryConfig, creating-http-target-tasks; gcp-facts §3).
+func TestDispatchFollowsClock(t *testing.T) {
+	t.Parallel()
+	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	clk := clock.NewManual(start)
+	e := newEnv(t, localtasks.Config{Clock: clk}, true)
+	e.createQueue(t, fastRetry(5, 10*time.Second, 10*time.Second))
+	rcv := newReceiver(t, http.StatusServiceUnavailable, http.StatusOK)
+	task := httpTask("later", rcv.srv.URL)
+	task.ScheduleTime = timestamppb.New(start.Add(time.Minute))
+	name := e.create(t, task).GetName()
+	// The limit only bounds a broken run (a dispatcher that ignores clk).
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+
+	// The dispatcher has armed its timer for the task: nothing is due yet.
+	if err := clk.WaitForTimers(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Minute - time.Millisecond)
+	if err := clk.WaitForTimers(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if n := rcv.count(); n != 0 {
+		t.Fatalf("task dispatched %d times before its schedule_time", n)
+	}
+	clk.Advance(time.Millisecond)
+	eventually(t, "first attempt", func() bool { return rcv.count() == 1 })
+
+	// The 503 is retried min_backoff (10 s) of clock time after the attempt.
+	var got *cloudtaskspb.Task
+	eventually(t, "first attempt recorded", func() bool {
+		var err error
+		got, err = e.get(t, name)
+		return err == nil && got.GetResponseCount() == 1
+	})
+	if want := start.Add(time.Minute + 10*time.Second); !got.GetScheduleTime().AsTime().Equal(want) {
+		t.Errorf("retry scheduled at %v, want %v", got.GetScheduleTime().AsTime(), want)
+	}
+	if at := got.GetLastAttempt().GetDispatchTime().AsTime(); !at.Equal(start.Add(time.Minute)) {
+		t.Errorf("last_attempt.dispatch_time = %v, want the clock's %v", at, start.Add(time.Minute))
+	}
+	if err := clk.WaitForTimers(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(10 * time.Second)
+	e.waitGone(t, name)
+
+	var etas []string
+	for _, h := range rcv.all() {
+		etas = append(etas, h.header.Get("X-CloudTasks-TaskETA"))
+	}
+	want := []string{
+		fmt.Sprintf("%d.000000", start.Add(time.Minute).Unix()),
+		fmt.Sprintf("%d.000000", start.Add(time.Minute+10*time.Second).Unix()),
+	}
+	if diff := cmp.Diff(want, etas); diff != "" {
+		t.Errorf("X-CloudTasks-TaskETA of the attempts (-want +got):\n%s", diff)
 	}
 }

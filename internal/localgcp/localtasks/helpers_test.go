@@ -180,24 +180,6 @@ func (r *receiver) all() []hit {
 	return append([]hit(nil), r.hits...)
 }
 
-// clock is a settable clock for Config.Now.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 func (r *receiver) setHeader(k, v string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

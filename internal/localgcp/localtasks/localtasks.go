@@ -38,6 +38,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/jitpipeline/jit/internal/clock"
 	"github.com/jitpipeline/jit/internal/localgcp/localoidc"
 	"github.com/jitpipeline/jit/internal/localgcp/loopback"
 )
@@ -64,10 +65,12 @@ type Config struct {
 	// HTTPClient sends the task requests. Default: a new http.Client; the
 	// dispatch deadline is applied through the request context.
 	HTTPClient *http.Client
-	// Now is the clock for schedule times, deadlines and the dedup window.
-	// Default time.Now. The dispatcher's timer still sleeps in real time,
-	// so with a frozen clock use RunTask to force dispatches.
-	Now func() time.Time
+	// Clock is the time of schedule times, attempt timestamps, retry
+	// backoff, the retention limit and the dedup window, and the dispatcher
+	// waits on its timers: a clock.Scaled makes tasks fire early in real
+	// time but on time in virtual time. Default clock.Real(). The dispatch
+	// deadline of an attempt stays real time: it bounds real work.
+	Clock clock.Clock
 	// DedupWindow is how long a name stays reserved after its task ran or
 	// was deleted. Zero means DefaultDedupWindow.
 	DedupWindow time.Duration
@@ -103,7 +106,7 @@ type Server struct {
 	dir         string
 	signer      *localoidc.Signer
 	client      *http.Client
-	now         func() time.Time
+	clock       clock.Clock
 	dedupWindow time.Duration
 	retry       *cloudtaskspb.RetryConfig
 	log         *slog.Logger
@@ -145,7 +148,7 @@ func New(cfg Config) (*Server, error) {
 		dir:         cfg.Dir,
 		signer:      cfg.Signer,
 		client:      cfg.HTTPClient,
-		now:         cfg.Now,
+		clock:       cfg.Clock,
 		dedupWindow: cfg.DedupWindow,
 		retry:       mergeRetry(cfg.DefaultRetry, DefaultRetryConfig()),
 		log:         cfg.Logger,
@@ -157,8 +160,8 @@ func New(cfg Config) (*Server, error) {
 	if s.client == nil {
 		s.client = &http.Client{}
 	}
-	if s.now == nil {
-		s.now = time.Now
+	if s.clock == nil {
+		s.clock = clock.Real()
 	}
 	if s.dedupWindow == 0 {
 		s.dedupWindow = DefaultDedupWindow

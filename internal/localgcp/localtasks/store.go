@@ -76,7 +76,7 @@ func (s *Server) load() error {
 // always matches an order of mutations the API could observe. It also drops
 // tombstones whose window has passed.
 func (s *Server) persistLocked() error {
-	now := s.now()
+	now := s.clock.Now()
 	for name, until := range s.tombstones {
 		if !now.Before(until) {
 			delete(s.tombstones, name)

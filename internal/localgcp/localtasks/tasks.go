@@ -72,7 +72,7 @@ func (s *Server) CreateTask(_ context.Context, req *cloudtaskspb.CreateTaskReque
 	if _, ok := s.queues[parent]; !ok {
 		return nil, status.Error(codes.NotFound, msgQueueNotFound)
 	}
-	now := s.now()
+	now := s.clock.Now()
 	if pb.GetName() == "" {
 		for pb.Name = parent + "/tasks/" + newTaskID(); s.reservedLocked(pb.GetName(), now); {
 			pb.Name = parent + "/tasks/" + newTaskID()
@@ -161,7 +161,7 @@ func (s *Server) RunTask(_ context.Context, req *cloudtaskspb.RunTaskRequest) (*
 		return nil, err
 	}
 	if !t.running {
-		t.pb.ScheduleTime = timestamppb.New(s.now().Truncate(time.Microsecond))
+		t.pb.ScheduleTime = timestamppb.New(s.clock.Now().Truncate(time.Microsecond))
 		if err := s.persistLocked(); err != nil {
 			return nil, status.Error(codes.Internal, err.Error())
 		}
@@ -204,7 +204,7 @@ func (s *Server) lookupLocked(name string) (*task, error) {
 	if t, ok := s.tasks[name]; ok {
 		return t, nil
 	}
-	if until, ok := s.tombstones[name]; ok && s.now().Before(until) {
+	if until, ok := s.tombstones[name]; ok && s.clock.Now().Before(until) {
 		return nil, status.Error(codes.NotFound, msgTaskRecent)
 	}
 	return nil, status.Error(codes.NotFound, msgTaskNotFound)
@@ -223,7 +223,7 @@ func (s *Server) reservedLocked(name string, now time.Time) bool {
 // removeLocked deletes a task and reserves its name for the dedup window.
 func (s *Server) removeLocked(name string) {
 	delete(s.tasks, name)
-	s.tombstones[name] = s.now().Add(s.dedupWindow)
+	s.tombstones[name] = s.clock.Now().Add(s.dedupWindow)
 }
 
 // view returns a copy of a task in the requested view. BASIC (the default)

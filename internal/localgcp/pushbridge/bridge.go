@@ -201,6 +201,7 @@ func (r *route) ensure(ctx context.Context) error {
 		Name:               r.cfg.Subscription,
 		Topic:              r.cfg.Topic,
 		AckDeadlineSeconds: ackDeadlineSeconds(r.cfg.AckDeadline),
+		Filter:             r.cfg.Filter,
 	}
 	if r.cfg.DeadLetterTopic != "" {
 		if err := EnsureTopic(ctx, c, r.cfg.DeadLetterTopic); err != nil {

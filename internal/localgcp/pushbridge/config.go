@@ -48,6 +48,10 @@ type Route struct {
 	// Topic and Subscription are IDs or full names in the client's project.
 	Topic        string
 	Subscription string
+	// Filter, if set, is the subscription's filter, e.g.
+	// `attributes.ce-type = "…"`: only matching messages are delivered
+	// (Pub/Sub drops the others for this subscription).
+	Filter string
 	// Endpoint is the URL the CloudEvents are POSTed to.
 	Endpoint string
 	// OIDC, if set, adds Authorization: Bearer <Google-style ID token>.

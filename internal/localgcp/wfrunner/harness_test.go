@@ -28,6 +28,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/jitpipeline/jit/internal/clock"
 	"github.com/jitpipeline/jit/internal/localgcp/localoidc"
 	"github.com/jitpipeline/jit/internal/localgcp/loopback"
 )
@@ -55,7 +56,7 @@ type testEnv struct {
 
 type envOptions struct {
 	dir       string
-	timeScale float64
+	clock     clock.Clock // nil: clock.Real()
 	maxSteps  int
 	authorize func(*http.Request) error
 }
@@ -122,7 +123,7 @@ func newTestEnv(t *testing.T, o envOptions) *testEnv {
 		PubSubOptions:     psOpts,
 		TasksOptions:      tasksSrv.ClientOptions(),
 		Env:               map[string]string{"GREETING": "hello"},
-		TimeScale:         o.timeScale,
+		Clock:             o.clock,
 		MaxSteps:          o.maxSteps,
 		Logger:            slog.New(te.logs),
 	})

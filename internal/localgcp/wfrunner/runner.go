@@ -42,6 +42,7 @@ import (
 
 	executionspb "cloud.google.com/go/workflows/executions/apiv1/executionspb"
 
+	"github.com/jitpipeline/jit/internal/clock"
 	"github.com/jitpipeline/jit/internal/localgcp/durable"
 	"github.com/jitpipeline/jit/internal/localgcp/localoidc"
 	"github.com/jitpipeline/jit/internal/localgcp/wfexpr"
@@ -80,13 +81,13 @@ type Config struct {
 	// Env are the user variables sys.get_env returns (beside the built-in
 	// GOOGLE_CLOUD_* ones).
 	Env map[string]string
-	// Now is the clock of sys.now, deadlines and timestamps; default time.Now.
-	Now func() time.Time
-	// TimeScale multiplies every relative wait (sys.sleep, await timeouts,
-	// retry backoff) so tests can use real-looking values; default 1.
-	// Deadlines are journaled already scaled. sys.sleep_until is absolute and
-	// not scaled.
-	TimeScale float64
+	// Clock is the time of sys.now, execution and callback timestamps, and
+	// the deadlines of sys.sleep, sys.sleep_until, await_callback timeouts
+	// and retry backoff, which are journaled in its time and waited for on
+	// its timers: a clock.Scaled runs workflows faster than real time with
+	// real-looking values. Default clock.Real(). http.* timeouts stay real
+	// time: they bound real work.
+	Clock clock.Clock
 	// MaxSteps is the step budget of one execution; default DefaultMaxSteps.
 	// Exceeding it raises ResourceLimitError.
 	MaxSteps int
@@ -112,9 +113,6 @@ func (c *Config) Validate() error {
 	}
 	if c.Signer != nil && c.ServiceAccount == "" {
 		errs = append(errs, errors.New("ServiceAccount is required with a Signer"))
-	}
-	if c.TimeScale < 0 {
-		errs = append(errs, fmt.Errorf("TimeScale must not be negative, got %v", c.TimeScale))
 	}
 	if c.MaxSteps < 0 {
 		errs = append(errs, fmt.Errorf("MaxSteps must not be negative, got %d", c.MaxSteps))
@@ -157,11 +155,8 @@ func New(cfg Config) (*Runner, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("failed to validate config: %w", err)
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.TimeScale == 0 {
-		cfg.TimeScale = 1
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real()
 	}
 	if cfg.MaxSteps == 0 {
 		cfg.MaxSteps = DefaultMaxSteps
@@ -209,7 +204,7 @@ func (r *Runner) Deploy(name string, source []byte) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	d := &deployed{Name: name, Revision: 1, Source: string(source), UpdateTime: r.cfg.Now().UTC(), wf: wf}
+	d := &deployed{Name: name, Revision: 1, Source: string(source), UpdateTime: r.cfg.Clock.Now().UTC(), wf: wf}
 	if old := r.workflows[name]; old != nil {
 		if old.Source == d.Source {
 			return nil
@@ -363,7 +358,7 @@ func (r *Runner) create(workflow, argument string) (*execution, error) {
 		return nil, fmt.Errorf("%w: workflow %s", ErrNotFound, r.WorkflowName(workflow))
 	}
 	id := newID()
-	now := r.cfg.Now().UTC()
+	now := r.cfg.Clock.Now().UTC()
 	rec := &record{
 		Name:       r.WorkflowName(workflow) + "/executions/" + id,
 		Workflow:   workflow,
@@ -554,7 +549,7 @@ func (ex *execution) finish(v any, err error) {
 		ex.rec.State = stateFailed
 		ex.rec.Error = ex.errorRecord(err)
 	}
-	ex.rec.EndTime = ex.r.cfg.Now().UTC()
+	ex.rec.EndTime = ex.r.cfg.Clock.Now().UTC()
 	if perr := ex.persistLocked(); perr != nil {
 		ex.r.cfg.Logger.Error("failed to persist finished execution", "execution", ex.rec.Name, "error", perr)
 	}
@@ -585,7 +580,7 @@ func (ex *execution) cancelExecution() error {
 		return fmt.Errorf("execution %s is %s, not ACTIVE", ex.rec.Name, ex.rec.State)
 	}
 	ex.rec.State = stateCancelled
-	ex.rec.EndTime = ex.r.cfg.Now().UTC()
+	ex.rec.EndTime = ex.r.cfg.Clock.Now().UTC()
 	ex.rec.Error = &errorRec{Payload: `"Execution cancelled"`, Context: "the execution was cancelled by CancelExecution"}
 	err := ex.persistLocked()
 	ex.mu.Unlock()
@@ -705,28 +700,28 @@ func (ex *execution) deadline(kind string, next func() time.Time) (time.Time, er
 
 // waitUntil sleeps until d or until the execution stops.
 func (ex *execution) waitUntil(d time.Time) error {
-	wait := d.Sub(ex.r.cfg.Now())
+	wait := d.Sub(ex.r.cfg.Clock.Now())
 	if wait <= 0 {
 		return nil
 	}
-	t := time.NewTimer(wait)
+	t := ex.r.cfg.Clock.NewTimer(wait)
 	defer t.Stop()
 	select {
-	case <-t.C:
+	case <-t.C():
 		return nil
 	case <-ex.ctx.Done():
 		return errStopped
 	}
 }
 
-// scaled converts Workflows seconds into a wall-clock duration.
-func (ex *execution) scaled(seconds float64) time.Duration {
-	return time.Duration(seconds * ex.r.cfg.TimeScale * float64(time.Second))
+// fromSeconds converts a Workflows number of seconds into a duration.
+func fromSeconds(s float64) time.Duration {
+	return time.Duration(s * float64(time.Second))
 }
 
-// sleepFor sleeps seconds (scaled), journaling the deadline.
-func (ex *execution) sleepFor(kind string, seconds float64) error {
-	d, err := ex.deadline(kind, func() time.Time { return ex.r.cfg.Now().Add(ex.scaled(seconds)) })
+// sleepFor sleeps seconds of the runner's clock, journaling the deadline.
+func (ex *execution) sleepFor(kind string, s float64) error {
+	d, err := ex.deadline(kind, func() time.Time { return ex.r.cfg.Clock.Now().Add(fromSeconds(s)) })
 	if err != nil {
 		return err
 	}

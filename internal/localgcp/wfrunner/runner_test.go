@@ -1,6 +1,7 @@
 package wfrunner
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -14,6 +15,8 @@ import (
 	"google.golang.org/api/iterator"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/jitpipeline/jit/internal/clock"
 )
 
 const awaitWorkflow = `
@@ -387,13 +390,117 @@ func TestResumeInProcess(t *testing.T) {
 // TestConfigValidate checks that Validate reports every problem at once.
 func TestConfigValidate(t *testing.T) {
 	t.Parallel()
-	err := (&Config{TimeScale: -1, CallbackBaseURL: "ftp://x"}).Validate()
+	err := (&Config{MaxSteps: -1, CallbackBaseURL: "ftp://x"}).Validate()
 	if err == nil {
 		t.Fatal("Validate accepted an empty config")
 	}
-	for _, s := range []string{"Project", "Location", "Dir", "CallbackBaseURL", "TimeScale"} {
+	for _, s := range []string{"Project", "Location", "Dir", "CallbackBaseURL", "MaxSteps"} {
 		if !strings.Contains(err.Error(), s) {
 			t.Errorf("Validate error %q does not mention %s", err, s)
 		}
+	}
+}
+
+const clockWorkflow = `
+main:
+  params: [args]
+  steps:
+    - start:
+        assign:
+          - t0: ${sys.now()}
+    - nap:
+        call: sys.sleep
+        args:
+          seconds: 3600
+    - woke:
+        assign:
+          - t1: ${sys.now()}
+    - create:
+        call: events.create_callback_endpoint
+        result: cb
+    - wait:
+        try:
+          call: events.await_callback
+          args:
+            callback: ${cb}
+            timeout: 60
+        except:
+          as: e
+          steps:
+            - timed_out:
+                assign:
+                  - tags: ${e.tags}
+    - flaky:
+        try:
+          call: http.get
+          args:
+            url: ${args.base + "/always503/clock"}
+        retry:
+          predicate: ${http.default_retry_predicate}
+          max_retries: 1
+          backoff:
+            initial_delay: 30
+            max_delay: 30
+            multiplier: 2
+        except:
+          as: e2
+          steps:
+            - gave_up:
+                assign:
+                  - t2: ${sys.now()}
+    - done:
+        return: ["${t0}", "${t1}", "${tags}", "${t2}"]
+`
+
+// TestClockDrivesWaits runs a workflow on a manual clock: sys.sleep, the
+// await_callback timeout and the retry backoff each end exactly when the
+// clock is advanced past them, and sys.now reads the clock. Facts: gcp-facts
+// §4 (sys.sleep seconds; await_callback raises TimeoutError after timeout
+// seconds; retry backoff initial_delay; sys.now is seconds since the epoch).
+func TestClockDrivesWaits(t *testing.T) {
+	t.Parallel()
+	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	clk := clock.NewManual(start)
+	te := newTestEnv(t, envOptions{clock: clk})
+	if err := te.runner.Deploy("clocked", []byte(clockWorkflow)); err != nil {
+		t.Fatal(err)
+	}
+	name, err := te.runner.Run(t.Context(), "clocked", map[string]any{"base": te.fixture.base})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The limit only bounds a broken run (a runner that ignores clk).
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	for i, d := range []time.Duration{time.Hour, time.Minute, 30 * time.Second} {
+		if err := clk.WaitForTimers(ctx, 1); err != nil {
+			t.Fatalf("wait %d: %v", i, err)
+		}
+		// A wait ends no earlier than its deadline on the clock.
+		clk.Advance(d - time.Millisecond)
+		ex, err := te.client.GetExecution(ctx, &executionspb.GetExecutionRequest{Name: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ex.GetState() != executionspb.Execution_ACTIVE || clk.Timers() != 1 {
+			t.Fatalf("wait %d: a millisecond early, state %v with %d timers armed; want ACTIVE, 1", i, ex.GetState(), clk.Timers())
+		}
+		clk.Advance(time.Millisecond)
+	}
+	got := waitDone(t, te.client, name)
+	if got.GetState() != executionspb.Execution_SUCCEEDED {
+		t.Fatalf("state = %v, error = %v; want SUCCEEDED", got.GetState(), got.GetError())
+	}
+	var result []any
+	if err := json.Unmarshal([]byte(got.GetResult()), &result); err != nil {
+		t.Fatal(err)
+	}
+	t0 := float64(start.Unix())
+	want := []any{t0, t0 + 3600, []any{"TimeoutError"}, t0 + 3690}
+	if diff := cmp.Diff(want, result); diff != "" {
+		t.Errorf("result (-want +got):\n%s", diff)
+	}
+	if st, et := got.GetStartTime().AsTime(), got.GetEndTime().AsTime(); !st.Equal(start) || !et.Equal(start.Add(3690*time.Second)) {
+		t.Errorf("start/end time = %v/%v, want the clock's %v/%v", st, et, start, start.Add(3690*time.Second))
 	}
 }

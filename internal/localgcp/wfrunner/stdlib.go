@@ -57,7 +57,7 @@ func (ex *execution) callStd(target string, args map[string]any) (any, error) {
 // replayed execution sees the same clock readings.
 func (ex *execution) sysNow() (any, error) {
 	return ex.effect("sys.now", func() (any, error) {
-		return float64(ex.r.cfg.Now().UnixMicro()) / 1e6, nil
+		return float64(ex.r.cfg.Clock.Now().UnixMicro()) / 1e6, nil
 	})
 }
 
@@ -153,7 +153,7 @@ func (ex *execution) sysSleepUntil(v any) error {
 	if err != nil {
 		return newError("ValueError", fmt.Sprintf("sys.sleep_until time %q is not ISO 8601: %v", s, err))
 	}
-	if t.After(ex.r.cfg.Now().Add(maxSleepSeconds * time.Second)) {
+	if t.After(ex.r.cfg.Clock.Now().Add(maxSleepSeconds * time.Second)) {
 		return newError("ValueError", fmt.Sprintf("sys.sleep_until time %q is more than one year ahead", s))
 	}
 	d, err := ex.deadline("sleep", func() time.Time { return t })
@@ -458,7 +458,7 @@ func (ex *execution) awaitCallback(args map[string]any) (any, error) {
 		}
 		timeout = f
 	}
-	deadline, err := ex.deadline("await", func() time.Time { return ex.r.cfg.Now().Add(ex.scaled(timeout)) })
+	deadline, err := ex.deadline("await", func() time.Time { return ex.r.cfg.Clock.Now().Add(fromSeconds(timeout)) })
 	if err != nil {
 		return nil, err
 	}
@@ -469,7 +469,7 @@ func (ex *execution) awaitCallback(args map[string]any) (any, error) {
 	if e != nil {
 		return e.outcome()
 	}
-	timer := time.NewTimer(max(deadline.Sub(ex.r.cfg.Now()), 0))
+	timer := ex.r.cfg.Clock.NewTimer(deadline.Sub(ex.r.cfg.Clock.Now()))
 	defer timer.Stop()
 	for {
 		var got *storedValue
@@ -491,7 +491,7 @@ func (ex *execution) awaitCallback(args map[string]any) (any, error) {
 		}
 		select {
 		case <-ex.signal:
-		case <-timer.C:
+		case <-timer.C():
 			tErr := newError("TimeoutError", fmt.Sprintf("timed out after %v seconds waiting for callback %s", timeout, u))
 			if err := ex.append(entry{Kind: "await_result", Err: &storedValue{tErr.value}}, nil); err != nil {
 				return nil, err
@@ -548,7 +548,7 @@ func (ex *execution) deliver(id string, r *http.Request, body []byte) (int, stri
 		"http_request": map[string]any{
 			"body": bv, "headers": headers, "query": query, "method": r.Method, "url": r.URL.RequestURI(),
 		},
-		"received_time": ex.r.cfg.Now().UTC().Format(time.RFC3339Nano),
+		"received_time": ex.r.cfg.Clock.Now().UTC().Format(time.RFC3339Nano),
 		"type":          "HTTP",
 	}
 	c.Pending = append(c.Pending, storedValue{payload})

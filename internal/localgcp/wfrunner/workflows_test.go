@@ -10,6 +10,8 @@ import (
 
 	executionspb "cloud.google.com/go/workflows/executions/apiv1/executionspb"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/jitpipeline/jit/internal/clock"
 )
 
 // want is the sidecar testdata/<name>.want.json of a workflow document.
@@ -34,7 +36,10 @@ type want struct {
 // the Pub/Sub and Cloud Tasks wiring).
 func TestWorkflows(t *testing.T) {
 	t.Parallel()
-	te := newTestEnv(t, envOptions{timeScale: 0.01})
+	// 100× real time: the documents' sleeps, awaits and backoffs take
+	// real-looking values and still finish in milliseconds.
+	clk := clock.Scaled(time.Now(), 100)
+	te := newTestEnv(t, envOptions{clock: clk})
 	files, err := filepath.Glob("testdata/*.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +82,7 @@ func TestWorkflows(t *testing.T) {
 				"$HTTP", te.fixture.base,
 				"$DEADURL", te.deadURL,
 				"$TOPIC", topic,
-				"$SOON", time.Now().Add(200*time.Millisecond).UTC().Format("2006-01-02T15:04:05.000000Z07:00"),
+				"$SOON", clk.Now().Add(20*time.Second).UTC().Format("2006-01-02T15:04:05.000000Z07:00"),
 			).Replace(arg)
 			created, err := te.client.CreateExecution(t.Context(), &executionspb.CreateExecutionRequest{
 				Parent:    te.runner.WorkflowName(name),

@@ -1,0 +1,28 @@
+// Package approval is the approval function: it takes approval.requested
+// from the lifecycle workflow (remembers where to resume it, notifies the
+// approvers) and the approvers' decisions over HTTP (re-checked against
+// the policy in force), and resumes the workflow.
+package approval
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+
+	"github.com/jitpipeline/jit/internal/api"
+	"github.com/jitpipeline/jit/internal/eventfn"
+	"github.com/jitpipeline/jit/internal/events"
+	"github.com/jitpipeline/jit/internal/lifecycle"
+)
+
+// HTTP serves POST /v1/grants/{id}:approve and :deny.
+func HTTP(svc *lifecycle.Service, auth api.Authenticator, log *slog.Logger) http.Handler {
+	return api.New(svc, auth, api.ApprovalRoutes, log)
+}
+
+// Events handles approval.requested.
+func Events(svc *lifecycle.Service, log *slog.Logger) func(context.Context, cloudevents.Event) error {
+	return eventfn.New(events.ApprovalRequested, log, svc.OnApprovalRequested)
+}

@@ -1,0 +1,327 @@
+// Package api is the pipeline's HTTP API (JSON, /v1), modelled on
+// Privileged Access Manager: entitlements, grants, and the approve, deny and
+// withdraw actions. It translates HTTP to the lifecycle service and back;
+// errors are 4xx with {"error": {"code", "message", "field"}} and, on a
+// refusal, nothing is written or emitted (the service checks everything
+// before its first write).
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/jitpipeline/jit/internal/grant"
+	"github.com/jitpipeline/jit/internal/isoduration"
+	"github.com/jitpipeline/jit/internal/lifecycle"
+)
+
+// MaxBody bounds request bodies.
+const MaxBody = 64 << 10
+
+// Authenticator names the caller of a request, or refuses it.
+type Authenticator interface {
+	Caller(r *http.Request) (string, error)
+}
+
+// DebugPrincipalHeader names the caller in local mode only.
+const DebugPrincipalHeader = "X-Debug-Principal"
+
+// LocalAuthenticator trusts the X-Debug-Principal header — only for
+// requests from a loopback address, and only when the server itself runs in
+// local mode on loopback (the caller of NewLocal guarantees that).
+type LocalAuthenticator struct{}
+
+func (LocalAuthenticator) Caller(r *http.Request) (string, error) {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+		return "", errors.New("the debug principal header is honoured only from loopback")
+	}
+	v := strings.TrimSpace(r.Header.Get(DebugPrincipalHeader))
+	email, ok := strings.CutPrefix(v, "user:")
+	if !ok || !strings.Contains(email, "@") || strings.ContainsAny(email, " ,<>") {
+		return "", fmt.Errorf("set %s: user:EMAIL to say who you are (local mode)", DebugPrincipalHeader)
+	}
+	return strings.ToLower(email), nil
+}
+
+// Handler serves the API. Intake serves everything but approve and deny,
+// which the approval function serves; locally one handler serves all.
+type Handler struct {
+	svc  *lifecycle.Service
+	auth Authenticator
+	log  *slog.Logger
+	mux  *http.ServeMux
+}
+
+// Routes selects which part of the API a function serves.
+type Routes int
+
+const (
+	IntakeRoutes Routes = 1 << iota
+	ApprovalRoutes
+	AllRoutes = IntakeRoutes | ApprovalRoutes
+)
+
+// New builds the handler for the given routes.
+func New(svc *lifecycle.Service, auth Authenticator, routes Routes, log *slog.Logger) *Handler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	h := &Handler{svc: svc, auth: auth, log: log, mux: http.NewServeMux()}
+	if routes&IntakeRoutes != 0 {
+		h.mux.HandleFunc("GET /v1/entitlements", h.entitlements)
+		h.mux.HandleFunc("POST /v1/grants", h.create)
+		h.mux.HandleFunc("GET /v1/grants", h.list)
+		h.mux.HandleFunc("GET /v1/grants/{id}", h.get)
+	}
+	// Go's patterns cannot split "{id}:verb", so the action routes match the
+	// whole segment and split it themselves.
+	h.mux.HandleFunc("POST /v1/grants/{action}", func(w http.ResponseWriter, r *http.Request) {
+		id, verb, _ := strings.Cut(r.PathValue("action"), ":")
+		switch {
+		case verb == "withdraw" && routes&IntakeRoutes != 0:
+			h.act(w, r, id, func(caller string, _ string) (*grant.Grant, error) { return h.svc.Withdraw(r.Context(), caller, id) })
+		case verb == "approve" && routes&ApprovalRoutes != 0:
+			h.act(w, r, id, func(caller, reason string) (*grant.Grant, error) { return h.svc.Approve(r.Context(), caller, id, reason) })
+		case verb == "deny" && routes&ApprovalRoutes != 0:
+			h.act(w, r, id, func(caller, reason string) (*grant.Grant, error) { return h.svc.Deny(r.Context(), caller, id, reason) })
+		default:
+			writeError(w, &lifecycle.Error{Status: http.StatusNotFound, Code: "NOT_FOUND", Message: "no such action: use :approve, :deny or :withdraw"})
+		}
+	})
+	return h
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	h.mux.ServeHTTP(w, r)
+}
+
+// caller authenticates the request; for methods that change anything it
+// also requires X-Requested-With, which a browser cannot send cross-site
+// without a CORS preflight.
+func (h *Handler) caller(w http.ResponseWriter, r *http.Request) (string, bool) {
+	caller, err := h.auth.Caller(r)
+	if err != nil {
+		writeError(w, &lifecycle.Error{Status: http.StatusUnauthorized, Code: "UNAUTHENTICATED", Message: err.Error()})
+		return "", false
+	}
+	if r.Method != http.MethodGet && r.Header.Get("X-Requested-With") == "" {
+		writeError(w, &lifecycle.Error{Status: http.StatusForbidden, Code: "PERMISSION_DENIED", Field: "X-Requested-With", Message: "requests that change anything must carry the X-Requested-With header"})
+		return "", false
+	}
+	return caller, true
+}
+
+func (h *Handler) entitlements(w http.ResponseWriter, r *http.Request) {
+	caller, ok := h.caller(w, r)
+	if !ok {
+		return
+	}
+	es, err := h.svc.Entitlements(r.Context(), caller)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"entitlements": es})
+}
+
+func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
+	caller, ok := h.caller(w, r)
+	if !ok {
+		return
+	}
+	var in lifecycle.RequestInput
+	if !decode(w, r, &in) {
+		return
+	}
+	g, err := h.svc.Request(r.Context(), caller, in)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Location", "/v1/grants/"+g.ID)
+	writeJSON(w, http.StatusCreated, View(g))
+}
+
+func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
+	caller, ok := h.caller(w, r)
+	if !ok {
+		return
+	}
+	g, err := h.svc.Get(r.Context(), caller, r.PathValue("id"))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, View(g))
+}
+
+func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
+	caller, ok := h.caller(w, r)
+	if !ok {
+		return
+	}
+	view := r.URL.Query().Get("view")
+	if view != "" && view != "approvable" {
+		writeError(w, &lifecycle.Error{Status: http.StatusBadRequest, Code: "INVALID_ARGUMENT", Field: "view", Message: `must be empty or "approvable"`})
+		return
+	}
+	gs, err := h.svc.List(r.Context(), caller, view == "approvable")
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	out := make([]GrantView, 0, len(gs))
+	for _, g := range gs {
+		out = append(out, View(g))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"grants": out})
+}
+
+func (h *Handler) act(w http.ResponseWriter, r *http.Request, id string, do func(caller, reason string) (*grant.Grant, error)) {
+	caller, ok := h.caller(w, r)
+	if !ok {
+		return
+	}
+	var body struct {
+		Reason string `json:"reason"`
+	}
+	if r.ContentLength != 0 && !decode(w, r, &body) {
+		return
+	}
+	g, err := do(caller, body.Reason)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, View(g))
+}
+
+// decode reads a JSON body strictly: one object, known fields, bounded size.
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		writeError(w, &lifecycle.Error{Status: http.StatusUnsupportedMediaType, Code: "INVALID_ARGUMENT", Field: "Content-Type", Message: "send application/json"})
+		return false
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, &lifecycle.Error{Status: http.StatusRequestEntityTooLarge, Code: "INVALID_ARGUMENT", Field: "body", Message: fmt.Sprintf("the body exceeds %d bytes", MaxBody)})
+			return false
+		}
+		field := ""
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) {
+			field = typeErr.Field
+		} else if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			field = strings.Trim(name, `"`)
+		}
+		writeError(w, &lifecycle.Error{Status: http.StatusBadRequest, Code: "INVALID_ARGUMENT", Field: field, Message: "malformed JSON: " + err.Error()})
+		return false
+	}
+	if dec.More() {
+		writeError(w, &lifecycle.Error{Status: http.StatusBadRequest, Code: "INVALID_ARGUMENT", Field: "body", Message: "malformed JSON: more than one value"})
+		return false
+	}
+	return true
+}
+
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var e *lifecycle.Error
+	if errors.As(err, &e) {
+		writeError(w, e)
+		return
+	}
+	h.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "error", err)
+	writeError(w, &lifecycle.Error{Status: http.StatusInternalServerError, Code: "INTERNAL", Message: "internal error; see the logs"})
+}
+
+func writeError(w http.ResponseWriter, e *lifecycle.Error) {
+	body := map[string]any{"code": e.Code, "message": e.Message}
+	if e.Field != "" {
+		body["field"] = e.Field
+	}
+	writeJSON(w, e.Status, map[string]any{"error": body})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v) //nolint:errcheck // the client went away
+}
+
+// GrantView is a grant as the API shows it.
+type GrantView struct {
+	ID                 string            `json:"id"`
+	Entitlement        string            `json:"entitlement"`
+	Requester          string            `json:"requester"`
+	State              grant.State       `json:"state"`
+	RequestedDuration  string            `json:"requestedDuration"`
+	Justification      string            `json:"justification"`
+	Inputs             map[string]any    `json:"inputs,omitempty"`
+	Privileges         []grant.Privilege `json:"privileges"`
+	CreateTime         time.Time         `json:"createTime"`
+	UpdateTime         time.Time         `json:"updateTime"`
+	StartTime          *time.Time        `json:"startTime,omitempty"`
+	EndTime            *time.Time        `json:"endTime,omitempty"`
+	ApprovalRequired   bool              `json:"approvalRequired"`
+	RequiredApprovals  int               `json:"requiredApprovals,omitempty"`
+	ApprovalDeadline   *time.Time        `json:"approvalDeadline,omitempty"`
+	Approvers          []string          `json:"approvers,omitempty"`
+	Approvals          []grant.Decision  `json:"approvals"`
+	Denial             *grant.Decision   `json:"denial,omitempty"`
+	RevocationVerified bool              `json:"revocationVerified"`
+	Timeline           []TimelineEntry   `json:"timeline"`
+}
+
+// TimelineEntry is one entry of a grant's timeline.
+type TimelineEntry struct {
+	Time    time.Time   `json:"time"`
+	State   grant.State `json:"state"`
+	Event   string      `json:"event"`
+	Actor   string      `json:"actor,omitempty"`
+	Message string      `json:"message,omitempty"`
+}
+
+// View renders a grant for the API; callback URLs (capabilities) and
+// publication flags stay inside.
+func View(g *grant.Grant) GrantView {
+	v := GrantView{
+		ID: g.ID, Entitlement: g.Entitlement, Requester: g.Requester, State: g.State,
+		RequestedDuration: isoduration.Format(g.RequestedDuration), Justification: g.Justification,
+		Inputs: g.Inputs, Privileges: g.Privileges, CreateTime: g.CreateTime, UpdateTime: g.UpdateTime,
+		ApprovalRequired: g.ApprovalRequired, RequiredApprovals: g.RequiredApprovals, Approvers: g.Approvers,
+		Approvals: g.Approvals(), RevocationVerified: g.RevocationVerified, Timeline: []TimelineEntry{},
+	}
+	if v.Approvals == nil {
+		v.Approvals = []grant.Decision{}
+	}
+	for _, d := range g.Decisions {
+		if !d.Approved {
+			d := d
+			v.Denial = &d
+		}
+	}
+	if !g.StartTime.IsZero() {
+		v.StartTime, v.EndTime = &g.StartTime, &g.EndTime
+	}
+	if !g.ApprovalDeadline.IsZero() {
+		v.ApprovalDeadline = &g.ApprovalDeadline
+	}
+	for _, e := range g.Timeline {
+		v.Timeline = append(v.Timeline, TimelineEntry{Time: e.Time, State: e.State, Event: e.EventType, Actor: e.Actor, Message: e.Message})
+	}
+	return v
+}

@@ -1,0 +1,64 @@
+// Package auth authenticates the pipeline's callers. This file: services
+// (Cloud Tasks, Pub/Sub push, workflow callbacks) presenting Google-style
+// ID tokens. The token's signature, issuer, audience and expiry are
+// checked by the verifier; the email, email_verified and the allow-list of
+// service accounts per entry point are checked here, because Google's
+// idtoken package checks only audience, expiry and signature (DESIGN §5).
+package auth
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/jitpipeline/jit/internal/localgcp/localoidc"
+)
+
+// TokenVerifier checks an ID token for an audience and returns its claims
+// (localoidc.Signer locally; Google's keys on Google Cloud).
+type TokenVerifier interface {
+	Verify(token, audience string) (*localoidc.Claims, error)
+}
+
+// Service is an entry point's rule: who may call it, for which audience.
+type Service struct {
+	Verifier TokenVerifier
+	Audience string
+	Allowed  []string // service account emails
+}
+
+// Check authenticates a request and returns the caller's email.
+func (s Service) Check(r *http.Request) (string, error) {
+	raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || raw == "" {
+		return "", errors.New("missing bearer token")
+	}
+	c, err := s.Verifier.Verify(raw, s.Audience)
+	if err != nil {
+		return "", fmt.Errorf("invalid token: %w", err)
+	}
+	switch {
+	case c.Email == "" || !c.EmailVerified:
+		return "", errors.New("token without a verified email")
+	case !slices.Contains(s.Allowed, strings.ToLower(c.Email)):
+		return "", fmt.Errorf("%s may not call this endpoint", c.Email)
+	}
+	return c.Email, nil
+}
+
+// Middleware refuses requests that fail Check with 401 or 403.
+func (s Service) Middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := s.Check(r); err != nil {
+			code := http.StatusForbidden
+			if strings.HasPrefix(err.Error(), "missing") || strings.HasPrefix(err.Error(), "invalid") {
+				code = http.StatusUnauthorized
+			}
+			http.Error(w, err.Error(), code)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,192 @@
+package events
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/jitpipeline/jit/schemas"
+)
+
+// SchemaBase is where the schemas are published; a schema's $id, and the
+// dataschema attribute of an event, is SchemaBase + type + ".json".
+const SchemaBase = "https://raw.githubusercontent.com/jitpipeline/jit/main/schemas/"
+
+// SchemaURL is the $id of the schema of an event type, which New also sets
+// as the event's dataschema so subscribers know what to validate against.
+func SchemaURL(eventType string) string { return SchemaBase + eventType + ".json" }
+
+// ErrInvalid marks an event or a payload that can never be processed: an
+// unknown type, data that does not match its schema, a malformed envelope.
+// A function that receives one logs it and acknowledges it (retrying a
+// poison message only burns the retry budget).
+var ErrInvalid = errors.New("invalid event")
+
+// Problem is one way a payload breaks its schema.
+type Problem struct {
+	// Path is the JSON pointer of the offending value ("" is the whole
+	// payload).
+	Path string
+	// Message says what is wrong, in the validator's words.
+	Message string
+}
+
+func (p Problem) String() string {
+	path := p.Path
+	if path == "" {
+		path = "(root)"
+	}
+	return path + ": " + p.Message
+}
+
+// DataError reports every problem of a payload; it wraps ErrInvalid.
+type DataError struct {
+	Type     string
+	Problems []Problem
+}
+
+func (e *DataError) Error() string {
+	msgs := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		msgs[i] = p.String()
+	}
+	return fmt.Sprintf("invalid %s data: %s", e.Type, strings.Join(msgs, "; "))
+}
+
+// Unwrap makes errors.Is(err, ErrInvalid) true.
+func (e *DataError) Unwrap() error { return ErrInvalid }
+
+// compiled holds the schemas by event type, compiled once per process.
+var compiled = sync.OnceValues(func() (map[string]*jsonschema.Schema, error) {
+	return compileSchemas(schemas.FS)
+})
+
+// compileSchemas compiles every *.json of fsys, which must hold exactly one
+// schema per type in Types, each with its $id.
+func compileSchemas(fsys fs.FS) (map[string]*jsonschema.Schema, error) {
+	c := jsonschema.NewCompiler()
+	c.DefaultDraft(jsonschema.Draft2020)
+	c.AssertFormat() // formats are annotations only in 2020-12 unless asserted
+	names, err := fs.Glob(fsys, "*.json")
+	if err != nil {
+		return nil, fmt.Errorf("failed to list schemas: %w", err)
+	}
+	var errs []error
+	for _, name := range names {
+		t := strings.TrimSuffix(name, ".json")
+		if !slices.Contains(Types, t) {
+			errs = append(errs, fmt.Errorf("schema %s has no event type", name))
+			continue
+		}
+		b, err := fs.ReadFile(fsys, name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("failed to read schema %s: %w", name, err))
+			continue
+		}
+		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("failed to parse schema %s: %w", name, err))
+			continue
+		}
+		if id, _ := doc.(map[string]any)["$id"].(string); id != SchemaURL(t) {
+			errs = append(errs, fmt.Errorf("schema %s: $id is %q, want %q", name, id, SchemaURL(t)))
+			continue
+		}
+		if err := c.AddResource(SchemaURL(t), doc); err != nil {
+			errs = append(errs, fmt.Errorf("failed to add schema %s: %w", name, err))
+		}
+	}
+	out := make(map[string]*jsonschema.Schema, len(Types))
+	for _, t := range Types {
+		if !slices.Contains(names, t+".json") {
+			errs = append(errs, fmt.Errorf("event type %s has no schema", t))
+			continue
+		}
+		if len(errs) > 0 {
+			continue
+		}
+		s, err := c.Compile(SchemaURL(t))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("failed to compile schema of %s: %w", t, err))
+			continue
+		}
+		out[t] = s
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Validate checks an event's data against the schema of its type. An
+// unknown type, data that is not one JSON object, or data that breaks the
+// schema give an error wrapping ErrInvalid (a *DataError for the last,
+// listing each problem with its JSON path).
+func Validate(eventType string, data []byte) error {
+	all, err := compiled()
+	if err != nil {
+		// The embedded schemas are broken: a bug of this build, not of
+		// the event, so not ErrInvalid.
+		return fmt.Errorf("failed to load event schemas: %w", err)
+	}
+	s, ok := all[eventType]
+	if !ok {
+		return fmt.Errorf("%w: unknown event type %q", ErrInvalid, eventType)
+	}
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+	if err != nil {
+		return fmt.Errorf("%w: %s data is not JSON: %v", ErrInvalid, eventType, err)
+	}
+	err = s.Validate(v)
+	if err == nil {
+		return nil
+	}
+	var ve *jsonschema.ValidationError
+	if !errors.As(err, &ve) {
+		return fmt.Errorf("%w: %s data: %v", ErrInvalid, eventType, err)
+	}
+	problems := leaves(ve, nil)
+	slices.SortFunc(problems, cmpProblem)
+	return &DataError{Type: eventType, Problems: slices.Compact(problems)}
+}
+
+func cmpProblem(a, b Problem) int {
+	if c := strings.Compare(a.Path, b.Path); c != 0 {
+		return c
+	}
+	return strings.Compare(a.Message, b.Message)
+}
+
+// leaves collects the innermost errors: the ones that say what is wrong
+// (the outer ones only say which part of the schema failed).
+func leaves(e *jsonschema.ValidationError, out []Problem) []Problem {
+	if len(e.Causes) > 0 {
+		for _, c := range e.Causes {
+			out = leaves(c, out)
+		}
+		return out
+	}
+	path := pointer(e.InstanceLocation)
+	msg := e.Error()
+	// A leaf's Error() is "at '<pointer>': <problem>"; keep the problem.
+	if _, rest, ok := strings.Cut(msg, "': "); ok && strings.HasPrefix(msg, "at '") {
+		msg = rest
+	}
+	return append(out, Problem{Path: path, Message: msg})
+}
+
+// pointer writes a JSON pointer (RFC 6901).
+func pointer(tokens []string) string {
+	var b strings.Builder
+	for _, t := range tokens {
+		b.WriteByte('/')
+		b.WriteString(strings.NewReplacer("~", "~0", "/", "~1").Replace(t))
+	}
+	return b.String()
+}

@@ -1,0 +1,532 @@
+// Package localpipeline is the embedded default (DESIGN §7): the whole
+// pipeline in one process on loopback, with no Google account. The four
+// functions run against the embedded Google Cloud through the same client
+// libraries as on Google Cloud; events travel through Pub/Sub and the push
+// bridge (Eventarc), the lifecycle workflow runs in the local runner, the
+// ledger is a SQLite file. Everything durable lives under one data
+// directory, so a restart — even kill -9 — loses nothing: pending
+// approvals, active grants and scheduled revocations carry on.
+//
+// One HTTP server serves it all:
+//
+//	/v1/…                   the API (intake and approval functions)
+//	/functions/approval     CloudEvents: approval.requested   (approval function)
+//	/functions/grant        CloudEvents: activation.requested (grant function)
+//	/functions/revoke       CloudEvents: revoke.requested     (revoke function)
+//	/functions/revoke-task  Cloud Tasks: the revocation at the end time (revoke function)
+//	/eventarc/grant-lifecycle  Eventarc → Workflows: grant.requested starts an execution
+//	/v1/projects/…/callbacks/…  workflow callbacks
+//	/local/iam/{resource}   the emulated IAM policy of a resource (local mode only)
+//
+// CloudEvent functions are wrapped with the CloudEvents SDK's receive
+// handler, exactly as functions-framework-go wraps them; on Google Cloud the
+// root package registers the same functions with functions-framework.
+package localpipeline
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	cloudtasks "cloud.google.com/go/cloudtasks/apiv2"
+	"cloud.google.com/go/iam/apiv1/iampb"
+	resourcemanager "cloud.google.com/go/resourcemanager/apiv3"
+	executions "cloud.google.com/go/workflows/executions/apiv1"
+	"cloud.google.com/go/workflows/executions/apiv1/executionspb"
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/jitpipeline/jit/functions/approval"
+	grantfn "github.com/jitpipeline/jit/functions/grant"
+	"github.com/jitpipeline/jit/functions/intake"
+	"github.com/jitpipeline/jit/functions/revoke"
+	"github.com/jitpipeline/jit/internal/api"
+	"github.com/jitpipeline/jit/internal/auth"
+	"github.com/jitpipeline/jit/internal/clock"
+	"github.com/jitpipeline/jit/internal/events"
+	"github.com/jitpipeline/jit/internal/iamgrant"
+	"github.com/jitpipeline/jit/internal/ledger/sqlite"
+	"github.com/jitpipeline/jit/internal/lifecycle"
+	"github.com/jitpipeline/jit/internal/localgcp/embedded"
+	"github.com/jitpipeline/jit/internal/localgcp/localiam"
+	"github.com/jitpipeline/jit/internal/localgcp/pushbridge"
+	"github.com/jitpipeline/jit/internal/policy"
+	"github.com/jitpipeline/jit/internal/policy/source"
+	"github.com/jitpipeline/jit/internal/world"
+	"github.com/jitpipeline/jit/workflows"
+)
+
+//go:embed demo-policy.yaml
+var demoPolicy []byte
+
+// DemoPolicy is the policy used when none is given.
+func DemoPolicy() []byte { return append([]byte(nil), demoPolicy...) }
+
+// The names of the local deployment.
+const (
+	Project   = "jit-local"
+	Location  = "us-central1"
+	Topic     = "jit-events"
+	Queue     = "revocations"
+	Workflow  = "grant-lifecycle"
+	domainSA  = "@" + Project + ".iam.gserviceaccount.com"
+	IntakeSA  = "jit-intake" + domainSA
+	ApproveSA = "jit-approval" + domainSA
+	GrantSA   = "jit-grant" + domainSA
+	RevokeSA  = "jit-revoke" + domainSA
+	FlowSA    = "jit-lifecycle" + domainSA
+	EventsSA  = "jit-eventarc" + domainSA
+	TasksSA   = "jit-tasks" + domainSA
+)
+
+// Config configures the embedded pipeline.
+type Config struct {
+	DataDir string
+	// Addr is the loopback address of the one HTTP server. Keep the port
+	// stable across restarts: callback URLs and task URLs point at it.
+	Addr string
+	// PolicyFile is watched and reloaded; empty means the demo policy.
+	PolicyFile string
+	// World is the emulated organization; nil means world.Default().
+	World *world.World
+	// Clock drives every timer; nil means real time. Tests speed it up.
+	Clock clock.Clock
+	// PubSubEmulatorHost uses Google's emulator instead of pstest.
+	PubSubEmulatorHost string
+	// Chaos makes event delivery duplicate and reorder, for tests.
+	Chaos pushbridge.Chaos
+	// SweepInterval is how often unpublished events are re-published
+	// (default 30 s).
+	SweepInterval time.Duration
+	Logger        *slog.Logger
+}
+
+// Pipeline is the running embedded pipeline.
+type Pipeline struct {
+	URL    string
+	Cloud  *embedded.Cloud
+	Ledger *sqlite.Ledger
+	Policy *source.Source[*policy.Policy]
+	World  *world.World
+	Clock  clock.Clock
+
+	closers []func() error
+	cancel  context.CancelFunc
+}
+
+// Start builds and starts the pipeline.
+func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("localpipeline: DataDir is required")
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:8080"
+	}
+	if cfg.World == nil {
+		cfg.World = world.Default()
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.SweepInterval == 0 {
+		cfg.SweepInterval = 30 * time.Second
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("failed to create the data directory: %w", err)
+	}
+	log := cfg.Logger
+	p := &Pipeline{World: cfg.World, Clock: cfg.Clock}
+	defer func() {
+		if retErr != nil {
+			p.Close()
+		}
+	}()
+
+	// The handler is built once the cloud's clients exist; the server
+	// starts first, so it serves through this indirection.
+	var handler atomic.Pointer[http.Handler]
+	notReady := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "starting", http.StatusServiceUnavailable)
+	}))
+	handler.Store(&notReady)
+	route := func(path, sa string) pushbridge.Route {
+		return pushbridge.Route{Endpoint: path, OIDC: &pushbridge.OIDC{ServiceAccountEmail: sa},
+			MinBackoff: 100 * time.Millisecond, MaxBackoff: 5 * time.Second, AckDeadline: 60 * time.Second,
+			Concurrency: 16, Chaos: cfg.Chaos}
+	}
+	routes := []pushbridge.Route{
+		withFilter(route("/eventarc/grant-lifecycle", EventsSA), "eventarc-grant-lifecycle", events.Requested),
+		withFilter(route("/functions/approval", EventsSA), "approval", events.ApprovalRequested),
+		withFilter(route("/functions/grant", EventsSA), "grant", events.ActivationRequested),
+		withFilter(route("/functions/revoke", EventsSA), "revoke", events.RevokeRequested),
+	}
+	var cloud *embedded.Cloud
+	cloud, err := embedded.Start(ctx, embedded.Config{
+		DataDir: cfg.DataDir, Project: Project, Location: Location,
+		HTTPAddr: cfg.Addr, PubSubEmulatorHost: cfg.PubSubEmulatorHost,
+		WorkflowServiceAccount: FlowSA,
+		WorkflowEnv:            map[string]string{"JIT_EVENTS_TOPIC": Topic},
+		Queues:                 []string{Queue},
+		Seed:                   cfg.World.Seed,
+		GroupMembers:           cfg.World.DirectMembers,
+		Routes:                 routes,
+		Clock:                  cfg.Clock,
+		AuthorizeCallback: func(r *http.Request) error {
+			_, err := auth.Service{Verifier: cloud.Signer, Audience: cloud.HTTPURL, Allowed: []string{IntakeSA, ApproveSA, GrantSA, RevokeSA}}.Check(r)
+			return err
+		},
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*handler.Load()).ServeHTTP(w, r) }),
+		Logger:  log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	p.Cloud, p.URL = cloud, cloud.HTTPURL
+	p.closers = append(p.closers, cloud.Close)
+	if err := deployWorkflows(cloud); err != nil {
+		return nil, err
+	}
+
+	if p.Ledger, err = sqlite.Open(filepath.Join(cfg.DataDir, "ledger.db")); err != nil {
+		return nil, fmt.Errorf("failed to open the ledger: %w", err)
+	}
+	p.closers = append(p.closers, p.Ledger.Close)
+
+	var loader source.Loader = staticLoader(demoPolicy)
+	if cfg.PolicyFile != "" {
+		if loader, err = source.NewFileLoader(cfg.PolicyFile); err != nil {
+			return nil, err
+		}
+	}
+	if p.Policy, err = source.New(ctx, source.Config[*policy.Policy]{
+		Loader: loader, Compile: policy.Compile, Now: cfg.Clock.Now, Logger: log.With("component", "policy"),
+		OnReject: func(ctx context.Context, r source.Rejection) {
+			log.ErrorContext(ctx, "policy version refused", "policy_version", r.Version, "kept_version", r.KeptVersion, "error", r.Err)
+		},
+	}); err != nil {
+		return nil, fmt.Errorf("failed to load the policy: %w", err)
+	}
+
+	ps, err := cloud.PubSub.NewClient(ctx, Project)
+	if err != nil {
+		return nil, err
+	}
+	p.closers = append(p.closers, ps.Close)
+	publisher := events.NewPublisher(ps, Topic)
+	p.closers = append(p.closers, func() error { publisher.Stop(); return nil })
+
+	tasks, err := cloudtasks.NewClient(ctx, cloud.ClientOptions()...)
+	if err != nil {
+		return nil, fmt.Errorf("failed to create the Cloud Tasks client: %w", err)
+	}
+	p.closers = append(p.closers, tasks.Close)
+
+	iamAs := func(sa string) (lifecycle.IAM, error) {
+		opts := append(cloud.ClientOptions(), option.WithGRPCDialOption(grpc.WithUnaryInterceptor(localiam.UnaryClientInterceptor("serviceAccount:"+sa))))
+		projects, err := resourcemanager.NewProjectsClient(ctx, opts...)
+		if err != nil {
+			return nil, err
+		}
+		folders, err := resourcemanager.NewFoldersClient(ctx, opts...)
+		if err != nil {
+			return nil, err
+		}
+		orgs, err := resourcemanager.NewOrganizationsClient(ctx, opts...)
+		if err != nil {
+			return nil, err
+		}
+		p.closers = append(p.closers, projects.Close, folders.Close, orgs.Close)
+		return iamgrant.New(iamgrant.Config{Projects: projects, Folders: folders, Organizations: orgs, Now: cfg.Clock.Now, Logger: log.With("component", "iamgrant", "identity", sa)})
+	}
+	grantIAM, err := iamAs(GrantSA)
+	if err != nil {
+		return nil, fmt.Errorf("failed to create the grant function's IAM clients: %w", err)
+	}
+	revokeIAM, err := iamAs(RevokeSA)
+	if err != nil {
+		return nil, fmt.Errorf("failed to create the revoke function's IAM clients: %w", err)
+	}
+
+	base := lifecycle.Config{
+		Ledger: p.Ledger, Policy: p.Policy, Groups: cfg.World.Resolver(), IsInternal: cfg.World.IsInternal,
+		Events: publisher, Clock: cfg.Clock,
+		RevokeQueue: fmt.Sprintf("projects/%s/locations/%s/queues/%s", Project, Location, Queue),
+		RevokeURL:   cloud.HTTPURL + "/functions/revoke-task", RevokeServiceAccount: TasksSA,
+	}
+	service := func(name, sa string, iam lifecycle.IAM, withTasks bool) (*lifecycle.Service, error) {
+		c := base
+		c.Logger = log.With("function", name)
+		c.Callbacks = &callbacks{signer: cloud.Signer, sa: sa, audience: cloud.HTTPURL}
+		c.IAM = iam
+		if withTasks {
+			c.Tasks = tasks
+		}
+		return lifecycle.New(c)
+	}
+	intakeSvc, err := service("intake", IntakeSA, nil, false)
+	if err != nil {
+		return nil, err
+	}
+	approvalSvc, err := service("approval", ApproveSA, nil, false)
+	if err != nil {
+		return nil, err
+	}
+	grantSvc, err := service("grant", GrantSA, grantIAM, true)
+	if err != nil {
+		return nil, err
+	}
+	revokeSvc, err := service("revoke", RevokeSA, revokeIAM, true)
+	if err != nil {
+		return nil, err
+	}
+
+	execs, err := executions.NewClient(ctx, cloud.ClientOptions()...)
+	if err != nil {
+		return nil, fmt.Errorf("failed to create the executions client: %w", err)
+	}
+	p.closers = append(p.closers, execs.Close)
+	projects, err := resourcemanager.NewProjectsClient(ctx, cloud.ClientOptions()...)
+	if err != nil {
+		return nil, err
+	}
+	folders, err := resourcemanager.NewFoldersClient(ctx, cloud.ClientOptions()...)
+	if err != nil {
+		return nil, err
+	}
+	orgs, err := resourcemanager.NewOrganizationsClient(ctx, cloud.ClientOptions()...)
+	if err != nil {
+		return nil, err
+	}
+	p.closers = append(p.closers, projects.Close, folders.Close, orgs.Close)
+
+	pushAuth := auth.Service{Verifier: cloud.Signer, Allowed: []string{EventsSA}}
+	ceHandler := func(path string, fn func(context.Context, cloudevents.Event) error) (http.Handler, error) {
+		// As functions-framework-go wraps a CloudEvent function.
+		proto, err := cloudevents.NewHTTP()
+		if err != nil {
+			return nil, err
+		}
+		h, err := cloudevents.NewHTTPReceiveHandler(ctx, proto, fn)
+		if err != nil {
+			return nil, err
+		}
+		a := pushAuth
+		a.Audience = cloud.HTTPURL + path
+		return a.Middleware(h), nil
+	}
+	mux := http.NewServeMux()
+	userAuth := api.LocalAuthenticator{}
+	intakeAPI := intake.HTTP(intakeSvc, userAuth, log.With("function", "intake"))
+	approvalAPI := approval.HTTP(approvalSvc, userAuth, log.With("function", "approval"))
+	mux.Handle("/v1/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A load balancer's path rules on Google Cloud: decisions go to the
+		// approval function, the rest to intake.
+		if strings.HasSuffix(r.URL.Path, ":approve") || strings.HasSuffix(r.URL.Path, ":deny") {
+			approvalAPI.ServeHTTP(w, r)
+			return
+		}
+		intakeAPI.ServeHTTP(w, r)
+	}))
+	for path, fn := range map[string]func(context.Context, cloudevents.Event) error{
+		"/functions/approval":       approval.Events(approvalSvc, log.With("function", "approval")),
+		"/functions/grant":          grantfn.Events(grantSvc, log.With("function", "grant")),
+		"/functions/revoke":         revoke.Events(revokeSvc, log.With("function", "revoke")),
+		"/eventarc/grant-lifecycle": startWorkflow(execs, fmt.Sprintf("projects/%s/locations/%s/workflows/%s", Project, Location, Workflow), log),
+	} {
+		h, err := ceHandler(path, fn)
+		if err != nil {
+			return nil, err
+		}
+		mux.Handle("POST "+path, h)
+	}
+	mux.Handle("POST /functions/revoke-task", revoke.Tasks(revokeSvc,
+		auth.Service{Verifier: cloud.Signer, Audience: cloud.HTTPURL + "/functions/revoke-task", Allowed: []string{TasksSA}},
+		log.With("function", "revoke")))
+	mux.Handle("GET /local/iam/{resource...}", localIAM(projects, folders, orgs))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	var h http.Handler = mux
+	handler.Store(&h)
+
+	sweepCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	p.cancel = cancel
+	go p.sweep(sweepCtx, revokeSvc, cfg.SweepInterval, log)
+	log.Info("embedded pipeline started", "url", p.URL, "data_dir", cfg.DataDir, "mode", "local")
+	return p, nil
+}
+
+func withFilter(r pushbridge.Route, sub, eventType string) pushbridge.Route {
+	r.Topic = Topic
+	r.Subscription = sub
+	r.Filter = fmt.Sprintf(`attributes.ce-type = %q`, eventType)
+	return r
+}
+
+func deployWorkflows(cloud *embedded.Cloud) error {
+	files, err := fs.Glob(workflows.FS, "*.yaml")
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		src, err := workflows.FS.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		if err := cloud.Workflows.Deploy(strings.TrimSuffix(f, ".yaml"), src); err != nil {
+			return fmt.Errorf("failed to deploy %s: %w", f, err)
+		}
+	}
+	return nil
+}
+
+// sweep re-publishes events a crash left unpublished, as a scheduled job
+// of the revoke function does on Google Cloud.
+func (p *Pipeline) sweep(ctx context.Context, svc *lifecycle.Service, every time.Duration, log *slog.Logger) {
+	if err := svc.Sweep(ctx); err != nil {
+		log.WarnContext(ctx, "sweep failed", "error", err)
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := svc.Sweep(ctx); err != nil {
+				log.WarnContext(ctx, "sweep failed", "error", err)
+			}
+		}
+	}
+}
+
+// Close stops everything; the data directory keeps the state.
+func (p *Pipeline) Close() error {
+	if p.cancel != nil {
+		p.cancel()
+	}
+	var errs []error
+	for i := len(p.closers) - 1; i >= 0; i-- {
+		if err := p.closers[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	p.closers = nil
+	return errors.Join(errs...)
+}
+
+// startWorkflow is the local Eventarc trigger for Workflows: it starts an
+// execution with the CloudEvent, converted to JSON, as its argument, as
+// Eventarc does (gcp-facts §4).
+func startWorkflow(execs *executions.Client, workflow string, log *slog.Logger) func(context.Context, cloudevents.Event) error {
+	return func(ctx context.Context, e cloudevents.Event) error {
+		var data any
+		if err := json.Unmarshal(e.Data(), &data); err != nil {
+			log.ErrorContext(ctx, "refused an event that is not JSON", "event_id", e.ID())
+			return nil
+		}
+		arg, err := json.Marshal(map[string]any{
+			"specversion": e.SpecVersion(), "id": e.ID(), "source": e.Source(), "type": e.Type(),
+			"time": e.Time().Format(time.RFC3339Nano), "datacontenttype": e.DataContentType(), "data": data,
+		})
+		if err != nil {
+			return err
+		}
+		ex, err := execs.CreateExecution(ctx, &executionspb.CreateExecutionRequest{Parent: workflow, Execution: &executionspb.Execution{Argument: string(arg)}})
+		if err != nil {
+			return fmt.Errorf("failed to start %s: %w", workflow, err)
+		}
+		log.InfoContext(ctx, "workflow execution started", "execution", ex.GetName(), "event_id", e.ID())
+		return nil
+	}
+}
+
+// localIAM serves a resource's emulated IAM policy in the REST JSON form.
+func localIAM(projects *resourcemanager.ProjectsClient, folders *resourcemanager.FoldersClient, orgs *resourcemanager.OrganizationsClient) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		res := r.PathValue("resource")
+		req := &iampb.GetIamPolicyRequest{Resource: res, Options: &iampb.GetPolicyOptions{RequestedPolicyVersion: 3}}
+		var pol *iampb.Policy
+		var err error
+		switch {
+		case strings.HasPrefix(res, "projects/"):
+			pol, err = projects.GetIamPolicy(r.Context(), req)
+		case strings.HasPrefix(res, "folders/"):
+			pol, err = folders.GetIamPolicy(r.Context(), req)
+		case strings.HasPrefix(res, "organizations/"):
+			pol, err = orgs.GetIamPolicy(r.Context(), req)
+		default:
+			http.Error(w, `{"error":{"code":"INVALID_ARGUMENT","field":"resource","message":"want projects/ID, folders/ID or organizations/ID"}}`, http.StatusBadRequest)
+			return
+		}
+		if err != nil {
+			http.Error(w, fmt.Sprintf(`{"error":{"code":"NOT_FOUND","field":"resource","message":%q}}`, err.Error()), http.StatusNotFound)
+			return
+		}
+		b, _ := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(pol)
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(b) //nolint:errcheck // client gone
+	})
+}
+
+// callbacks resumes workflow executions over HTTP with an ID token of the
+// calling function's service account (on Google Cloud: an OAuth token with
+// workflows.callbacks.send, gcp-facts §4).
+type callbacks struct {
+	signer interface {
+		IDToken(email, audience string) (string, error)
+	}
+	sa       string
+	audience string
+	client   http.Client
+}
+
+func (c *callbacks) Call(ctx context.Context, url string, body any) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	tok, err := c.signer.IDToken(c.sa, c.audience)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(string(b)))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	switch {
+	case resp.StatusCode < 300:
+		return nil
+	case resp.StatusCode == http.StatusNotFound, resp.StatusCode == http.StatusTooManyRequests:
+		return nil // the execution finished, or this callback was delivered already
+	default:
+		return fmt.Errorf("callback answered %s", resp.Status)
+	}
+}
+
+// staticLoader serves the embedded demo policy as a policy source.
+type staticLoader []byte
+
+func (s staticLoader) Load(context.Context) ([]byte, string, error) {
+	return []byte(s), "embedded-demo", nil
+}

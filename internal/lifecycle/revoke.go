@@ -41,7 +41,9 @@ func (s *Service) Revoke(ctx context.Context, id, reason, actor string) (*grant.
 	switch {
 	case g.State == grant.ApprovalAwaited && reason == ReasonExpired:
 		if now.Before(g.ApprovalDeadline) {
-			return g, nil // not yet: a stray command
+			// Early (clocks differ by a little): fail so the command is
+			// delivered again after a backoff, when the window is over.
+			return nil, fmt.Errorf("the approval window of %s closes at %s", id, g.ApprovalDeadline.Format(time.RFC3339Nano))
 		}
 		g, err = s.transition(ctx, id, grant.ApprovalAwaited, grant.Expired, events.ExpiredType, actor, "no decision within the approval window")
 		return g, err

@@ -76,6 +76,7 @@ func testList(t *testing.T, open Open) {
 		{"end before is strict", grant.Query{EndBefore: Start.Add(time.Hour)}, []string{"g-c"}},
 		{"end before", grant.Query{EndBefore: Start.Add(time.Hour + 1)}, []string{"g-d", "g-c"}},
 		{"end before, other zone", grant.Query{EndBefore: Start.Add(time.Hour + 1).In(time.FixedZone("", -8*3600))}, []string{"g-d", "g-c"}},
+		{"end before, limit", grant.Query{EndBefore: Start.Add(3 * time.Hour), Limit: 1}, []string{"g-d"}},
 		{"limit", grant.Query{Limit: 2}, []string{"g-f", "g-e"}},
 		{"limit above count", grant.Query{Limit: 100}, []string{"g-f", "g-e", "g-d", "g-c", "g-b", "g-a"}},
 		{"requester and states", grant.Query{Requester: "alice@example.com", States: []grant.State{grant.Active, grant.ApprovalAwaited}}, []string{"g-c", "g-a"}},

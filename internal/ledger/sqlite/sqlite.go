@@ -20,7 +20,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"modernc.org/sqlite"
@@ -52,9 +51,10 @@ type Ledger struct {
 	db    *sql.DB
 	clock clock.Clock
 
-	// writeMu serializes this process's write transactions.
-	writeMu sync.Mutex
-	// lastPurge is when Once last deleted expired keys (guarded by writeMu).
+	// writer holds a token while one of this process's write
+	// transactions runs: a mutex whose waiters honour their context.
+	writer chan struct{}
+	// lastPurge is when Once last deleted expired keys (guarded by writer).
 	lastPurge time.Time
 }
 
@@ -84,7 +84,7 @@ func Open(path string, opts ...Option) (*Ledger, error) {
 	}
 	db.SetMaxOpenConns(maxOpenConns)
 	db.SetMaxIdleConns(maxOpenConns)
-	l := &Ledger{db: db, clock: clock.Real()}
+	l := &Ledger{db: db, clock: clock.Real(), writer: make(chan struct{}, 1)}
 	for _, opt := range opts {
 		opt(l)
 	}
@@ -146,8 +146,10 @@ CREATE INDEX once_keys_by_expire_time ON once_keys (expire_time);
 // migrate creates the schema in a new file and refuses a file written by a
 // newer version of this package.
 func (l *Ledger) migrate(ctx context.Context) error {
-	l.writeMu.Lock()
-	defer l.writeMu.Unlock()
+	if err := l.lockWriter(ctx); err != nil {
+		return err
+	}
+	defer l.unlockWriter()
 	return l.inTx(ctx, func(tx *sql.Tx) error {
 		var v int
 		if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
@@ -188,8 +190,10 @@ func (l *Ledger) Create(ctx context.Context, g *grant.Grant) error {
 		return fmt.Errorf("failed to create grant: %w", err)
 	}
 	c.Version = 1
-	l.writeMu.Lock()
-	defer l.writeMu.Unlock()
+	if err := l.lockWriter(ctx); err != nil {
+		return fmt.Errorf("failed to create grant %s: %w", c.ID, err)
+	}
+	defer l.unlockWriter()
 	err = l.inTx(ctx, func(tx *sql.Tx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM grants WHERE id = ?", c.ID).Scan(&n); err != nil {
@@ -223,8 +227,10 @@ func (l *Ledger) Get(ctx context.Context, id string) (*grant.Grant, error) {
 // another process) and must not change the ID. An error from fn other than
 // ErrNoChange is returned as it is, and nothing is written.
 func (l *Ledger) Update(ctx context.Context, id string, fn func(*grant.Grant) error) (*grant.Grant, error) {
-	l.writeMu.Lock()
-	defer l.writeMu.Unlock()
+	if err := l.lockWriter(ctx); err != nil {
+		return nil, fmt.Errorf("failed to update grant %s: %w", id, err)
+	}
+	defer l.unlockWriter()
 	var out *grant.Grant
 	err := l.inTx(ctx, func(tx *sql.Tx) error {
 		var doc string
@@ -430,8 +436,10 @@ func (l *Ledger) Once(ctx context.Context, key string, ttl time.Duration) (bool,
 	}
 	now := l.clock.Now()
 	nowS, expire := ledger.FormatTime(now), ledger.FormatTime(now.Add(ttl))
-	l.writeMu.Lock()
-	defer l.writeMu.Unlock()
+	if err := l.lockWriter(ctx); err != nil {
+		return false, fmt.Errorf("failed to record key %q: %w", key, err)
+	}
+	defer l.unlockWriter()
 	purge := now.Sub(l.lastPurge) >= purgeEvery || now.Before(l.lastPurge)
 	var first bool
 	err := l.inTx(ctx, func(tx *sql.Tx) error {
@@ -462,9 +470,22 @@ func (l *Ledger) Once(ctx context.Context, key string, ttl time.Duration) (bool,
 	return first, nil
 }
 
+// lockWriter waits for this process's other writes to finish, or for ctx
+// to end.
+func (l *Ledger) lockWriter(ctx context.Context) error {
+	select {
+	case l.writer <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (l *Ledger) unlockWriter() { <-l.writer }
+
 // inTx runs fn in a write transaction and commits it, retrying the whole
 // transaction when another process holds the lock past the busy timeout or
-// won a version race. The caller holds writeMu.
+// won a version race. The caller holds the writer token.
 func (l *Ledger) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	backoff := 5 * time.Millisecond
 	for attempt := 1; ; attempt++ {

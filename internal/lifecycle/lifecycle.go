@@ -227,8 +227,33 @@ func (s *Service) Sweep(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
+	// A request no workflow execution has claimed a while after it was
+	// made lost its grant.requested delivery (locally, Pub/Sub does not
+	// survive a restart): publish it again, with the same event ID.
+	waiting, err := s.cfg.Ledger.List(ctx, grant.Query{States: []grant.State{grant.ApprovalAwaited, grant.Activating}, Limit: 500})
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("failed to list waiting grants: %w", err))...)
+	}
+	for _, g := range waiting {
+		if g.Execution != "" || s.now().Sub(g.CreateTime) < RedriveAfter || len(g.Timeline) == 0 {
+			continue
+		}
+		e, err := events.FromGrantEntry(g, g.Timeline[0])
+		if err == nil {
+			_, err = s.cfg.Events.Publish(ctx, e)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("failed to re-drive %s: %w", g.ID, err))
+			continue
+		}
+		s.log.InfoContext(ctx, "re-drove a request no workflow claimed", "grant_id", g.ID)
+	}
 	return errors.Join(errs...)
 }
+
+// RedriveAfter is how long a request may wait for its workflow execution
+// before Sweep publishes its grant.requested again.
+const RedriveAfter = time.Minute
 
 // callback resumes the workflow; a finished execution (404) or an
 // already-delivered callback (429) is not an error: the handler is being

@@ -16,6 +16,7 @@ import (
 	"github.com/jitpipeline/jit/internal/clock"
 	"github.com/jitpipeline/jit/internal/grant"
 	"github.com/jitpipeline/jit/internal/iamcond"
+	"github.com/jitpipeline/jit/internal/localgcp/emulators"
 	"github.com/jitpipeline/jit/internal/localgcp/pushbridge"
 	"github.com/jitpipeline/jit/internal/localpipeline"
 	"github.com/jitpipeline/jit/internal/world"
@@ -374,4 +375,18 @@ func bindingsOf(e *env, role string) []string {
 		}
 	}
 	return out
+}
+
+// The pipeline with Google's Pub/Sub emulator in place of pstest: the same
+// self-approved lifecycle, end to end.
+func TestWithPubSubEmulator(t *testing.T) {
+	t.Parallel()
+	host := emulators.PubSub(t, localpipeline.Project)
+	e := start(t, localpipeline.Config{PubSubEmulatorHost: host})
+	id := e.request("alice@example.com", "demo.demo-project.viewer", "PT1M")
+	e.waitState("alice@example.com", id, grant.Active)
+	g := e.waitState("alice@example.com", id, grant.Ended)
+	if diff := cmp.Diff([]string{"ACTIVATING requested", "ACTIVE activated", "ACTIVE revocation_verified", "ENDED ended"}, events(g)); diff != "" {
+		t.Errorf("timeline (-want +got):\n%s", diff)
+	}
 }

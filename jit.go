@@ -1,11 +1,22 @@
 // Package jit is the module root package, the one the Cloud Functions Go
-// buildpack builds (DESIGN §8): it must import the functions framework and
-// register every function by name in init(). The four functions (intake,
-// approval, grant, revoke) are registered here as they land; until then the
-// import below keeps the buildpack on its declarative template and pins the
-// framework version in go.mod.
+// buildpack builds (DESIGN §8): it registers every function by name with
+// functions-framework. Each deployed function is this same source with its
+// own entry point (and its own service account); the handlers are built
+// lazily on the first invocation (internal/deploy), so init() only
+// registers.
 package jit
 
 import (
-	_ "github.com/GoogleCloudPlatform/functions-framework-go/functions"
+	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
+
+	"github.com/jitpipeline/jit/internal/deploy"
 )
+
+func init() {
+	functions.HTTP("intake", deploy.Intake())
+	functions.HTTP("approval", deploy.Approval())
+	functions.CloudEvent("approvalEvents", deploy.ApprovalEvents())
+	functions.CloudEvent("grant", deploy.Grant())
+	functions.CloudEvent("revoke", deploy.Revoke())
+	functions.HTTP("revokeTask", deploy.RevokeTask())
+}

@@ -425,7 +425,7 @@ type grantDoc struct {
 	Entitlement       string         `firestore:"entitlement"`
 	Requester         string         `firestore:"requester"`
 	Justification     string         `firestore:"justification"`
-	Inputs            string         `firestore:"inputs"` // JSON object, "" for none
+	Inputs            string         `firestore:"inputs"`            // JSON object, "" for none
 	RequestedDuration int64          `firestore:"requestedDuration"` // nanoseconds
 	Privileges        []privilegeDoc `firestore:"privileges"`
 

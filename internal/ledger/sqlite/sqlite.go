@@ -4,7 +4,7 @@
 //
 // Each grant is one row: the JSON document of the grant (package ledger's
 // Encode) plus the columns the queries filter and sort on; approvers are a
-// join table. Writes are serialized inside the process by a mutex, so the
+// join table. Writes are serialized inside the process by a lock, so the
 // pipeline's many concurrent goroutines queue in Go instead of spinning in
 // SQLite's busy handler; across processes BEGIN IMMEDIATE and a busy
 // timeout serialize them, and Update's version check plus a retry on

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,6 +31,12 @@ func open(t *testing.T, path string, opts ...sqlite.Option) *sqlite.Ledger {
 	return l
 }
 
+// rawDSN opens path with no parameters, bypassing the package; a file: URI
+// so that "?" and "#" in the path stay part of it.
+func rawDSN(path string) string {
+	return "file:" + (&url.URL{Path: path}).EscapedPath()
+}
+
 func TestContract(t *testing.T) {
 	t.Parallel()
 	ledgertest.Run(t, func(t *testing.T, clk clock.Clock) grant.Ledger {
@@ -42,7 +49,7 @@ func TestContract(t *testing.T) {
 // nothing).
 func TestReopen(t *testing.T) {
 	t.Parallel()
-	path := filepath.Join(t.TempDir(), "sub", "dir", "ledger.db")
+	path := filepath.Join(t.TempDir(), "sub dir", "a?b#c%20", "ledger.db")
 	clk := clock.NewManual(ledgertest.Start)
 	l, err := sqlite.Open(path, sqlite.WithClock(clk))
 	if err != nil {
@@ -72,6 +79,16 @@ func TestReopen(t *testing.T) {
 	if first, err := l.Once(t.Context(), "k", time.Hour); err != nil || first {
 		t.Errorf("Once after reopening = %v, %v; want false", first, err)
 	}
+	// WAL is what makes a kill -9 harmless; it is a property of the file.
+	db, err := sql.Open("sqlite", rawDSN(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var mode string
+	if err := db.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
+		t.Errorf("journal_mode = %q, %v; want wal", mode, err)
+	}
 }
 
 // TestNewerSchema: a file written by a newer version of the package is
@@ -80,7 +97,7 @@ func TestNewerSchema(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "ledger.db")
 	open(t, path).Close()
-	db, err := sql.Open("sqlite", path)
+	db, err := sql.Open("sqlite", rawDSN(path))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +249,7 @@ func TestKill9(t *testing.T) {
 		}
 
 		l := open(t, path)
-		db, err := sql.Open("sqlite", path)
+		db, err := sql.Open("sqlite", rawDSN(path))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,217 @@
+// Package deploy builds the functions as they run on Google Cloud: their
+// configuration comes from environment variables (set by Terraform), their
+// clients are the real Google client libraries with the function's own
+// service account, and everything is built lazily, once per instance, on
+// the first invocation — never in init(), because every function's code is
+// linked into every deployed function (aesthetics §3, §4).
+//
+// What each function gets is only what it needs: intake and approval read
+// the ledger and policy and publish events; grant and revoke also write IAM
+// policies and Cloud Tasks.
+//
+// People reach intake and approval through Identity-Aware Proxy; verifying
+// its signed header arrives with the identity issue. Until then the
+// production HTTP API refuses every request (fail closed), saying so.
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	cloudtasks "cloud.google.com/go/cloudtasks/apiv2"
+	pubsub "cloud.google.com/go/pubsub/v2"
+	resourcemanager "cloud.google.com/go/resourcemanager/apiv3"
+	"google.golang.org/api/idtoken"
+	"google.golang.org/api/option"
+	htransport "google.golang.org/api/transport/http"
+
+	"github.com/jitpipeline/jit/internal/auth"
+	"github.com/jitpipeline/jit/internal/clock"
+	"github.com/jitpipeline/jit/internal/events"
+	"github.com/jitpipeline/jit/internal/groups"
+	"github.com/jitpipeline/jit/internal/iamgrant"
+	"github.com/jitpipeline/jit/internal/ledger/firestore"
+	"github.com/jitpipeline/jit/internal/lifecycle"
+	"github.com/jitpipeline/jit/internal/localgcp/localoidc"
+	"github.com/jitpipeline/jit/internal/logging"
+	"github.com/jitpipeline/jit/internal/policy"
+	"github.com/jitpipeline/jit/internal/policy/source"
+)
+
+// Config is read from the environment.
+type Config struct {
+	Project         string   // JIT_PROJECT: project of the pipeline's own resources
+	EventsTopic     string   // JIT_EVENTS_TOPIC (default jit-events)
+	RevokeQueue     string   // JIT_REVOKE_QUEUE: projects/P/locations/L/queues/Q
+	RevokeURL       string   // JIT_REVOKE_URL: the revokeTask function's URL
+	TasksSA         string   // JIT_TASKS_SERVICE_ACCOUNT: identity of revocation tasks
+	Policy          string   // JIT_POLICY: secretmanager:…, gs://… or a file
+	InternalDomains []string // JIT_INTERNAL_DOMAINS: comma-separated
+	LogLevel        string   // JIT_LOG_LEVEL
+}
+
+// FromEnv reads the configuration.
+func FromEnv() Config {
+	c := Config{
+		Project:     os.Getenv("JIT_PROJECT"),
+		EventsTopic: os.Getenv("JIT_EVENTS_TOPIC"),
+		RevokeQueue: os.Getenv("JIT_REVOKE_QUEUE"),
+		RevokeURL:   os.Getenv("JIT_REVOKE_URL"),
+		TasksSA:     os.Getenv("JIT_TASKS_SERVICE_ACCOUNT"),
+		Policy:      os.Getenv("JIT_POLICY"),
+		LogLevel:    os.Getenv("JIT_LOG_LEVEL"),
+	}
+	if c.EventsTopic == "" {
+		c.EventsTopic = "jit-events"
+	}
+	for _, d := range strings.Split(os.Getenv("JIT_INTERNAL_DOMAINS"), ",") {
+		if d = strings.TrimSpace(strings.ToLower(d)); d != "" {
+			c.InternalDomains = append(c.InternalDomains, d)
+		}
+	}
+	return c
+}
+
+// Validate reports every missing or malformed setting at once. Grant and
+// revoke need the Cloud Tasks settings; the others do not.
+func (c Config) Validate(needTasks bool) error {
+	var errs []error
+	if c.Project == "" {
+		errs = append(errs, errors.New("JIT_PROJECT is required"))
+	}
+	if c.Policy == "" {
+		errs = append(errs, errors.New("JIT_POLICY is required (secretmanager:projects/P/secrets/S or gs://bucket/object)"))
+	}
+	if needTasks {
+		if !strings.HasPrefix(c.RevokeQueue, "projects/") || !strings.Contains(c.RevokeQueue, "/queues/") {
+			errs = append(errs, fmt.Errorf("JIT_REVOKE_QUEUE must be projects/P/locations/L/queues/Q, got %q", c.RevokeQueue))
+		}
+		if !strings.HasPrefix(c.RevokeURL, "https://") {
+			errs = append(errs, fmt.Errorf("JIT_REVOKE_URL must be an https URL, got %q", c.RevokeURL))
+		}
+		if !strings.Contains(c.TasksSA, "@") {
+			errs = append(errs, fmt.Errorf("JIT_TASKS_SERVICE_ACCOUNT must be a service account email, got %q", c.TasksSA))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (c Config) isInternal(email string) bool {
+	_, dom, _ := strings.Cut(strings.ToLower(email), "@")
+	for _, d := range c.InternalDomains {
+		if dom == d {
+			return true
+		}
+	}
+	return false
+}
+
+// build makes the service of one function: with IAM and Cloud Tasks for
+// grant and revoke only.
+func build(ctx context.Context, cfg Config, function string, privileged bool) (*lifecycle.Service, *slog.Logger, error) {
+	log := logging.New(os.Stdout, logging.ParseLevel(cfg.LogLevel)).With("function", function)
+	if err := cfg.Validate(privileged); err != nil {
+		return nil, log, fmt.Errorf("the %s function is not configured: %w", function, err)
+	}
+	ledger, err := firestore.New(ctx, cfg.Project)
+	if err != nil {
+		return nil, log, err
+	}
+	loader, err := source.ParseLocation(ctx, cfg.Policy)
+	if err != nil {
+		return nil, log, err
+	}
+	pol, err := source.New(ctx, source.Config[*policy.Policy]{Loader: loader, Compile: policy.Compile, Logger: log.With("component", "policy")})
+	if err != nil {
+		return nil, log, err
+	}
+	ci, err := groups.NewCloudIdentity(ctx)
+	if err != nil {
+		return nil, log, err
+	}
+	ps, err := pubsub.NewClient(ctx, cfg.Project)
+	if err != nil {
+		return nil, log, fmt.Errorf("failed to create the Pub/Sub client: %w", err)
+	}
+	hc, _, err := htransport.NewClient(ctx, option.WithScopes("https://www.googleapis.com/auth/cloud-platform"))
+	if err != nil {
+		return nil, log, fmt.Errorf("failed to create the callback client: %w", err)
+	}
+	lc := lifecycle.Config{
+		Ledger: ledger, Policy: pol, Groups: groups.NewCache(ci, groups.DefaultTTL, nil), IsInternal: cfg.isInternal,
+		Events: events.NewPublisher(ps, cfg.EventsTopic), Callbacks: oauthCallbacks{hc}, Clock: clock.Real(),
+		RevokeQueue: cfg.RevokeQueue, RevokeURL: cfg.RevokeURL, RevokeServiceAccount: cfg.TasksSA, Logger: log,
+	}
+	if privileged {
+		projects, err := resourcemanager.NewProjectsClient(ctx)
+		if err != nil {
+			return nil, log, err
+		}
+		folders, err := resourcemanager.NewFoldersClient(ctx)
+		if err != nil {
+			return nil, log, err
+		}
+		orgs, err := resourcemanager.NewOrganizationsClient(ctx)
+		if err != nil {
+			return nil, log, err
+		}
+		if lc.IAM, err = iamgrant.New(iamgrant.Config{Projects: projects, Folders: folders, Organizations: orgs, Logger: log}); err != nil {
+			return nil, log, err
+		}
+		tasks, err := cloudtasks.NewClient(ctx)
+		if err != nil {
+			return nil, log, err
+		}
+		lc.Tasks = tasks
+	}
+	svc, err := lifecycle.New(lc)
+	return svc, log, err
+}
+
+// oauthCallbacks resumes workflow executions with the function's OAuth
+// access token (workflows.callbacks.send, gcp-facts §4).
+type oauthCallbacks struct{ client *http.Client }
+
+func (c oauthCallbacks) Call(ctx context.Context, url string, body any) error {
+	return postJSON(ctx, c.client, url, body)
+}
+
+// googleVerifier checks Google-signed ID tokens (Cloud Tasks' OIDC tokens)
+// with Google's keys; auth.Service then checks email, email_verified and
+// the allow-list, which idtoken does not.
+type googleVerifier struct{}
+
+func (googleVerifier) Verify(token, audience string) (*localoidc.Claims, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p, err := idtoken.Validate(ctx, token, audience)
+	if err != nil {
+		return nil, err
+	}
+	if p.Issuer != "https://accounts.google.com" && p.Issuer != "accounts.google.com" {
+		return nil, fmt.Errorf("issuer %q", p.Issuer)
+	}
+	email, _ := p.Claims["email"].(string)
+	verified, _ := p.Claims["email_verified"].(bool)
+	return &localoidc.Claims{Issuer: p.Issuer, Audience: p.Audience, Subject: p.Subject, Email: email, EmailVerified: verified, IssuedAt: p.IssuedAt, Expires: p.Expires}, nil
+}
+
+// tasksAuth is the revokeTask function's rule: a Google-signed token for
+// its own URL, from the configured tasks service account only.
+func tasksAuth(cfg Config) auth.Service {
+	return auth.Service{Verifier: googleVerifier{}, Audience: cfg.RevokeURL, Allowed: []string{strings.ToLower(cfg.TasksSA)}}
+}
+
+// iapPending is the production authenticator of people until Identity-Aware
+// Proxy verification lands: it refuses everyone.
+type iapPending struct{}
+
+func (iapPending) Caller(*http.Request) (string, error) {
+	return "", errors.New("IAP assertion verification is not configured yet; the production API refuses all requests")
+}

@@ -1,0 +1,157 @@
+package deploy
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sync"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+
+	"github.com/jitpipeline/jit/functions/approval"
+	grantfn "github.com/jitpipeline/jit/functions/grant"
+	"github.com/jitpipeline/jit/functions/intake"
+	"github.com/jitpipeline/jit/functions/revoke"
+	"github.com/jitpipeline/jit/internal/lifecycle"
+)
+
+// lazy builds a function's handler once, on first use; a failure is
+// reported to the caller (503) and retried on the next invocation.
+type lazy[T any] struct {
+	mu    sync.Mutex
+	value T
+	ok    bool
+	build func(context.Context) (T, error)
+}
+
+func (l *lazy[T]) get(ctx context.Context) (T, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ok {
+		return l.value, nil
+	}
+	v, err := l.build(ctx)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	l.value, l.ok = v, true
+	return v, nil
+}
+
+func lazyHTTP(build func(context.Context) (http.Handler, error)) http.HandlerFunc {
+	l := &lazy[http.Handler]{build: build}
+	return func(w http.ResponseWriter, r *http.Request) {
+		h, err := l.get(r.Context())
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		h.ServeHTTP(w, r)
+	}
+}
+
+func lazyEvent(build func(context.Context) (func(context.Context, cloudevents.Event) error, error)) func(context.Context, cloudevents.Event) error {
+	l := &lazy[func(context.Context, cloudevents.Event) error]{build: build}
+	return func(ctx context.Context, e cloudevents.Event) error {
+		fn, err := l.get(ctx)
+		if err != nil {
+			return err // redelivered once the function is configured
+		}
+		return fn(ctx, e)
+	}
+}
+
+// Intake is the intake function's HTTP entry point.
+func Intake() http.HandlerFunc {
+	return lazyHTTP(func(ctx context.Context) (http.Handler, error) {
+		svc, log, err := build(ctx, FromEnv(), "intake", false)
+		if err != nil {
+			return nil, err
+		}
+		return intake.HTTP(svc, iapPending{}, log), nil
+	})
+}
+
+// Approval is the approval function's HTTP entry point (approve, deny).
+func Approval() http.HandlerFunc {
+	return lazyHTTP(func(ctx context.Context) (http.Handler, error) {
+		svc, log, err := build(ctx, FromEnv(), "approval", false)
+		if err != nil {
+			return nil, err
+		}
+		return approval.HTTP(svc, iapPending{}, log), nil
+	})
+}
+
+// ApprovalEvents is the approval function's CloudEvent entry point.
+func ApprovalEvents() func(context.Context, cloudevents.Event) error {
+	return lazyEvent(func(ctx context.Context) (func(context.Context, cloudevents.Event) error, error) {
+		svc, log, err := build(ctx, FromEnv(), "approval", false)
+		if err != nil {
+			return nil, err
+		}
+		return approval.Events(svc, log), nil
+	})
+}
+
+// Grant is the grant function's CloudEvent entry point.
+func Grant() func(context.Context, cloudevents.Event) error {
+	return lazyEvent(func(ctx context.Context) (func(context.Context, cloudevents.Event) error, error) {
+		svc, log, err := build(ctx, FromEnv(), "grant", true)
+		if err != nil {
+			return nil, err
+		}
+		return grantfn.Events(svc, log), nil
+	})
+}
+
+// Revoke is the revoke function's CloudEvent entry point.
+func Revoke() func(context.Context, cloudevents.Event) error {
+	return lazyEvent(func(ctx context.Context) (func(context.Context, cloudevents.Event) error, error) {
+		svc, log, err := build(ctx, FromEnv(), "revoke", true)
+		if err != nil {
+			return nil, err
+		}
+		return revoke.Events(svc, log), nil
+	})
+}
+
+// RevokeTask is the revoke function's Cloud Tasks entry point.
+func RevokeTask() http.HandlerFunc {
+	return lazyHTTP(func(ctx context.Context) (http.Handler, error) {
+		cfg := FromEnv()
+		svc, log, err := build(ctx, cfg, "revoke", true)
+		if err != nil {
+			return nil, err
+		}
+		return revoke.Tasks(svc, tasksAuth(cfg), log), nil
+	})
+}
+
+var _ lifecycle.Callbacks = oauthCallbacks{}
+
+func postJSON(ctx context.Context, c *http.Client, url string, body any) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	switch {
+	case resp.StatusCode < 300, resp.StatusCode == http.StatusNotFound, resp.StatusCode == http.StatusTooManyRequests:
+		return nil // done, finished, or delivered already
+	default:
+		return fmt.Errorf("callback answered %s", resp.Status)
+	}
+}

@@ -202,7 +202,7 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 		return nil, err
 	}
 
-	if p.Ledger, err = sqlite.Open(filepath.Join(cfg.DataDir, "ledger.db")); err != nil {
+	if p.Ledger, err = sqlite.Open(filepath.Join(cfg.DataDir, "ledger.db"), sqlite.WithClock(cfg.Clock)); err != nil {
 		return nil, fmt.Errorf("failed to open the ledger: %w", err)
 	}
 	p.closers = append(p.closers, p.Ledger.Close)

@@ -38,7 +38,7 @@ func testPolicy(t *testing.T) string {
 }
 
 type env struct {
-	t   *testing.T
+	t   testing.TB
 	p   *localpipeline.Pipeline
 	url string
 }

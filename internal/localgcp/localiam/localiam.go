@@ -76,6 +76,7 @@ type Server struct {
 	byNumber map[int64]*resource  // project number -> project
 
 	aborted atomic.Int64
+	writes  atomic.Int64
 }
 
 // New returns a Server, loading the resources and policies persisted in
@@ -247,6 +248,10 @@ func (s *Server) SetPolicy(resource string, p *iampb.Policy) (*iampb.Policy, err
 // because of a stale etag.
 func (s *Server) AbortedCount() int64 { return s.aborted.Load() }
 
+// WriteCount is how many SetIamPolicy calls succeeded: benchmarks divide
+// grants by it.
+func (s *Server) WriteCount() int64 { return s.writes.Load() }
+
 // mask is the set of Policy fields a SetIamPolicy call replaces.
 type mask struct{ bindings, auditConfigs bool }
 
@@ -297,6 +302,7 @@ func (s *Server) commit(r *resource, req, np *iampb.Policy, m mask, console bool
 	if err := s.persist(r, next); err != nil {
 		return nil, status.Errorf(codes.Internal, "failed to store the policy: %v", err)
 	}
+	s.writes.Add(1)
 	r.policy = next
 	s.log.Debug("set IAM policy", "resource", r.name(), "bindings", len(next.GetBindings()), "version", next.GetVersion())
 	return proto.Clone(next).(*iampb.Policy), nil

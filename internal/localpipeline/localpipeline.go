@@ -34,6 +34,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -110,7 +111,12 @@ type Config struct {
 	// SweepInterval is how often unpublished events are re-published
 	// (default 30 s).
 	SweepInterval time.Duration
-	Logger        *slog.Logger
+	// ActivationTimeout is how long the workflow waits for the grant
+	// function before it gives up and revokes (default 10 minutes). It is
+	// on Clock's time, so tests that run the clock fast raise it: the IAM
+	// write does not speed up with the clock.
+	ActivationTimeout time.Duration
+	Logger            *slog.Logger
 }
 
 // Pipeline is the running embedded pipeline.
@@ -146,6 +152,9 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 	if cfg.SweepInterval == 0 {
 		cfg.SweepInterval = 30 * time.Second
 	}
+	if cfg.ActivationTimeout == 0 {
+		cfg.ActivationTimeout = 10 * time.Minute
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("failed to create the data directory: %w", err)
 	}
@@ -180,12 +189,15 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 		DataDir: cfg.DataDir, Project: Project, Location: Location,
 		HTTPAddr: cfg.Addr, PubSubEmulatorHost: cfg.PubSubEmulatorHost,
 		WorkflowServiceAccount: FlowSA,
-		WorkflowEnv:            map[string]string{"JIT_EVENTS_TOPIC": Topic},
-		Queues:                 []string{Queue},
-		Seed:                   cfg.World.Seed,
-		GroupMembers:           cfg.World.DirectMembers,
-		Routes:                 routes,
-		Clock:                  cfg.Clock,
+		WorkflowEnv: map[string]string{
+			"JIT_EVENTS_TOPIC":       Topic,
+			"JIT_ACTIVATION_TIMEOUT": strconv.Itoa(int(cfg.ActivationTimeout.Seconds())),
+		},
+		Queues:       []string{Queue},
+		Seed:         cfg.World.Seed,
+		GroupMembers: cfg.World.DirectMembers,
+		Routes:       routes,
+		Clock:        cfg.Clock,
 		AuthorizeCallback: func(r *http.Request) error {
 			_, err := auth.Service{Verifier: cloud.Signer, Audience: cloud.HTTPURL, Allowed: []string{IntakeSA, ApproveSA, GrantSA, RevokeSA}}.Check(r)
 			return err

@@ -57,6 +57,11 @@ func start(t *testing.T, cfg localpipeline.Config) *env {
 	if cfg.PolicyFile == "" {
 		cfg.PolicyFile = testPolicy(t)
 	}
+	if cfg.ActivationTimeout == 0 {
+		// A day on the fast clock is 24 real minutes: IAM writes under
+		// -race and 200 concurrent requests do not speed up with it.
+		cfg.ActivationTimeout = 24 * time.Hour
+	}
 	p, err := localpipeline.Start(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)

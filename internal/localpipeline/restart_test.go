@@ -42,7 +42,7 @@ func TestHelperProcess(t *testing.T) {
 	p, err := localpipeline.Start(context.Background(), localpipeline.Config{
 		DataDir: hc.DataDir, Addr: hc.Addr, PolicyFile: hc.PolicyFile,
 		Clock:         clock.ScaledSince(time.Unix(0, hc.VirtualStart), time.Unix(0, hc.RealStart), hc.Speed),
-		SweepInterval: time.Second,
+		SweepInterval: time.Second, ActivationTimeout: 24 * time.Hour,
 	})
 	if err != nil {
 		fmt.Println("error:", err)

@@ -145,7 +145,7 @@ func build(ctx context.Context, cfg Config, function string, privileged bool) (*
 	}
 	lc := lifecycle.Config{
 		Ledger: ledger, Policy: pol, Groups: groups.NewCache(ci, groups.DefaultTTL, nil), IsInternal: cfg.isInternal,
-		Events: events.NewPublisher(ps, cfg.EventsTopic), Callbacks: oauthCallbacks{hc}, Clock: clock.Real(),
+		Events: events.NewPublisher(ps, cfg.EventsTopic), Callbacks: lifecycle.HTTPCallbacks{Client: hc}, Clock: clock.Real(),
 		RevokeQueue: cfg.RevokeQueue, RevokeURL: cfg.RevokeURL, RevokeServiceAccount: cfg.TasksSA, Logger: log,
 	}
 	if privileged {
@@ -172,14 +172,6 @@ func build(ctx context.Context, cfg Config, function string, privileged bool) (*
 	}
 	svc, err := lifecycle.New(lc)
 	return svc, log, err
-}
-
-// oauthCallbacks resumes workflow executions with the function's OAuth
-// access token (workflows.callbacks.send, gcp-facts §4).
-type oauthCallbacks struct{ client *http.Client }
-
-func (c oauthCallbacks) Call(ctx context.Context, url string, body any) error {
-	return postJSON(ctx, c.client, url, body)
 }
 
 // googleVerifier checks Google-signed ID tokens (Cloud Tasks' OIDC tokens)

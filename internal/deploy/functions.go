@@ -1,10 +1,7 @@
 package deploy
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
 	"net/http"
 	"sync"
 
@@ -14,7 +11,6 @@ import (
 	grantfn "github.com/jitpipeline/jit/functions/grant"
 	"github.com/jitpipeline/jit/functions/intake"
 	"github.com/jitpipeline/jit/functions/revoke"
-	"github.com/jitpipeline/jit/internal/lifecycle"
 )
 
 // lazy builds a function's handler once, on first use; a failure is
@@ -129,29 +125,4 @@ func RevokeTask() http.HandlerFunc {
 		}
 		return revoke.Tasks(svc, tasksAuth(cfg), log), nil
 	})
-}
-
-var _ lifecycle.Callbacks = oauthCallbacks{}
-
-func postJSON(ctx context.Context, c *http.Client, url string, body any) error {
-	b, err := json.Marshal(body)
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(b))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	switch {
-	case resp.StatusCode < 300, resp.StatusCode == http.StatusNotFound, resp.StatusCode == http.StatusTooManyRequests:
-		return nil // done, finished, or delivered already
-	default:
-		return fmt.Errorf("callback answered %s", resp.Status)
-	}
 }

@@ -249,21 +249,11 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 	p.closers = append(p.closers, tasks.Close)
 
 	iamAs := func(sa string) (lifecycle.IAM, error) {
-		opts := append(cloud.ClientOptions(), option.WithGRPCDialOption(grpc.WithUnaryInterceptor(localiam.UnaryClientInterceptor("serviceAccount:"+sa))))
-		projects, err := resourcemanager.NewProjectsClient(ctx, opts...)
+		rm, err := p.resourceManager(ctx, append(cloud.ClientOptions(), option.WithGRPCDialOption(grpc.WithUnaryInterceptor(localiam.UnaryClientInterceptor("serviceAccount:"+sa))))...)
 		if err != nil {
 			return nil, err
 		}
-		folders, err := resourcemanager.NewFoldersClient(ctx, opts...)
-		if err != nil {
-			return nil, err
-		}
-		orgs, err := resourcemanager.NewOrganizationsClient(ctx, opts...)
-		if err != nil {
-			return nil, err
-		}
-		p.closers = append(p.closers, projects.Close, folders.Close, orgs.Close)
-		return iamgrant.New(iamgrant.Config{Projects: projects, Folders: folders, Organizations: orgs, Now: cfg.Clock.Now, Logger: log.With("component", "iamgrant", "identity", sa)})
+		return iamgrant.New(iamgrant.Config{Projects: rm.projects, Folders: rm.folders, Organizations: rm.orgs, Now: cfg.Clock.Now, Logger: log.With("component", "iamgrant", "identity", sa)})
 	}
 	grantIAM, err := iamAs(GrantSA)
 	if err != nil {
@@ -283,7 +273,7 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 	service := func(name, sa string, iam lifecycle.IAM, withTasks bool) (*lifecycle.Service, error) {
 		c := base
 		c.Logger = log.With("function", name)
-		c.Callbacks = &callbacks{signer: cloud.Signer, sa: sa, audience: cloud.HTTPURL}
+		c.Callbacks = lifecycle.HTTPCallbacks{Token: func(context.Context) (string, error) { return cloud.Signer.IDToken(sa, cloud.HTTPURL) }}
 		c.IAM = iam
 		if withTasks {
 			c.Tasks = tasks
@@ -312,19 +302,10 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 		return nil, fmt.Errorf("failed to create the executions client: %w", err)
 	}
 	p.closers = append(p.closers, execs.Close)
-	projects, err := resourcemanager.NewProjectsClient(ctx, cloud.ClientOptions()...)
+	operator, err := p.resourceManager(ctx, cloud.ClientOptions()...)
 	if err != nil {
 		return nil, err
 	}
-	folders, err := resourcemanager.NewFoldersClient(ctx, cloud.ClientOptions()...)
-	if err != nil {
-		return nil, err
-	}
-	orgs, err := resourcemanager.NewOrganizationsClient(ctx, cloud.ClientOptions()...)
-	if err != nil {
-		return nil, err
-	}
-	p.closers = append(p.closers, projects.Close, folders.Close, orgs.Close)
 
 	pushAuth := auth.Service{Verifier: cloud.Signer, Allowed: []string{EventsSA}}
 	ceHandler := func(path string, fn func(context.Context, cloudevents.Event) error) (http.Handler, error) {
@@ -369,7 +350,7 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 	mux.Handle("POST /functions/revoke-task", revoke.Tasks(revokeSvc,
 		auth.Service{Verifier: cloud.Signer, Audience: cloud.HTTPURL + "/functions/revoke-task", Allowed: []string{TasksSA}},
 		log.With("function", "revoke")))
-	mux.Handle("GET /local/iam/{resource...}", localIAM(projects, folders, orgs))
+	mux.Handle("GET /local/iam/{resource...}", localIAM(operator))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	var h http.Handler = mux
 	handler.Store(&h)
@@ -466,8 +447,34 @@ func startWorkflow(execs *executions.Client, workflow string, log *slog.Logger) 
 	}
 }
 
+// resourceManagerClients are the three Resource Manager clients, one per
+// kind of resource that has an IAM policy.
+type resourceManagerClients struct {
+	projects *resourcemanager.ProjectsClient
+	folders  *resourcemanager.FoldersClient
+	orgs     *resourcemanager.OrganizationsClient
+}
+
+func (p *Pipeline) resourceManager(ctx context.Context, opts ...option.ClientOption) (*resourceManagerClients, error) {
+	var rm resourceManagerClients
+	var err error
+	if rm.projects, err = resourcemanager.NewProjectsClient(ctx, opts...); err != nil {
+		return nil, fmt.Errorf("failed to create the Resource Manager clients: %w", err)
+	}
+	p.closers = append(p.closers, rm.projects.Close)
+	if rm.folders, err = resourcemanager.NewFoldersClient(ctx, opts...); err != nil {
+		return nil, fmt.Errorf("failed to create the Resource Manager clients: %w", err)
+	}
+	p.closers = append(p.closers, rm.folders.Close)
+	if rm.orgs, err = resourcemanager.NewOrganizationsClient(ctx, opts...); err != nil {
+		return nil, fmt.Errorf("failed to create the Resource Manager clients: %w", err)
+	}
+	p.closers = append(p.closers, rm.orgs.Close)
+	return &rm, nil
+}
+
 // localIAM serves a resource's emulated IAM policy in the REST JSON form.
-func localIAM(projects *resourcemanager.ProjectsClient, folders *resourcemanager.FoldersClient, orgs *resourcemanager.OrganizationsClient) http.Handler {
+func localIAM(rm *resourceManagerClients) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		res := r.PathValue("resource")
 		req := &iampb.GetIamPolicyRequest{Resource: res, Options: &iampb.GetPolicyOptions{RequestedPolicyVersion: 3}}
@@ -475,11 +482,11 @@ func localIAM(projects *resourcemanager.ProjectsClient, folders *resourcemanager
 		var err error
 		switch {
 		case strings.HasPrefix(res, "projects/"):
-			pol, err = projects.GetIamPolicy(r.Context(), req)
+			pol, err = rm.projects.GetIamPolicy(r.Context(), req)
 		case strings.HasPrefix(res, "folders/"):
-			pol, err = folders.GetIamPolicy(r.Context(), req)
+			pol, err = rm.folders.GetIamPolicy(r.Context(), req)
 		case strings.HasPrefix(res, "organizations/"):
-			pol, err = orgs.GetIamPolicy(r.Context(), req)
+			pol, err = rm.orgs.GetIamPolicy(r.Context(), req)
 		default:
 			http.Error(w, `{"error":{"code":"INVALID_ARGUMENT","field":"resource","message":"want projects/ID, folders/ID or organizations/ID"}}`, http.StatusBadRequest)
 			return
@@ -492,48 +499,6 @@ func localIAM(projects *resourcemanager.ProjectsClient, folders *resourcemanager
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(b) //nolint:errcheck // client gone
 	})
-}
-
-// callbacks resumes workflow executions over HTTP with an ID token of the
-// calling function's service account (on Google Cloud: an OAuth token with
-// workflows.callbacks.send, gcp-facts §4).
-type callbacks struct {
-	signer interface {
-		IDToken(email, audience string) (string, error)
-	}
-	sa       string
-	audience string
-	client   http.Client
-}
-
-func (c *callbacks) Call(ctx context.Context, url string, body any) error {
-	b, err := json.Marshal(body)
-	if err != nil {
-		return err
-	}
-	tok, err := c.signer.IDToken(c.sa, c.audience)
-	if err != nil {
-		return err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(string(b)))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := c.client.Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	switch {
-	case resp.StatusCode < 300:
-		return nil
-	case resp.StatusCode == http.StatusNotFound, resp.StatusCode == http.StatusTooManyRequests:
-		return nil // the execution finished, or this callback was delivered already
-	default:
-		return fmt.Errorf("callback answered %s", resp.Status)
-	}
 }
 
 // staticLoader serves the embedded demo policy as a policy source.

@@ -11,9 +11,11 @@ import (
 	"testing"
 	"time"
 
+	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/jitpipeline/jit/internal/clock"
+	evs "github.com/jitpipeline/jit/internal/events"
 	"github.com/jitpipeline/jit/internal/grant"
 	"github.com/jitpipeline/jit/internal/iamcond"
 	"github.com/jitpipeline/jit/internal/localgcp/emulators"
@@ -393,5 +395,66 @@ func TestWithPubSubEmulator(t *testing.T) {
 	g := e.waitState("alice@example.com", id, grant.Ended)
 	if diff := cmp.Diff([]string{"ACTIVATING requested", "ACTIVE activated", "ACTIVE revocation_verified", "ENDED ended"}, events(g)); diff != "" {
 		t.Errorf("timeline (-want +got):\n%s", diff)
+	}
+}
+
+// The same event delivered three times changes nothing more than once:
+// after a grant has ended, its grant.requested (with its own event ID) and
+// a revoke command are published three times each; the timeline, the
+// policy and the number of workflow executions stay as they were.
+func TestSameEventThreeTimes(t *testing.T) {
+	t.Parallel()
+	e := start(t, localpipeline.Config{})
+	id := e.request("alice@example.com", "demo.demo-project.viewer", "PT1M")
+	before := e.waitState("alice@example.com", id, grant.Ended)
+	g, err := e.p.Ledger.Get(t.Context(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	policyBefore := fmt.Sprint(e.p.Cloud.IAM.Policy("projects/demo-project").GetBindings())
+	ps, err := e.p.Cloud.PubSub.NewClient(t.Context(), localpipeline.Project)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ps.Close()
+	pub := evs.NewPublisher(ps, localpipeline.Topic)
+	defer pub.Stop()
+	requested, err := evs.FromGrantEntry(g, g.Timeline[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	revoke, err := evs.New(evs.RevokeRequested, id+"-again", e.p.Clock.Now(), evs.Data{
+		GrantID: id, Entitlement: g.Entitlement, Requester: g.Requester, State: grant.Active, Reason: "end",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		for _, ev := range []cloudevents.Event{requested, revoke} {
+			if _, err := pub.Publish(t.Context(), ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Wait until all six deliveries were handled by their functions.
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		s1 := e.p.Cloud.Bridge.Stats("projects/jit-local/subscriptions/revoke")
+		s2 := e.p.Cloud.Bridge.Stats("projects/jit-local/subscriptions/eventarc-grant-lifecycle")
+		if s1.Acked >= 4 && s2.Acked >= 4 { // the grant's own plus three each
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // duplicate executions asking for activation get DUPLICATE
+	_, after := e.call("GET", "/v1/grants/"+id, "alice@example.com", nil)
+	if diff := cmp.Diff(events(before), events(after)); diff != "" {
+		t.Errorf("timeline changed by redelivery (-before +after):\n%s", diff)
+	}
+	if got := fmt.Sprint(e.p.Cloud.IAM.Policy("projects/demo-project").GetBindings()); got != policyBefore {
+		t.Errorf("policy changed by redelivery:\n%s\n→\n%s", policyBefore, got)
+	}
+	if hasRole := e.hasRole("alice@example.com", "roles/compute.viewer"); hasRole {
+		t.Error("redelivery granted the role again")
 	}
 }

@@ -1,18 +1,14 @@
 package firestore_test
 
 import (
-	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -20,6 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/jitpipeline/jit/internal/localgcp/emulators"
 	"github.com/jitpipeline/jit/internal/localgcp/loopback"
 )
 
@@ -71,62 +68,23 @@ func emulatorAddr(t *testing.T) string {
 	return emu.addr
 }
 
-// lockedBuffer collects the emulator's output for error messages.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// startEmulator runs `gcloud emulators firestore start` on a free loopback
-// port in a process group of its own and waits until it answers a
-// request. skip is set when a prerequisite is missing.
+// startEmulator runs `gcloud emulators firestore start` (through the
+// shared starter) and waits until it answers a Firestore request. skip is
+// set when a prerequisite is missing.
 func startEmulator() (addr string, stop func(), skip string, err error) {
-	gcloud, err := exec.LookPath("gcloud")
+	e, err := emulators.Start("cloud-firestore-emulator", "emulators", "firestore", "start")
+	var missing *emulators.Unavailable
+	if errors.As(err, &missing) {
+		return "", nil, missing.Reason, nil
+	}
 	if err != nil {
-		return "", nil, "gcloud is not on PATH: install the Google Cloud SDK to run the Firestore emulator tests", nil
+		return "", nil, "", err
 	}
-	if _, err := exec.LookPath("java"); err != nil {
-		return "", nil, "java is not on PATH: the Firestore emulator needs a Java runtime", nil
-	}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", nil, "", fmt.Errorf("failed to find a free port: %w", err)
-	}
-	addr = lis.Addr().String()
-	lis.Close()
-
-	var out lockedBuffer
-	cmd := exec.Command(gcloud, "emulators", "firestore", "start", "--host-port="+addr)
-	cmd.Env = append(os.Environ(), "CLOUDSDK_CORE_DISABLE_PROMPTS=1")
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return "", nil, "", fmt.Errorf("failed to start the emulator: %w", err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }() //nolint:errcheck // killed on purpose
-	stop = func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) //nolint:errcheck // best effort
-		<-exited
-	}
-
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
-	client, err := gfs.NewClient(ctx, "emulator-probe", loopback.ClientOptions(addr)...)
+	client, err := gfs.NewClient(ctx, "emulator-probe", loopback.ClientOptions(e.Addr)...)
 	if err != nil {
-		stop()
+		e.Stop()
 		return "", nil, "", fmt.Errorf("failed to create a probe client: %w", err)
 	}
 	defer client.Close()
@@ -135,26 +93,17 @@ func startEmulator() (addr string, stop func(), skip string, err error) {
 		_, err := client.Collection("probe").Doc("probe").Get(probe)
 		cancelProbe()
 		if status.Code(err) == codes.NotFound {
-			return addr, stop, "", nil
+			return e.Addr, e.Stop, "", nil
 		}
 		select {
-		case <-exited:
-			text := out.String()
-			if strings.Contains(text, "component") || strings.Contains(text, "not installed") {
-				return "", nil, "the Firestore emulator component is not installed (gcloud components install cloud-firestore-emulator): " + lastLine(text), nil
-			}
-			return "", nil, "", fmt.Errorf("emulator exited before it was ready; output:\n%s", text)
+		case <-e.Exited():
+			return "", nil, "", fmt.Errorf("emulator exited before it was ready; output:\n%s", e.Output())
 		case <-ctx.Done():
-			stop()
-			return "", nil, "", fmt.Errorf("emulator not ready after %s (last probe: %v); output:\n%s", startTimeout, err, out.String())
+			e.Stop()
+			return "", nil, "", fmt.Errorf("emulator not ready after %s (last probe: %v); output:\n%s", startTimeout, err, e.Output())
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-}
-
-func lastLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return lines[len(lines)-1]
 }
 
 var prefixes atomic.Int64

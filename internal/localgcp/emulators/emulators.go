@@ -5,6 +5,8 @@
 package emulators
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -35,56 +37,95 @@ func start(t testing.TB, component string, args []string) string {
 	if testing.Short() {
 		t.Skipf("skipping: starts Google's %s; skipped with -short", component)
 	}
+	emu, err := Start(component, args...)
+	var missing *Unavailable
+	if errors.As(err, &missing) {
+		t.Skip("skipping: " + missing.Reason)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emu.Stop)
+	return emu.Addr
+}
+
+// Unavailable says which prerequisite of an emulator is missing: tests
+// skip with its reason.
+type Unavailable struct{ Reason string }
+
+func (u *Unavailable) Error() string { return u.Reason }
+
+// Emulator is a running emulator process (in a process group of its own:
+// gcloud forks the JVM).
+type Emulator struct {
+	Addr string
+	cmd  *exec.Cmd
+	done chan struct{}
+	out  *syncBuffer
+}
+
+// Start runs `gcloud ARGS… --host-port=127.0.0.1:PORT --quiet` on a free
+// port and waits until it accepts connections (90 s at most), for callers
+// that manage its lifetime themselves (e.g. once per package in TestMain).
+func Start(component string, args ...string) (*Emulator, error) {
 	gcloud, err := exec.LookPath("gcloud")
 	if err != nil {
-		t.Skipf("skipping: gcloud is not installed (needed for Google's %s)", component)
+		return nil, &Unavailable{fmt.Sprintf("gcloud is not installed (needed for Google's %s)", component)}
 	}
 	if real, err := filepath.EvalSymlinks(gcloud); err == nil {
 		root := filepath.Dir(filepath.Dir(real))
 		if _, err := os.Stat(filepath.Join(root, "platform", component)); err != nil {
-			t.Skipf("skipping: the gcloud %s component is not installed under %s", component, root)
+			return nil, &Unavailable{fmt.Sprintf("the gcloud %s component is not installed under %s", component, root)}
 		}
 	}
 	if _, err := exec.LookPath("java"); err != nil {
-		t.Skipf("skipping: Google's %s needs Java, and java is not on PATH", component)
+		return nil, &Unavailable{fmt.Sprintf("Google's %s needs Java, and java is not on PATH", component)}
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		return nil, fmt.Errorf("failed to find a free port: %w", err)
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
 	l.Close()
 
-	var out syncBuffer
-	cmd := exec.Command(gcloud, append(args, "--host-port="+addr, "--quiet")...)
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.Env = append(os.Environ(), "CLOUDSDK_CORE_DISABLE_PROMPTS=1")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // gcloud forks the JVM
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("failed to start %s: %v", component, err)
+	e := &Emulator{Addr: addr, done: make(chan struct{}), out: &syncBuffer{}}
+	e.cmd = exec.Command(gcloud, append(args, "--host-port="+addr, "--quiet")...)
+	e.cmd.Stdout, e.cmd.Stderr = e.out, e.out
+	e.cmd.Env = append(os.Environ(), "CLOUDSDK_CORE_DISABLE_PROMPTS=1")
+	e.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := e.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("failed to start %s: %w", component, err)
 	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }() //nolint:errcheck // reported through exited
-	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) //nolint:errcheck // best effort
-		<-exited
-	})
+	go func() { e.cmd.Wait(); close(e.done) }() //nolint:errcheck // reported through done
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		conn, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			conn.Close()
-			return addr
+			return e, nil
 		}
 		select {
-		case <-exited:
-			t.Fatalf("%s exited before listening on %s:\n%s", component, addr, out.String())
+		case <-e.done:
+			return nil, fmt.Errorf("%s exited before listening on %s:\n%s", component, addr, e.out.String())
 		case <-time.After(200 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s did not listen on %s within 90 s:\n%s", component, addr, out.String())
+			e.Stop()
+			return nil, fmt.Errorf("%s did not listen on %s within 90 s:\n%s", component, addr, e.out.String())
 		}
 	}
+}
+
+// Output is what the emulator printed so far, for error messages.
+func (e *Emulator) Output() string { return e.out.String() }
+
+// Exited is closed when the emulator process ends.
+func (e *Emulator) Exited() <-chan struct{} { return e.done }
+
+// Stop kills the emulator's process group and waits for it.
+func (e *Emulator) Stop() {
+	syscall.Kill(-e.cmd.Process.Pid, syscall.SIGKILL) //nolint:errcheck // best effort
+	<-e.done
 }
 
 // syncBuffer collects an emulator's output, written by exec's copying

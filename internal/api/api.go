@@ -87,6 +87,8 @@ func New(svc *lifecycle.Service, auth Authenticator, routes Routes, log *slog.Lo
 		switch {
 		case verb == "withdraw" && routes&IntakeRoutes != 0:
 			h.act(w, r, id, func(caller string, _ string) (*grant.Grant, error) { return h.svc.Withdraw(r.Context(), caller, id) })
+		case verb == "revoke" && routes&IntakeRoutes != 0:
+			h.act(w, r, id, func(caller, reason string) (*grant.Grant, error) { return h.svc.RevokeByAdmin(r.Context(), caller, id, reason) })
 		case verb == "approve" && routes&ApprovalRoutes != 0:
 			h.act(w, r, id, func(caller, reason string) (*grant.Grant, error) {
 				return h.svc.Approve(r.Context(), caller, id, reason)
@@ -94,7 +96,7 @@ func New(svc *lifecycle.Service, auth Authenticator, routes Routes, log *slog.Lo
 		case verb == "deny" && routes&ApprovalRoutes != 0:
 			h.act(w, r, id, func(caller, reason string) (*grant.Grant, error) { return h.svc.Deny(r.Context(), caller, id, reason) })
 		default:
-			writeError(w, &lifecycle.Error{Status: http.StatusNotFound, Code: "NOT_FOUND", Message: "no such action: use :approve, :deny or :withdraw"})
+			writeError(w, &lifecycle.Error{Status: http.StatusNotFound, Code: "NOT_FOUND", Message: "no such action: use :approve, :deny, :withdraw or :revoke"})
 		}
 	})
 	return h

@@ -328,3 +328,47 @@ func (s *Service) requestRevoke(ctx context.Context, g *grant.Grant, reason stri
 	}
 	return nil
 }
+
+// RevokeByAdmin ends someone's active grant now: an administrator holding
+// RECONCILE on the environment of the policy in force may, nobody else.
+// The grant moves to REVOKING; the revoke function removes the access and
+// records REVOKED.
+func (s *Service) RevokeByAdmin(ctx context.Context, caller, id, reason string) (*grant.Grant, error) {
+	g, err := s.Get(ctx, caller, id)
+	if err != nil {
+		return nil, err
+	}
+	subj, err := s.subject(ctx, caller)
+	if err != nil {
+		return nil, err
+	}
+	pol, err := s.policy(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !s.mayReconcile(pol, subj) {
+		return nil, forbidden("id", "revoking %s needs the RECONCILE permission on the environment", id)
+	}
+	msg := "revoked by an administrator"
+	if reason = strings.TrimSpace(reason); reason != "" {
+		msg += ": " + reason
+	}
+	g, err = s.cfg.Ledger.Update(ctx, id, func(cur *grant.Grant) error {
+		if cur.State != grant.Active {
+			return conflict("%s is %s; only an ACTIVE grant can be revoked (withdraw or deny a request)", id, cur.State)
+		}
+		_, err := cur.Transition(grant.Revoking, events.RevokingType, s.now(), subj.Email, msg)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.publishAfter(ctx, g)
+	if err := s.requestRevoke(ctx, g, ReasonRevoke); err != nil {
+		return nil, err
+	}
+	if err := s.callback(ctx, g.EndCallback, map[string]any{"reason": ReasonRevoke}); err != nil {
+		s.log.WarnContext(ctx, "workflow not resumed after revocation", "grant_id", id, "error", err)
+	}
+	return g, nil
+}

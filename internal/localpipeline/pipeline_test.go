@@ -472,3 +472,38 @@ func TestSameEventThreeTimes(t *testing.T) {
 		t.Error("redelivery granted the role again")
 	}
 }
+
+// An administrator with RECONCILE revokes an active grant: REVOKED, the
+// access removed and verified. Without RECONCILE — the requester, an
+// approver, anyone else — it is refused and nothing changes.
+func TestAdminRevoke(t *testing.T) {
+	t.Parallel()
+	e := start(t, localpipeline.Config{})
+	const bob = "bob@example.com"
+	id := e.request(bob, "demo.demo-project.admin", "PT5M")
+	e.waitState(bob, id, grant.ApprovalAwaited)
+	if code, body := e.call("POST", "/v1/grants/"+id+":revoke", "grace@example.com", nil); code != http.StatusConflict {
+		t.Errorf("revoking a request that is not active: %d %v", code, body)
+	}
+	e.call("POST", "/v1/grants/"+id+":approve", "carol@example.com", nil)
+	e.waitState(bob, id, grant.Active)
+	for _, who := range []string{bob, "carol@example.com", "alice@example.com"} {
+		if code, body := e.call("POST", "/v1/grants/"+id+":revoke", who, map[string]any{"reason": "x"}); code != http.StatusForbidden && code != http.StatusNotFound {
+			t.Errorf("%s revoking: %d %v", who, code, body)
+		}
+	}
+	if _, g := e.call("GET", "/v1/grants/"+id, bob, nil); g["state"] != string(grant.Active) || !e.hasRole(bob, "roles/compute.admin") {
+		t.Fatalf("refused revocations changed the grant: %v", g["state"])
+	}
+	if code, body := e.call("POST", "/v1/grants/"+id+":revoke", "grace@example.com", map[string]any{"reason": "incident over"}); code != 200 {
+		t.Fatalf("grace revoking: %d %v", code, body)
+	}
+	g := e.waitState(bob, id, grant.Revoked)
+	if e.hasRole(bob, "roles/compute.admin") || g["revocationVerified"] != true {
+		t.Errorf("after revocation: role %v, verified %v", e.hasRole(bob, "roles/compute.admin"), g["revocationVerified"])
+	}
+	want := []string{"APPROVAL_AWAITED requested", "ACTIVATING approved", "ACTIVE activated", "REVOKING revoking", "REVOKING revocation_verified", "REVOKED revoked"}
+	if diff := cmp.Diff(want, events(g)); diff != "" {
+		t.Errorf("timeline (-want +got):\n%s", diff)
+	}
+}

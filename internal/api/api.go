@@ -88,7 +88,9 @@ func New(svc *lifecycle.Service, auth Authenticator, routes Routes, log *slog.Lo
 		case verb == "withdraw" && routes&IntakeRoutes != 0:
 			h.act(w, r, id, func(caller string, _ string) (*grant.Grant, error) { return h.svc.Withdraw(r.Context(), caller, id) })
 		case verb == "revoke" && routes&IntakeRoutes != 0:
-			h.act(w, r, id, func(caller, reason string) (*grant.Grant, error) { return h.svc.RevokeByAdmin(r.Context(), caller, id, reason) })
+			h.act(w, r, id, func(caller, reason string) (*grant.Grant, error) {
+				return h.svc.RevokeByAdmin(r.Context(), caller, id, reason)
+			})
 		case verb == "approve" && routes&ApprovalRoutes != 0:
 			h.act(w, r, id, func(caller, reason string) (*grant.Grant, error) {
 				return h.svc.Approve(r.Context(), caller, id, reason)

@@ -220,6 +220,8 @@ func (p *parser) acl(n *yaml.Node, scope string) []ACE {
 		if raw, has := p.str(f["principal"], scope); !has {
 			p.add(en, ACLInvalidPrincipal, scope, "The access control entry must name a principal")
 			ok = false
+		} else if sa, isSA := parseServiceAccount(raw); isSA {
+			ace.Principal = sa
 		} else if pr, err := ParsePrincipal(raw); err != nil {
 			p.add(f["principal"], ACLInvalidPrincipal, scope, "The principal '%s' is invalid: %v", raw, err)
 			ok = false
@@ -246,6 +248,18 @@ func (p *parser) acl(n *yaml.Node, scope string) []ACE {
 				ok = false
 			}
 			ace.Mask = mask
+			// Only systems request on behalf of users, and systems do
+			// nothing else (ours; JIT Groups refuses serviceAccount: alone).
+			isSA := ace.Principal.Type == ServiceAccountPrincipal
+			switch {
+			case err != nil:
+			case isSA && mask != RequestOnBehalf:
+				p.add(f["principal"], ACLInvalidPrincipal, scope, "The principal '%s' is a service account: it may only be granted REQUEST_ON_BEHALF", ace.Principal)
+				ok = false
+			case !isSA && ok && mask&(RequestOnBehalf&^View) != 0 && mask != All:
+				p.add(node, ACLInvalidPermission, scope, "REQUEST_ON_BEHALF may only be granted to serviceAccount: principals")
+				ok = false
+			}
 		}
 		if ok {
 			out = append(out, ace)

@@ -322,3 +322,50 @@ func TestEvaluateListsWhatTheSubjectMayView(t *testing.T) {
 		t.Errorf("Evaluate(mallory) with an empty environment ACL = %+v", got)
 	}
 }
+
+// REQUEST_ON_BEHALF is ours: only serviceAccount: principals may hold it,
+// they may hold nothing else, it inherits like any permission, and a deny
+// wins over it.
+func TestRequestOnBehalf(t *testing.T) {
+	t.Parallel()
+	const robot = "serviceAccount:incident-bot@ops.iam.gserviceaccount.com"
+	pol := mustParse(t, doc(
+		[]string{robot + " allow REQUEST_ON_BEHALF"},
+		nil,
+		[]string{"user:ann@example.com allow JOIN,APPROVE_SELF"}, ""))
+	if !pol.MayRequestOnBehalf("incident-bot@ops.iam.gserviceaccount.com", "env.sys.grp") {
+		t.Error("trusted bot refused")
+	}
+	if pol.MayRequestOnBehalf("other-bot@ops.iam.gserviceaccount.com", "env.sys.grp") {
+		t.Error("untrusted bot accepted")
+	}
+	if pol.MayRequestOnBehalf("incident-bot@ops.iam.gserviceaccount.com", "env.sys.nope") {
+		t.Error("unknown entitlement accepted")
+	}
+	denied := mustParse(t, doc(
+		[]string{robot + " allow REQUEST_ON_BEHALF"}, nil,
+		[]string{robot + " deny REQUEST_ON_BEHALF", "user:ann@example.com allow JOIN"}, ""))
+	if denied.MayRequestOnBehalf("incident-bot@ops.iam.gserviceaccount.com", "env.sys.grp") {
+		t.Error("deny did not win")
+	}
+	// Holding REQUEST_ON_BEHALF gives a bot no access as a user.
+	if a := pol.Evaluate(NewSubject("incident-bot@ops.iam.gserviceaccount.com", nil, false)); len(a) != 0 {
+		t.Errorf("bot as a user sees %v", a)
+	}
+
+	for name, tc := range map[string]struct {
+		line string
+		code Code
+	}{
+		"service account with JOIN":       {robot + " allow JOIN", ACLInvalidPrincipal},
+		"service account with more":       {robot + " allow REQUEST_ON_BEHALF,JOIN", ACLInvalidPrincipal},
+		"user with REQUEST_ON_BEHALF":     {"user:ann@example.com allow REQUEST_ON_BEHALF", ACLInvalidPermission},
+		"group with REQUEST_ON_BEHALF":    {"group:sre@example.com allow JOIN,REQUEST_ON_BEHALF", ACLInvalidPermission},
+		"malformed service account email": {"serviceAccount:not-an-email allow REQUEST_ON_BEHALF", ACLInvalidPrincipal},
+	} {
+		issues := Lint([]byte(doc(nil, nil, []string{tc.line}, "")))
+		if len(issues) != 1 || issues[0].Code != tc.code {
+			t.Errorf("%s: %v, want one %s", name, issues, tc.code)
+		}
+	}
+}

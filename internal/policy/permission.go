@@ -17,7 +17,11 @@ const (
 	ApproveSelf   Permission = 9  // View | 8; effective only together with Join
 	Export        Permission = 17 // View | 16
 	Reconcile     Permission = 33 // View | 32
-	All           Permission = 0x7FFFFFFF
+	// RequestOnBehalf is ours: a service account (another system: incident
+	// tooling, a ticketing bot) may publish signed requests on behalf of
+	// users, each of whom must still be allowed to JOIN.
+	RequestOnBehalf Permission = 65 // View | 64
+	All             Permission = 0x7FFFFFFF
 )
 
 var permissionNames = []struct {
@@ -25,7 +29,7 @@ var permissionNames = []struct {
 	p    Permission
 }{
 	{"VIEW", View}, {"JOIN", Join}, {"APPROVE_OTHERS", ApproveOthers}, {"APPROVE_SELF", ApproveSelf},
-	{"EXPORT", Export}, {"RECONCILE", Reconcile}, {"ALL", All},
+	{"EXPORT", Export}, {"RECONCILE", Reconcile}, {"REQUEST_ON_BEHALF", RequestOnBehalf}, {"ALL", All},
 }
 
 // ParsePermissions reads a comma-separated list such as "JOIN, APPROVE_SELF"
@@ -47,7 +51,7 @@ func ParsePermissions(s string) (Permission, error) {
 			}
 		}
 		if !found {
-			return 0, fmt.Errorf("unknown permission %q (want VIEW, JOIN, APPROVE_SELF, APPROVE_OTHERS, EXPORT, RECONCILE or ALL)", item)
+			return 0, fmt.Errorf("unknown permission %q (want VIEW, JOIN, APPROVE_SELF, APPROVE_OTHERS, EXPORT, RECONCILE, REQUEST_ON_BEHALF or ALL)", item)
 		}
 	}
 	if !any {

@@ -204,6 +204,19 @@ func refusal(g *Group, s Subject, required, allow, deny Permission) string {
 	return fmt.Sprintf("%s is not granted to you (you have %s)", name, allow)
 }
 
+// MayRequestOnBehalf reports whether the policy trusts the service account
+// to request the entitlement on behalf of users (REQUEST_ON_BEHALF in the
+// entitlement's ACL chain, and no deny). The user must still be allowed to
+// JOIN: Join decides that for them.
+func (p *Policy) MayRequestOnBehalf(serviceAccount, entitlement string) bool {
+	g, ok := p.Group(entitlement)
+	if !ok {
+		return false
+	}
+	allow, deny := masks(g, NewServiceSubject(serviceAccount))
+	return allowed(allow, deny, RequestOnBehalf)
+}
+
 // Approvers are the principals that may approve others' requests for the
 // group: user and group principals of its effective ACL that hold
 // APPROVE_OTHERS on their own (jit-access-facts §3.5). The requester is

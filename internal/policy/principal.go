@@ -15,6 +15,8 @@ const (
 	GroupPrincipal  PrincipalType = "group"
 	DomainPrincipal PrincipalType = "domain"
 	ClassPrincipal  PrincipalType = "class"
+	// ServiceAccountPrincipal appears only with REQUEST_ON_BEHALF (ours).
+	ServiceAccountPrincipal PrincipalType = "serviceAccount"
 )
 
 // The user classes of JIT Groups (jit-access-facts §3.3).
@@ -37,7 +39,8 @@ func (p Principal) String() string { return string(p.Type) + ":" + p.Value }
 var domainRE = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$`)
 
 // ParsePrincipal reads an ACL principal. serviceAccount: principals are
-// refused, as in JIT Groups.
+// refused, as in JIT Groups; the policy parser admits them only for
+// REQUEST_ON_BEHALF (parseACLPrincipal).
 func ParsePrincipal(s string) (Principal, error) {
 	typ, value, ok := strings.Cut(strings.TrimSpace(s), ":")
 	if !ok || value == "" {
@@ -70,6 +73,22 @@ func ParsePrincipal(s string) (Principal, error) {
 func isEmail(s string) bool {
 	a, err := mail.ParseAddress(s)
 	return err == nil && a.Address == s && strings.Count(s, "@") == 1 && !strings.ContainsAny(s, " <>")
+}
+
+// parseServiceAccount reads serviceAccount:EMAIL.
+func parseServiceAccount(s string) (Principal, bool) {
+	typ, value, ok := strings.Cut(strings.TrimSpace(s), ":")
+	if !ok || typ != string(ServiceAccountPrincipal) || !isEmail(value) {
+		return Principal{}, false
+	}
+	return Principal{Type: ServiceAccountPrincipal, Value: strings.ToLower(value)}, true
+}
+
+// NewServiceSubject is a calling system, for REQUEST_ON_BEHALF checks: its
+// only principal is serviceAccount:EMAIL.
+func NewServiceSubject(email string) Subject {
+	p := Principal{Type: ServiceAccountPrincipal, Value: strings.ToLower(strings.TrimSpace(email))}
+	return Subject{Email: p.Value, Principals: []Principal{p}, keys: map[Principal]bool{p: true}}
 }
 
 // Subject is who is asking: a user, the groups they belong to (transitive,

@@ -92,6 +92,25 @@ type RequestInput struct {
 // Request creates a grant for the caller, if the policy in force lets them
 // request it with these inputs. Nothing is written or emitted on refusal.
 func (s *Service) Request(ctx context.Context, caller string, in RequestInput) (*grant.Grant, error) {
+	return s.request(ctx, caller, in, "")
+}
+
+// RequestOnBehalf creates a grant for user, requested by another system
+// (serviceAccount, the verified signer of the request's envelope). The
+// policy must trust that system for the entitlement (REQUEST_ON_BEHALF),
+// and the user must be allowed to request it as if they asked themselves.
+func (s *Service) RequestOnBehalf(ctx context.Context, serviceAccount, user string, in RequestInput) (*grant.Grant, error) {
+	pol, err := s.policy(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !pol.MayRequestOnBehalf(serviceAccount, in.Entitlement) {
+		return nil, forbidden("entitlement", "%s may not request %q on behalf of users (REQUEST_ON_BEHALF)", serviceAccount, in.Entitlement)
+	}
+	return s.request(ctx, user, in, serviceAccount)
+}
+
+func (s *Service) request(ctx context.Context, caller string, in RequestInput, via string) (*grant.Grant, error) {
 	if in.Entitlement == "" {
 		return nil, invalid("entitlement", "is required")
 	}
@@ -166,6 +185,9 @@ func (s *Service) Request(ctx context.Context, caller string, in RequestInput) (
 			g.Approvers = append(g.Approvers, a.String())
 		}
 		msg = fmt.Sprintf("awaiting %d approval(s) from %s", d.Approvals.Required, strings.Join(g.Approvers, ", "))
+	}
+	if via != "" {
+		msg += "; requested by " + via + " on behalf of " + subj.Email
 	}
 	if _, err := g.Transition(state, events.Requested, now, subj.Email, msg); err != nil {
 		return nil, err

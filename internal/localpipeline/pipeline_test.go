@@ -14,6 +14,7 @@ import (
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/jitpipeline/jit/internal/api"
 	"github.com/jitpipeline/jit/internal/clock"
 	evs "github.com/jitpipeline/jit/internal/events"
 	"github.com/jitpipeline/jit/internal/grant"
@@ -273,8 +274,15 @@ func TestBadRequestsChangeNothing(t *testing.T) {
 	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusForbidden {
 		t.Errorf("missing X-Requested-With: %v %v", resp.StatusCode, err)
 	}
-	if resp, err := http.Get(e.url + "/v1/entitlements"); err != nil || resp.StatusCode != http.StatusUnauthorized {
-		t.Errorf("no caller: %v %v", resp.StatusCode, err)
+	resp, err := http.Get(e.url + "/v1/entitlements")
+	if err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("no caller: %v %v", resp.StatusCode, err)
+	}
+	resp.Body.Close()
+	for k, v := range api.SecurityHeaders {
+		if got := resp.Header.Get(k); got != v {
+			t.Errorf("header %s = %q, want %q", k, got, v)
+		}
 	}
 	gs, err := e.p.Ledger.List(t.Context(), grant.Query{})
 	if err != nil || len(gs) != 0 {

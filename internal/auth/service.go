@@ -35,6 +35,9 @@ func (s Service) Check(r *http.Request) (string, error) {
 	if !ok || raw == "" {
 		return "", errors.New("missing bearer token")
 	}
+	if s.Verifier == nil {
+		return "", errors.New("no token verifier configured for this endpoint")
+	}
 	c, err := s.Verifier.Verify(raw, s.Audience)
 	if err != nil {
 		return "", fmt.Errorf("invalid token: %w", err)
@@ -42,10 +45,12 @@ func (s Service) Check(r *http.Request) (string, error) {
 	switch {
 	case c.Email == "" || !c.EmailVerified:
 		return "", errors.New("token without a verified email")
-	case !slices.Contains(s.Allowed, strings.ToLower(c.Email)):
+	case !slices.ContainsFunc(s.Allowed, func(a string) bool { return strings.EqualFold(a, c.Email) }):
 		return "", fmt.Errorf("%s may not call this endpoint", c.Email)
 	}
-	return c.Email, nil
+	// Emails are case-insensitive in practice; allow-lists and audit
+	// records use the lower-case form.
+	return strings.ToLower(c.Email), nil
 }
 
 // Middleware refuses requests that fail Check with 401 or 403.

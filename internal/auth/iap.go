@@ -1,0 +1,204 @@
+package auth
+
+// This file: people, through Identity-Aware Proxy. IAP signs every request
+// it forwards with an ES256 JWT in x-goog-iap-jwt-assertion; the unsigned
+// x-goog-authenticated-user-* headers can be forged by anyone who reaches
+// the backend around IAP, so only the signed assertion names the caller
+// (gcp-facts §7, https://cloud.google.com/iap/docs/signed-headers-howto).
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+	"time"
+)
+
+const (
+	// IAPHeader carries IAP's signed assertion.
+	IAPHeader = "x-goog-iap-jwt-assertion"
+	// IAPIssuer is the iss of every IAP assertion.
+	IAPIssuer = "https://cloud.google.com/iap"
+	// IAPKeysURL is IAP's public key set in JWK form.
+	IAPKeysURL = "https://www.gstatic.com/iap/verify/public_key-jwk"
+	// DefaultSkew is the clock skew IAP's documentation allows on exp and iat.
+	DefaultSkew = 30 * time.Second
+)
+
+// The two audience forms we accept (gcp-facts §7): a backend service behind
+// a load balancer, and IAP enabled directly on a Cloud Run service. App
+// Engine's form is not accepted: the pipeline does not run there.
+var (
+	backendServiceAudRE = regexp.MustCompile(`^/projects/[1-9][0-9]{0,19}/global/backendServices/[1-9][0-9]{0,19}$`)
+	cloudRunAudRE       = regexp.MustCompile(`^/projects/[1-9][0-9]{0,19}/locations/[a-z]+-[a-z]+[0-9]{1,2}/services/[a-z]([-a-z0-9]{0,61}[a-z0-9])?$`)
+)
+
+// IAPConfig configures the IAP assertion verifier.
+type IAPConfig struct {
+	// Audiences are the accepted aud values, each exactly one of
+	// /projects/NUMBER/global/backendServices/ID or
+	// /projects/NUMBER/locations/REGION/services/NAME.
+	Audiences []string
+
+	// Exactly one key source: IAPKeysURL in production; a file or fixed
+	// JWKS (or kid → PEM map) for tests and air-gapped runs.
+	KeysURL    string
+	KeysFile   string
+	KeysJSON   []byte
+	HTTPClient *http.Client
+
+	Skew             time.Duration    // default DefaultSkew (30 s)
+	Now              func() time.Time // default time.Now
+	RefreshInterval  time.Duration    // key cache lifetime without max-age; default 1 h
+	MinFetchInterval time.Duration    // least time between key fetches; default 30 s
+}
+
+// Validate reports every problem at once.
+func (c IAPConfig) Validate() error {
+	var errs []error
+	if len(c.Audiences) == 0 {
+		errs = append(errs, errors.New("production mode needs an IAP audience, or any IAP-signed assertion "+
+			"for another application would be accepted: set it to /projects/PROJECT_NUMBER/global/backendServices/SERVICE_ID "+
+			"(IAP on a load balancer backend service, e.g. /projects/123456789012/global/backendServices/4567890123456789) or "+
+			"/projects/PROJECT_NUMBER/locations/REGION/services/SERVICE_NAME "+
+			"(IAP on Cloud Run, e.g. /projects/123456789012/locations/europe-west1/services/jit-api)"))
+	}
+	for _, a := range c.Audiences {
+		if !backendServiceAudRE.MatchString(a) && !cloudRunAudRE.MatchString(a) {
+			errs = append(errs, fmt.Errorf("IAP audience %q is neither /projects/NUMBER/global/backendServices/ID "+
+				"nor /projects/NUMBER/locations/REGION/services/NAME", a))
+		}
+	}
+	src := c.keySource()
+	errs = append(errs, src.validate()...)
+	if c.Skew < 0 || c.Skew > 5*time.Minute {
+		errs = append(errs, fmt.Errorf("Skew %s is outside 0..5m", c.Skew))
+	}
+	return errors.Join(errs...)
+}
+
+func (c IAPConfig) keySource() keySourceConfig {
+	return keySourceConfig{
+		KeysURL: c.KeysURL, KeysFile: c.KeysFile, KeysJSON: c.KeysJSON, HTTPClient: c.HTTPClient,
+		RefreshInterval: c.RefreshInterval, MinFetchInterval: c.MinFetchInterval,
+	}
+}
+
+// IAP verifies IAP assertions. It is safe for concurrent use.
+type IAP struct {
+	audiences []string
+	skew      time.Duration
+	now       func() time.Time
+	keys      *keySource
+}
+
+// Identity is a person IAP vouches for, with what the audit record keeps.
+type Identity struct {
+	Email        string // lower-cased; the principal
+	Subject      string // stable account id (sub)
+	HostedDomain string // hd; empty for consumer accounts
+	DeviceID     string // google.device_id, with context-aware access
+	AccessLevels []string
+	Audience     string
+	IssuedAt     time.Time
+	Expires      time.Time
+}
+
+// NewIAP validates cfg and builds the verifier; with KeysFile it reads the
+// keys now, so a missing or garbled file stops the server at start.
+func NewIAP(cfg IAPConfig) (*IAP, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid IAP configuration: %w", err)
+	}
+	if cfg.Skew == 0 {
+		cfg.Skew = DefaultSkew
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	keys, err := newKeySource(cfg.keySource(), cfg.Now, parseECKeys)
+	if err != nil {
+		return nil, fmt.Errorf("failed to load the IAP keys: %w", err)
+	}
+	return &IAP{audiences: cfg.Audiences, skew: cfg.Skew, now: cfg.Now, keys: keys}, nil
+}
+
+// iapClaims are the claims of an IAP assertion.
+type iapClaims struct {
+	stdClaims
+	Email        string `json:"email"`
+	HostedDomain string `json:"hd"`
+	Google       *struct {
+		DeviceID     string   `json:"device_id"`
+		AccessLevels []string `json:"access_levels"`
+	} `json:"google"`
+}
+
+// Verify checks an assertion: form, ES256 signature by a known IAP key,
+// issuer, audience, times, subject and email.
+func (v *IAP) Verify(ctx context.Context, assertion string) (*Identity, error) {
+	tok, err := parseToken(assertion, "ES256")
+	if err != nil {
+		return nil, err
+	}
+	key, err := v.keys.key(ctx, *tok.header.Kid)
+	if err != nil {
+		return nil, err
+	}
+	ec, ok := key.(*ecdsa.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("%w: key is not ECDSA", ErrUnknownKey)
+	}
+	if err := verifyES256(ec, tok.signed, tok.sig); err != nil {
+		return nil, err
+	}
+	var c iapClaims
+	if err := json.Unmarshal(tok.payload, &c); err != nil {
+		return nil, fmt.Errorf("%w: claims: %w", ErrMalformed, err)
+	}
+	aud, err := c.check([]string{IAPIssuer}, v.audiences, v.now(), v.skew)
+	if err != nil {
+		return nil, err
+	}
+	email := strings.ToLower(c.Email)
+	switch {
+	case !validEmail(email):
+		return nil, fmt.Errorf("%w: no valid email", ErrClaims)
+	case c.Subject == "":
+		return nil, fmt.Errorf("%w: no sub", ErrClaims)
+	}
+	id := &Identity{
+		Email: email, Subject: c.Subject, HostedDomain: c.HostedDomain, Audience: aud,
+		IssuedAt: time.Unix(*c.IssuedAt, 0).UTC(), Expires: time.Unix(*c.Expires, 0).UTC(),
+	}
+	if c.Google != nil {
+		id.DeviceID, id.AccessLevels = c.Google.DeviceID, c.Google.AccessLevels
+	}
+	return id, nil
+}
+
+// Identify verifies the request's IAP assertion. Two copies of the header
+// are refused rather than one picked: IAP sends exactly one.
+func (v *IAP) Identify(r *http.Request) (*Identity, error) {
+	if vals := r.Header.Values(IAPHeader); len(vals) > 1 {
+		return nil, fmt.Errorf("%w: %d %s headers", ErrMalformed, len(vals), IAPHeader)
+	}
+	return v.Verify(r.Context(), r.Header.Get(IAPHeader))
+}
+
+// Caller returns the verified email of the person behind the request; it
+// satisfies api.Authenticator.
+func (v *IAP) Caller(r *http.Request) (string, error) {
+	id, err := v.Identify(r)
+	if err != nil {
+		if errors.Is(err, ErrMissing) {
+			return "", fmt.Errorf("no %s header: the request did not come through Identity-Aware Proxy", IAPHeader)
+		}
+		return "", fmt.Errorf("invalid IAP assertion: %w", err)
+	}
+	return id.Email, nil
+}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 
+	"github.com/jitpipeline/jit/internal/auth"
 	"github.com/jitpipeline/jit/internal/localpipeline"
 	"github.com/jitpipeline/jit/internal/logging"
 	"github.com/jitpipeline/jit/internal/world"
@@ -28,6 +29,9 @@ func runLocal(ctx context.Context, args []string) error {
 	worldFile := fs.String("world", os.Getenv("JIT_WORLD"), "world file: projects, users, groups and IAM bindings of the emulated organization (env JIT_WORLD; default: the demo world)")
 	emulator := fs.String("pubsub-emulator-host", os.Getenv("PUBSUB_EMULATOR_HOST"), "use Google's Pub/Sub emulator at host:port instead of the in-process pstest server")
 	level := fs.String("log-level", envOr("JIT_LOG_LEVEL", "info"), "debug, info, warning or error")
+	authMode := fs.String("auth", envOr("JIT_AUTH", "local"), `"local" (the X-Debug-Principal header names the caller) or "iap" (production-auth mode: IAP assertions, verified against --iap-keys-file)`)
+	iapAudience := fs.String("iap-audience", os.Getenv("JIT_IAP_AUDIENCE"), "IAP audience in iap mode: /projects/NUM/global/backendServices/ID or /projects/NUM/locations/REGION/services/NAME")
+	iapKeys := fs.String("iap-keys-file", os.Getenv("JIT_IAP_KEYS_FILE"), "JWKS file of the keys IAP assertions are signed with, in iap mode (tests sign their own)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -42,11 +46,27 @@ func runLocal(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	log.Info("starting in local mode: loopback only, the X-Debug-Principal header names the caller", "mode", "local")
-	p, err := localpipeline.Start(ctx, localpipeline.Config{
+	cfg := localpipeline.Config{
 		DataDir: *dataDir, Addr: net.JoinHostPort("127.0.0.1", *port),
 		PolicyFile: *policyFile, World: w, PubSubEmulatorHost: *emulator, Logger: log,
-	})
+	}
+	switch *authMode {
+	case "local":
+		log.Info("starting in local mode: loopback only, the X-Debug-Principal header names the caller", "mode", "local")
+	case "iap":
+		var auds []string
+		if *iapAudience != "" {
+			auds = []string{*iapAudience}
+		}
+		cfg.IAP = &auth.IAPConfig{Audiences: auds, KeysFile: *iapKeys}
+		if err := cfg.IAP.Validate(); err != nil {
+			return fmt.Errorf("refusing to start in production-auth mode: %w", err)
+		}
+		log.Info("starting in production-auth mode: IAP assertions required, the debug principal header is refused", "mode", "production-auth", "iap_audience", *iapAudience)
+	default:
+		return fmt.Errorf(`--auth must be "local" or "iap", got %q`, *authMode)
+	}
+	p, err := localpipeline.Start(ctx, cfg)
 	if err != nil {
 		return err
 	}

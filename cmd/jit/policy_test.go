@@ -50,7 +50,7 @@ func TestPolicyLint(t *testing.T) {
 		wantOut  string
 	}{
 		{"clean", []string{"policy", "lint", clean}, 0, "1 file(s) clean\n"},
-		{"issue", []string{"policy", "lint", clean, broken}, 1, broken + ":10:22: ACL_INVALID_PERMISSION: The specified permissions are invalid: unknown permission \"JOYN\" (want VIEW, JOIN, APPROVE_SELF, APPROVE_OTHERS, EXPORT, RECONCILE or ALL) [prod.sys.grp]\n"},
+		{"issue", []string{"policy", "lint", clean, broken}, 1, broken + ":10:22: ACL_INVALID_PERMISSION: The specified permissions are invalid: unknown permission \"JOYN\" (want VIEW, JOIN, APPROVE_SELF, APPROVE_OTHERS, EXPORT, RECONCILE, REQUEST_ON_BEHALF or ALL) [prod.sys.grp]\n"},
 		{"missing file", []string{"policy", "lint", filepath.Join(dir, "nope.yaml")}, 1, filepath.Join(dir, "nope.yaml") + ":1:1: FILE_INVALID: no such file or directory [file]\n"},
 		{"no files", []string{"policy", "lint"}, 2, ""},
 		{"bad format", []string{"policy", "lint", "--format=xml", clean}, 2, ""},

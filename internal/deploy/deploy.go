@@ -9,9 +9,11 @@
 // the ledger and policy and publish events; grant and revoke also write IAM
 // policies and Cloud Tasks.
 //
-// People reach intake and approval through Identity-Aware Proxy; verifying
-// its signed header arrives with the identity issue. Until then the
-// production HTTP API refuses every request (fail closed), saying so.
+// People reach intake and approval through Identity-Aware Proxy: every
+// request's x-goog-iap-jwt-assertion is verified against IAP's keys and the
+// configured audience (JIT_IAP_AUDIENCES); without an audience the function
+// refuses to start. Cloud Tasks' tokens are verified against Google's keys,
+// and the allow-list of service accounts is checked here.
 package deploy
 
 import (
@@ -19,15 +21,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"strings"
-	"time"
 
 	cloudtasks "cloud.google.com/go/cloudtasks/apiv2"
 	pubsub "cloud.google.com/go/pubsub/v2"
 	resourcemanager "cloud.google.com/go/resourcemanager/apiv3"
-	"google.golang.org/api/idtoken"
 	"google.golang.org/api/option"
 	htransport "google.golang.org/api/transport/http"
 
@@ -38,7 +37,6 @@ import (
 	"github.com/jitpipeline/jit/internal/iamgrant"
 	"github.com/jitpipeline/jit/internal/ledger/firestore"
 	"github.com/jitpipeline/jit/internal/lifecycle"
-	"github.com/jitpipeline/jit/internal/localgcp/localoidc"
 	"github.com/jitpipeline/jit/internal/logging"
 	"github.com/jitpipeline/jit/internal/policy"
 	"github.com/jitpipeline/jit/internal/policy/source"
@@ -53,6 +51,8 @@ type Config struct {
 	TasksSA         string   // JIT_TASKS_SERVICE_ACCOUNT: identity of revocation tasks
 	Policy          string   // JIT_POLICY: secretmanager:…, gs://… or a file
 	InternalDomains []string // JIT_INTERNAL_DOMAINS: comma-separated
+	IAPAudiences    []string // JIT_IAP_AUDIENCES: comma-separated, for intake and approval
+	IAPKeysURL      string   // JIT_IAP_KEYS_URL (default IAP's public JWK set)
 	LogLevel        string   // JIT_LOG_LEVEL
 }
 
@@ -69,6 +69,15 @@ func FromEnv() Config {
 	}
 	if c.EventsTopic == "" {
 		c.EventsTopic = "jit-events"
+	}
+	c.IAPKeysURL = os.Getenv("JIT_IAP_KEYS_URL")
+	if c.IAPKeysURL == "" {
+		c.IAPKeysURL = auth.IAPKeysURL
+	}
+	for _, a := range strings.Split(os.Getenv("JIT_IAP_AUDIENCES"), ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			c.IAPAudiences = append(c.IAPAudiences, a)
+		}
 	}
 	for _, d := range strings.Split(os.Getenv("JIT_INTERNAL_DOMAINS"), ",") {
 		if d = strings.TrimSpace(strings.ToLower(d)); d != "" {
@@ -174,36 +183,18 @@ func build(ctx context.Context, cfg Config, function string, privileged bool) (*
 	return svc, log, err
 }
 
-// googleVerifier checks Google-signed ID tokens (Cloud Tasks' OIDC tokens)
-// with Google's keys; auth.Service then checks email, email_verified and
-// the allow-list, which idtoken does not.
-type googleVerifier struct{}
-
-func (googleVerifier) Verify(token, audience string) (*localoidc.Claims, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	p, err := idtoken.Validate(ctx, token, audience)
-	if err != nil {
-		return nil, err
-	}
-	if p.Issuer != "https://accounts.google.com" && p.Issuer != "accounts.google.com" {
-		return nil, fmt.Errorf("issuer %q", p.Issuer)
-	}
-	email, _ := p.Claims["email"].(string)
-	verified, _ := p.Claims["email_verified"].(bool)
-	return &localoidc.Claims{Issuer: p.Issuer, Audience: p.Audience, Subject: p.Subject, Email: email, EmailVerified: verified, IssuedAt: p.IssuedAt, Expires: p.Expires}, nil
-}
-
 // tasksAuth is the revokeTask function's rule: a Google-signed token for
 // its own URL, from the configured tasks service account only.
-func tasksAuth(cfg Config) auth.Service {
-	return auth.Service{Verifier: googleVerifier{}, Audience: cfg.RevokeURL, Allowed: []string{strings.ToLower(cfg.TasksSA)}}
+func tasksAuth(cfg Config) (auth.Service, error) {
+	v, err := auth.NewGoogle(auth.GoogleConfig{})
+	if err != nil {
+		return auth.Service{}, err
+	}
+	return auth.Service{Verifier: v, Audience: cfg.RevokeURL, Allowed: []string{strings.ToLower(cfg.TasksSA)}}, nil
 }
 
-// iapPending is the production authenticator of people until Identity-Aware
-// Proxy verification lands: it refuses everyone.
-type iapPending struct{}
-
-func (iapPending) Caller(*http.Request) (string, error) {
-	return "", errors.New("IAP assertion verification is not configured yet; the production API refuses all requests")
+// iap is the authenticator of people for intake and approval. Without an
+// audience the function refuses to start, and says why.
+func iap(cfg Config) (*auth.IAP, error) {
+	return auth.NewIAP(auth.IAPConfig{Audiences: cfg.IAPAudiences, KeysURL: cfg.IAPKeysURL})
 }

@@ -46,8 +46,8 @@ func TestFunctionsFramework(t *testing.T) {
 		headers              map[string]string
 		code                 int
 	}{
-		{"intake", "GET", "JIT_PROJECT is required", nil, http.StatusServiceUnavailable},
-		{"approval", "POST", "JIT_POLICY is required", nil, http.StatusServiceUnavailable},
+		{"intake", "GET", "production mode needs an IAP audience", nil, http.StatusServiceUnavailable},
+		{"approval", "POST", "production mode needs an IAP audience", nil, http.StatusServiceUnavailable},
 		{"revokeTask", "POST", "JIT_REVOKE_QUEUE must be", nil, http.StatusServiceUnavailable},
 		{"grant", "POST", "", map[string]string{"ce-specversion": "1.0", "ce-type": "google.cloud.pubsub.topic.v1.messagePublished", "ce-source": "//pubsub.googleapis.com/projects/p/topics/t", "ce-id": "1", "Content-Type": "application/json"}, http.StatusInternalServerError},
 		{"revoke", "POST", "", map[string]string{"ce-specversion": "1.0", "ce-type": "google.cloud.pubsub.topic.v1.messagePublished", "ce-source": "//pubsub.googleapis.com/projects/p/topics/t", "ce-id": "1", "Content-Type": "application/json"}, http.StatusInternalServerError},

@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"sync"
 
@@ -63,22 +64,32 @@ func lazyEvent(build func(context.Context) (func(context.Context, cloudevents.Ev
 // Intake is the intake function's HTTP entry point.
 func Intake() http.HandlerFunc {
 	return lazyHTTP(func(ctx context.Context) (http.Handler, error) {
-		svc, log, err := build(ctx, FromEnv(), "intake", false)
+		cfg := FromEnv()
+		people, err := iap(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("the intake function is not configured: %w", err)
+		}
+		svc, log, err := build(ctx, cfg, "intake", false)
 		if err != nil {
 			return nil, err
 		}
-		return intake.HTTP(svc, iapPending{}, log), nil
+		return intake.HTTP(svc, people, log), nil
 	})
 }
 
 // Approval is the approval function's HTTP entry point (approve, deny).
 func Approval() http.HandlerFunc {
 	return lazyHTTP(func(ctx context.Context) (http.Handler, error) {
-		svc, log, err := build(ctx, FromEnv(), "approval", false)
+		cfg := FromEnv()
+		people, err := iap(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("the approval function is not configured: %w", err)
+		}
+		svc, log, err := build(ctx, cfg, "approval", false)
 		if err != nil {
 			return nil, err
 		}
-		return approval.HTTP(svc, iapPending{}, log), nil
+		return approval.HTTP(svc, people, log), nil
 	})
 }
 
@@ -123,6 +134,10 @@ func RevokeTask() http.HandlerFunc {
 		if err != nil {
 			return nil, err
 		}
-		return revoke.Tasks(svc, tasksAuth(cfg), log), nil
+		check, err := tasksAuth(cfg)
+		if err != nil {
+			return nil, err
+		}
+		return revoke.Tasks(svc, check, log), nil
 	})
 }

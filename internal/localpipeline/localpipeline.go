@@ -111,6 +111,12 @@ type Config struct {
 	// SweepInterval is how often unpublished events are re-published
 	// (default 30 s).
 	SweepInterval time.Duration
+	// IAP, if set, is production-auth mode: people are authenticated by
+	// IAP assertions verified against these settings (a test key set
+	// locally), the debug principal header is refused, and service tokens
+	// go through the strict Google ID token verifier (fed the local token
+	// service's keys) instead of the local signer's own check.
+	IAP *auth.IAPConfig
 	// ActivationTimeout is how long the workflow waits for the grant
 	// function before it gives up and revokes (default 10 minutes). It is
 	// on Clock's time, so tests that run the clock fast raise it: the IAM
@@ -127,6 +133,9 @@ type Pipeline struct {
 	Policy *source.Source[*policy.Policy]
 	World  *world.World
 	Clock  clock.Clock
+	// ServiceVerifier checks the pipeline's service tokens (push,
+	// tasks, callbacks).
+	ServiceVerifier auth.TokenVerifier
 
 	closers []func() error
 	cancel  context.CancelFunc
@@ -199,7 +208,11 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 		Routes:       routes,
 		Clock:        cfg.Clock,
 		AuthorizeCallback: func(r *http.Request) error {
-			_, err := auth.Service{Verifier: cloud.Signer, Audience: cloud.HTTPURL, Allowed: []string{IntakeSA, ApproveSA, GrantSA, RevokeSA}}.Check(r)
+			v := p.ServiceVerifier
+			if v == nil {
+				return errors.New("starting")
+			}
+			_, err := auth.Service{Verifier: v, Audience: cloud.HTTPURL, Allowed: []string{IntakeSA, ApproveSA, GrantSA, RevokeSA}}.Check(r)
 			return err
 		},
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*handler.Load()).ServeHTTP(w, r) }),
@@ -307,7 +320,21 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 		return nil, err
 	}
 
-	pushAuth := auth.Service{Verifier: cloud.Signer, Allowed: []string{EventsSA}}
+	var userAuth api.Authenticator = api.LocalAuthenticator{}
+	var serviceVerifier auth.TokenVerifier = cloud.Signer
+	if cfg.IAP != nil {
+		iap, err := auth.NewIAP(*cfg.IAP)
+		if err != nil {
+			return nil, fmt.Errorf("production-auth mode: %w", err)
+		}
+		google, err := auth.NewGoogle(auth.GoogleConfig{KeysJSON: cloud.Signer.JWKS()})
+		if err != nil {
+			return nil, fmt.Errorf("production-auth mode: %w", err)
+		}
+		userAuth, serviceVerifier = iap, google
+	}
+	p.ServiceVerifier = serviceVerifier
+	pushAuth := auth.Service{Verifier: serviceVerifier, Allowed: []string{EventsSA}}
 	ceHandler := func(path string, fn func(context.Context, cloudevents.Event) error) (http.Handler, error) {
 		// As functions-framework-go wraps a CloudEvent function.
 		proto, err := cloudevents.NewHTTP()
@@ -323,7 +350,6 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 		return a.Middleware(h), nil
 	}
 	mux := http.NewServeMux()
-	userAuth := api.LocalAuthenticator{}
 	intakeAPI := intake.HTTP(intakeSvc, userAuth, log.With("function", "intake"))
 	approvalAPI := approval.HTTP(approvalSvc, userAuth, log.With("function", "approval"))
 	mux.Handle("/v1/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -348,9 +374,12 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 		mux.Handle("POST "+path, h)
 	}
 	mux.Handle("POST /functions/revoke-task", revoke.Tasks(revokeSvc,
-		auth.Service{Verifier: cloud.Signer, Audience: cloud.HTTPURL + "/functions/revoke-task", Allowed: []string{TasksSA}},
+		auth.Service{Verifier: serviceVerifier, Audience: cloud.HTTPURL + "/functions/revoke-task", Allowed: []string{TasksSA}},
 		log.With("function", "revoke")))
-	mux.Handle("GET /local/iam/{resource...}", localIAM(operator))
+	if cfg.IAP == nil {
+		// Local conveniences exist in local mode only.
+		mux.Handle("GET /local/iam/{resource...}", localIAM(operator))
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	var h http.Handler = mux
 	handler.Store(&h)
@@ -358,7 +387,11 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 	sweepCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	p.cancel = cancel
 	go p.sweep(sweepCtx, revokeSvc, cfg.SweepInterval, log)
-	log.Info("embedded pipeline started", "url", p.URL, "data_dir", cfg.DataDir, "mode", "local")
+	mode := "local"
+	if cfg.IAP != nil {
+		mode = "production-auth"
+	}
+	log.Info("embedded pipeline started", "url", p.URL, "data_dir", cfg.DataDir, "mode", mode)
 	return p, nil
 }
 

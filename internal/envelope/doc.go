@@ -1,0 +1,81 @@
+// Package envelope verifies the signed envelopes that other systems
+// (incident tooling, ticketing, chat bots) attach to the access requests
+// they publish to the requests topic on behalf of a user (DESIGN §1, §5).
+// Pub/Sub does not authenticate publishers to subscribers, so the message
+// itself must say, verifiably, who sent it and for whom.
+//
+// # The message
+//
+// data is the JSON request body, the same shape as POST /v1/grants:
+//
+//	{"entitlement": "...", "requestedDuration": "PT1H", "justification": "...", "inputs": {...}}
+//
+// and the attribute "jit-envelope" ([Attribute]) is a compact JWS signed with
+// RS256 by the calling system's Google service account: on Google Cloud with
+// the IAM Credentials signJwt API (which writes the header
+// {"alg":"RS256","kid":...,"typ":"JWT"} itself), locally with
+// localoidc.Signer.Sign. The claims ([Claims], built by [NewClaims]):
+//
+//	iss, sub     the service account's email (both, equal)
+//	aud          the configured audience, e.g. "jit-requests"
+//	user         the requester's email: on whose behalf
+//	entitlement  the entitlement requested; must equal data's "entitlement"
+//	jti          a unique id, single use
+//	iat, exp     integer seconds; exp - iat ≤ MaxLifetime (5 min)
+//	body_sha256  base64url (unpadded) of SHA-256(data), so data cannot be changed
+//
+// # Checks, in order
+//
+// Each refusal is a *[Refused] with a [Reason] (errors.Is(err, [ErrRefused])):
+//
+//  1. the attribute is there and not empty (unsigned); data is at most
+//     [MaxBody] bytes and the token at most [MaxToken] (malformed);
+//  2. strict JWS parsing: three strict base64url segments, header and
+//     claims are JSON objects without duplicate members, the header has
+//     exactly alg, kid and optionally typ "JWT" (no jku, jwk, x5u, crit…),
+//     alg is exactly "RS256" ("none" is unsigned, any other alg is
+//     bad_signature, so HS256-with-the-public-key never reaches a MAC);
+//     claims are read by exact, case-sensitive names (malformed);
+//  3. the claimed issuer is one the policy trusts as a requester on behalf
+//     of others (untrusted_signer) — checked BEFORE any key is fetched, so
+//     an attacker cannot make the verifier fetch keys for arbitrary
+//     accounts;
+//  4. the issuer's keys ([KeySource]) contain the token's kid
+//     (unknown_signer), and the RS256 signature verifies (bad_signature);
+//  5. sub = iss (malformed); aud is exactly the configured string
+//     (wrong_audience; a list is refused too); iat and exp are integers,
+//     exp > iat (malformed); now < exp + Skew (expired); iat and nbf ≤
+//     now + Skew (not_yet_valid); exp - iat ≤ MaxLifetime (too_long_lived);
+//     user is an email, entitlement and jti (≤ 128 printable ASCII) are
+//     present (malformed). Unknown claims are ignored;
+//  6. body_sha256 matches data (tampered); data decodes strictly (unknown
+//     fields refused) (malformed); its entitlement equals the claim
+//     (mismatch);
+//  7. LAST, the jti is consumed in the [ReplayStore] under
+//     "envelope/"+iss+"/"+jti for the time the envelope could still be
+//     accepted (exp + Skew - now): only a fully valid envelope consumes its
+//     id, so an attacker cannot burn someone else's id with a broken copy
+//     (replayed).
+//
+// Errors that are not refusals (the key source or the replay store failed)
+// are returned as plain errors: the subscriber should let Pub/Sub redeliver
+// the message. A refusal is permanent: log it with [SecurityEvent] and
+// acknowledge the message so it is not retried (gcp-facts §5: a failed
+// invocation is redelivered only if retries are on, and then for 24 h).
+//
+// # Keys
+//
+// Google publishes a service account's public keys as a JWKS at
+// https://www.googleapis.com/service_accounts/v1/metadata/jwk/{EMAIL}
+// (signJwt reference: keys stay published for at least 12 h after a
+// signature). [GoogleKeys] fetches and caches them and refetches once
+// (rate-limited) when a kid is not in the cached set; [StaticKeys] serves
+// fixed sets (tests, the local pipeline with localoidc's JWKS()).
+//
+// # Fuzzing
+//
+// FuzzVerify checks that no input panics the verifier and that nothing is
+// accepted but the envelopes the test signed itself:
+//
+//	go test -run='^$' -fuzz=FuzzVerify -fuzztime=60s ./internal/envelope/
+package envelope

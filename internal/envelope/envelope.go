@@ -1,0 +1,424 @@
+package envelope
+
+import (
+	"bytes"
+	"context"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+	"unicode"
+)
+
+// Attribute is the Pub/Sub message attribute that carries the envelope.
+const Attribute = "jit-envelope"
+
+// Limits of what is read at all; anything larger is malformed.
+const (
+	MaxBody  = 64 << 10 // as POST /v1/grants
+	MaxToken = 16 << 10
+	maxJTI   = 128
+	maxTime  = 1 << 40 // seconds; keeps time arithmetic far from overflow
+)
+
+// Defaults and bounds of Config.
+const (
+	DefaultMaxLifetime = 5 * time.Minute
+	DefaultSkew        = 30 * time.Second
+	// LongestLifetime bounds MaxLifetime: an envelope is a one-shot
+	// request, not a credential, and its jti is remembered that long.
+	LongestLifetime = time.Hour
+)
+
+// Reason says why an envelope was refused. The values are stable codes
+// for log queries and alerts.
+type Reason string
+
+const (
+	ReasonUnsigned        Reason = "unsigned"         // no envelope, or alg none / no signature
+	ReasonMalformed       Reason = "malformed"        // not a well-formed envelope or body
+	ReasonUnknownSigner   Reason = "unknown_signer"   // the issuer has no keys, or none with this kid
+	ReasonUntrustedSigner Reason = "untrusted_signer" // the policy does not trust the issuer to request for others
+	ReasonBadSignature    Reason = "bad_signature"    // not an RS256 signature by the kid's key
+	ReasonExpired         Reason = "expired"
+	ReasonNotYetValid     Reason = "not_yet_valid"
+	ReasonTooLongLived    Reason = "too_long_lived"
+	ReasonWrongAudience   Reason = "wrong_audience"
+	ReasonTampered        Reason = "tampered" // data does not match body_sha256
+	ReasonReplayed        Reason = "replayed" // the jti was used before
+	ReasonMismatch        Reason = "mismatch" // the body's entitlement is not the signed one
+)
+
+// ErrRefused matches every *Refused with errors.Is.
+var ErrRefused = errors.New("request envelope refused")
+
+// Refused is a permanent refusal of a message: retrying cannot help.
+type Refused struct {
+	Reason Reason
+	// Detail says what exactly was wrong; it never holds the token or the
+	// body, and attacker-supplied values in it are quoted and cut short.
+	Detail string
+	// Issuer is the claimed issuer if the claims could be read; it is
+	// verified only for reasons that come after the signature check.
+	Issuer string
+}
+
+func (r *Refused) Error() string {
+	return fmt.Sprintf("request envelope refused (%s): %s", r.Reason, r.Detail)
+}
+
+// Is makes errors.Is(err, ErrRefused) true.
+func (r *Refused) Is(target error) bool { return target == ErrRefused }
+
+func refuse(reason Reason, issuer, format string, args ...any) *Refused {
+	return &Refused{Reason: reason, Issuer: issuer, Detail: fmt.Sprintf(format, args...)}
+}
+
+// KeySource gives an issuer's public keys as a JWKS. It returns an error
+// wrapping ErrUnknownIssuer when the issuer has no keys (refused as
+// unknown_signer); any other error is transient and not a refusal.
+type KeySource interface {
+	Keys(ctx context.Context, issuer string) (jwks []byte, err error)
+}
+
+// Refresher is implemented by key sources that cache: the verifier calls
+// Refresh once when a token's kid is not in the cached set, so a newly
+// created key is found without waiting for the cache to expire.
+type Refresher interface {
+	Refresh(ctx context.Context, issuer string) (jwks []byte, err error)
+}
+
+// ErrUnknownIssuer is wrapped by a KeySource that has no keys for an issuer.
+var ErrUnknownIssuer = errors.New("no keys for this issuer")
+
+// ReplayStore remembers used envelope ids. grant.Ledger's Once satisfies
+// it: true the first time a key is seen, false after, for ttl.
+type ReplayStore interface {
+	Once(ctx context.Context, key string, ttl time.Duration) (bool, error)
+}
+
+// Config configures a Verifier.
+type Config struct {
+	Keys KeySource
+	// Trusted reports whether the policy trusts this service account
+	// (lower-case email) to request access on behalf of users.
+	Trusted  func(email string) bool
+	Audience string
+	// MaxLifetime bounds exp - iat; zero means DefaultMaxLifetime.
+	MaxLifetime time.Duration
+	// Skew is the clock difference tolerated on exp, iat and nbf; zero
+	// means DefaultSkew.
+	Skew   time.Duration
+	Now    func() time.Time // nil means time.Now
+	Replay ReplayStore
+	Logger *slog.Logger // nil discards
+}
+
+// Validate reports every problem of c at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Keys == nil {
+		errs = append(errs, errors.New("Keys is required"))
+	}
+	if c.Trusted == nil {
+		errs = append(errs, errors.New("Trusted is required"))
+	}
+	if strings.TrimSpace(c.Audience) == "" {
+		errs = append(errs, errors.New("Audience is required"))
+	}
+	if c.MaxLifetime < 0 || c.MaxLifetime > LongestLifetime {
+		errs = append(errs, fmt.Errorf("MaxLifetime %s must be between 0 (default %s) and %s", c.MaxLifetime, DefaultMaxLifetime, LongestLifetime))
+	}
+	if c.Skew < 0 || c.Skew > 5*time.Minute {
+		errs = append(errs, fmt.Errorf("Skew %s must be between 0 (default %s) and 5m", c.Skew, DefaultSkew))
+	}
+	if c.Replay == nil {
+		errs = append(errs, errors.New("Replay is required"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("invalid envelope config: %w", err)
+	}
+	return nil
+}
+
+// Verifier checks envelopes. It is safe for concurrent use.
+type Verifier struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New validates cfg and fills in its defaults.
+func New(cfg Config) (*Verifier, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.MaxLifetime == 0 {
+		cfg.MaxLifetime = DefaultMaxLifetime
+	}
+	if cfg.Skew == 0 {
+		cfg.Skew = DefaultSkew
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Verifier{cfg: cfg, log: log}, nil
+}
+
+// Body is the request in the message data: the body of POST /v1/grants.
+// Its fields are those of lifecycle.RequestInput, in the same order, so
+// lifecycle.RequestInput(req.Body) converts it.
+type Body struct {
+	Entitlement       string         `json:"entitlement"`
+	RequestedDuration string         `json:"requestedDuration"`
+	Justification     string         `json:"justification"`
+	Inputs            map[string]any `json:"inputs"`
+}
+
+// Request is a verified request from another system.
+type Request struct {
+	Issuer      string // the signing service account (lower case)
+	User        string // the requester, on whose behalf (lower case)
+	Entitlement string
+	ID          string // the envelope's jti
+	Body        Body
+}
+
+// Verify checks the envelope of a message from the requests topic and
+// returns the request it carries. A *Refused error (errors.Is ErrRefused)
+// is permanent; any other error is transient (keys or replay store).
+func (v *Verifier) Verify(ctx context.Context, data []byte, attrs map[string]string) (*Request, error) {
+	raw := attrs[Attribute]
+	if strings.TrimSpace(raw) == "" {
+		return nil, refuse(ReasonUnsigned, "", "the message has no %s attribute", Attribute)
+	}
+	if len(data) > MaxBody {
+		return nil, refuse(ReasonMalformed, "", "the body is longer than %d bytes", MaxBody)
+	}
+	tok, err := parseToken(raw)
+	if err != nil {
+		return nil, err
+	}
+	claimed, err := stringMember(tok.claims, "iss")
+	if err != nil || claimed == "" {
+		return nil, refuse(ReasonMalformed, "", "iss is required and must be a string")
+	}
+	if !isEmail(claimed) {
+		return nil, refuse(ReasonMalformed, "", "iss %s is not a service account email", quote(claimed))
+	}
+	iss := strings.ToLower(claimed)
+	if !v.cfg.Trusted(iss) {
+		return nil, refuse(ReasonUntrustedSigner, iss, "%s is not trusted to request access for others", iss)
+	}
+	if err := v.checkSignature(ctx, iss, tok); err != nil {
+		return nil, err
+	}
+	req, exp, err := v.checkClaims(iss, tok.claims)
+	if err != nil {
+		return nil, err
+	}
+	if req.Body, err = checkBody(iss, tok.claims, data); err != nil {
+		return nil, err
+	}
+	if req.Body.Entitlement != req.Entitlement {
+		return nil, refuse(ReasonMismatch, iss, "the body requests %s but the envelope was signed for %s", quote(req.Body.Entitlement), quote(req.Entitlement))
+	}
+	// Last: only an envelope that passed everything consumes its id.
+	ttl := exp.Add(v.cfg.Skew).Sub(v.cfg.Now())
+	if ttl < time.Second {
+		ttl = time.Second
+	}
+	first, err := v.cfg.Replay.Once(ctx, "envelope/"+iss+"/"+req.ID, ttl)
+	if err != nil {
+		return nil, fmt.Errorf("failed to record envelope id: %w", err)
+	}
+	if !first {
+		return nil, refuse(ReasonReplayed, iss, "envelope id %s was used before", quote(req.ID))
+	}
+	return req, nil
+}
+
+// checkSignature finds the token's key among the issuer's and checks the
+// signature with it.
+func (v *Verifier) checkSignature(ctx context.Context, iss string, tok *token) error {
+	keys, err := v.keys(ctx, iss, false)
+	if err != nil {
+		return err
+	}
+	key := keys[tok.kid]
+	if _, canRefresh := v.cfg.Keys.(Refresher); key == nil && canRefresh {
+		if keys, err = v.keys(ctx, iss, true); err != nil {
+			return err
+		}
+		key = keys[tok.kid]
+	}
+	if key == nil {
+		return refuse(ReasonUnknownSigner, iss, "%s has no key %s", iss, quote(tok.kid))
+	}
+	if !tok.verify(key) {
+		return refuse(ReasonBadSignature, iss, "the signature does not verify with %s's key %s", iss, quote(tok.kid))
+	}
+	return nil
+}
+
+func (v *Verifier) keys(ctx context.Context, iss string, refresh bool) (map[string]*rsa.PublicKey, error) {
+	var jwks []byte
+	var err error
+	if refresh {
+		jwks, err = v.cfg.Keys.(Refresher).Refresh(ctx, iss)
+	} else {
+		jwks, err = v.cfg.Keys.Keys(ctx, iss)
+	}
+	switch {
+	case errors.Is(err, ErrUnknownIssuer):
+		return nil, refuse(ReasonUnknownSigner, iss, "%s has no published keys", iss)
+	case err != nil:
+		return nil, fmt.Errorf("failed to get the keys of %s: %w", iss, err)
+	}
+	keys, err := parseJWKS(jwks)
+	if err != nil {
+		v.log.WarnContext(ctx, "unusable JWKS", slog.String("issuer", iss), slog.Any("error", err))
+		return nil, refuse(ReasonUnknownSigner, iss, "the keys of %s are unusable", iss)
+	}
+	return keys, nil
+}
+
+// checkClaims checks the signed claims other than the body's hash.
+func (v *Verifier) checkClaims(iss string, c map[string]json.RawMessage) (*Request, time.Time, error) {
+	malformed := func(format string, args ...any) (*Request, time.Time, error) {
+		return nil, time.Time{}, refuse(ReasonMalformed, iss, format, args...)
+	}
+	sub, err := stringMember(c, "sub")
+	if err != nil || !strings.EqualFold(sub, iss) {
+		return malformed("sub %s must equal iss %s", quote(sub), iss)
+	}
+	var aud string
+	if raw, ok := c["aud"]; !ok || json.Unmarshal(raw, &aud) != nil || aud != v.cfg.Audience {
+		return nil, time.Time{}, refuse(ReasonWrongAudience, iss, "aud must be the string %q", v.cfg.Audience)
+	}
+	iat, hasIAT, errIAT := intMember(c, "iat")
+	exp, hasExp, errExp := intMember(c, "exp")
+	nbf, hasNBF, errNBF := intMember(c, "nbf")
+	switch {
+	case !hasIAT || !hasExp:
+		return malformed("iat and exp are required")
+	case errIAT != nil || errExp != nil || errNBF != nil:
+		return malformed("%v", errors.Join(errIAT, errExp, errNBF))
+	case iat <= 0 || exp > maxTime || (hasNBF && (nbf <= 0 || nbf > maxTime)):
+		return malformed("iat, exp and nbf must be seconds since 1970 before the year 36812")
+	case exp <= iat:
+		return malformed("exp %d is not after iat %d", exp, iat)
+	}
+	now := v.cfg.Now()
+	skew := int64(v.cfg.Skew / time.Second)
+	switch {
+	case now.Unix() >= exp+skew:
+		return nil, time.Time{}, refuse(ReasonExpired, iss, "expired at %s", time.Unix(exp, 0).UTC().Format(time.RFC3339))
+	case iat > now.Unix()+skew:
+		return nil, time.Time{}, refuse(ReasonNotYetValid, iss, "issued in the future, at %s", time.Unix(iat, 0).UTC().Format(time.RFC3339))
+	case hasNBF && nbf > now.Unix()+skew:
+		return nil, time.Time{}, refuse(ReasonNotYetValid, iss, "not valid before %s", time.Unix(nbf, 0).UTC().Format(time.RFC3339))
+	case exp-iat > int64(v.cfg.MaxLifetime/time.Second):
+		return nil, time.Time{}, refuse(ReasonTooLongLived, iss, "lives %s, more than %s", time.Duration(exp-iat)*time.Second, v.cfg.MaxLifetime)
+	}
+	user, err := stringMember(c, "user")
+	if err != nil || !isEmail(user) {
+		return malformed("user %s must be the requester's email", quote(user))
+	}
+	ent, err := stringMember(c, "entitlement")
+	if err != nil || strings.TrimSpace(ent) == "" {
+		return malformed("entitlement is required")
+	}
+	jti, err := stringMember(c, "jti")
+	if err != nil || jti == "" || len(jti) > maxJTI || strings.IndexFunc(jti, notPrintableASCII) >= 0 {
+		return malformed("jti must be 1 to %d printable ASCII characters", maxJTI)
+	}
+	return &Request{Issuer: iss, User: strings.ToLower(user), Entitlement: ent, ID: jti}, time.Unix(exp, 0), nil
+}
+
+// checkBody checks data against body_sha256 and decodes it strictly.
+func checkBody(iss string, c map[string]json.RawMessage, data []byte) (Body, error) {
+	claim, err := stringMember(c, "body_sha256")
+	if err != nil || claim == "" {
+		return Body{}, refuse(ReasonMalformed, iss, "body_sha256 is required")
+	}
+	want, err := b64.DecodeString(claim)
+	if err != nil || len(want) != sha256.Size {
+		return Body{}, refuse(ReasonMalformed, iss, "body_sha256 must be the unpadded base64url of a SHA-256 digest")
+	}
+	got := sha256.Sum256(data)
+	if subtle.ConstantTimeCompare(got[:], want) != 1 {
+		return Body{}, refuse(ReasonTampered, iss, "the body does not match body_sha256")
+	}
+	if _, err := parseObject(data); err != nil {
+		return Body{}, refuse(ReasonMalformed, iss, "body: %v", err)
+	}
+	var b Body
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b); err != nil {
+		return Body{}, refuse(ReasonMalformed, iss, "body: %v", err)
+	}
+	return b, nil
+}
+
+// BodyHash is the body_sha256 claim for data.
+func BodyHash(data []byte) string {
+	sum := sha256.Sum256(data)
+	return b64.EncodeToString(sum[:])
+}
+
+// Claims are the claims of an envelope, for signers: pass them to
+// localoidc.Signer.Sign, or marshal them as the signJwt payload.
+type Claims struct {
+	Issuer      string `json:"iss"`
+	Subject     string `json:"sub"`
+	Audience    string `json:"aud"`
+	User        string `json:"user"`
+	Entitlement string `json:"entitlement"`
+	ID          string `json:"jti"`
+	IssuedAt    int64  `json:"iat"`
+	Expires     int64  `json:"exp"`
+	BodySHA256  string `json:"body_sha256"`
+}
+
+// NewClaims builds the claims for sending data on behalf of user.
+func NewClaims(serviceAccount, audience, user, id string, data []byte, now time.Time, lifetime time.Duration) (Claims, error) {
+	var b Body
+	if err := json.Unmarshal(data, &b); err != nil {
+		return Claims{}, fmt.Errorf("failed to read the request body: %w", err)
+	}
+	return Claims{
+		Issuer:      serviceAccount,
+		Subject:     serviceAccount,
+		Audience:    audience,
+		User:        user,
+		Entitlement: b.Entitlement,
+		ID:          id,
+		IssuedAt:    now.Unix(),
+		Expires:     now.Add(lifetime).Unix(),
+		BodySHA256:  BodyHash(data),
+	}, nil
+}
+
+// isEmail is a deliberately narrow email check: one @, a non-empty local
+// part, a dotted domain, no spaces, controls or address-list syntax.
+func isEmail(s string) bool {
+	local, domain, ok := strings.Cut(s, "@")
+	return ok && local != "" && len(s) <= 254 &&
+		strings.Contains(domain, ".") && !strings.HasPrefix(domain, ".") && !strings.HasSuffix(domain, ".") &&
+		!strings.Contains(domain, "@") &&
+		strings.IndexFunc(s, func(r rune) bool {
+			return unicode.IsSpace(r) || unicode.IsControl(r) || strings.ContainsRune(`<>,;:"()[]\`, r) || r > unicode.MaxASCII
+		}) < 0
+}
+
+func notPrintableASCII(r rune) bool { return r < 0x21 || r > 0x7e }

@@ -6,14 +6,56 @@
 package intake
 
 import (
+	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+
 	"github.com/jitpipeline/jit/internal/api"
+	"github.com/jitpipeline/jit/internal/envelope"
 	"github.com/jitpipeline/jit/internal/lifecycle"
+	"github.com/jitpipeline/jit/internal/localgcp/pushbridge/pubsubevent"
 )
 
 // HTTP is the intake function's handler.
 func HTTP(svc *lifecycle.Service, auth api.Authenticator, log *slog.Logger) http.Handler {
 	return api.New(svc, auth, api.IntakeRoutes, log)
+}
+
+// Requests handles the requests topic: other systems (incident tooling,
+// ticketing, chat bots) publish a request with a signed envelope naming
+// the user it is for. A message that fails verification, or that the
+// policy refuses, is recorded as a security event and acknowledged — a
+// retry cannot make it valid; a temporary failure is returned, so Pub/Sub
+// delivers it again.
+func Requests(svc *lifecycle.Service, v *envelope.Verifier, log *slog.Logger) func(context.Context, cloudevents.Event) error {
+	return func(ctx context.Context, e cloudevents.Event) error {
+		msg, err := pubsubevent.FromEvent(e)
+		if err != nil {
+			log.ErrorContext(ctx, "refused a delivery that is not a Pub/Sub message", "event_id", e.ID(), "error", err)
+			return nil
+		}
+		req, err := v.Verify(ctx, msg.Message.Data, msg.Message.Attributes)
+		if envelope.SecurityEvent(ctx, log, err, msg.Message.MessageID, msg.Message.Attributes) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		g, err := svc.RequestOnBehalf(ctx, req.Issuer, req.User, lifecycle.RequestInput(req.Body))
+		var refused *lifecycle.Error
+		if errors.As(err, &refused) {
+			log.WarnContext(ctx, "request on behalf refused by the policy",
+				"event/type", "security", "reason", refused.Code, "issuer", req.Issuer, "user", req.User,
+				"entitlement", req.Entitlement, "message_id", msg.Message.MessageID, "detail", refused.Message)
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		log.InfoContext(ctx, "request on behalf accepted", "grant_id", g.ID, "issuer", req.Issuer, "user", req.User)
+		return nil
+	}
 }

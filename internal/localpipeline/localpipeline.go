@@ -56,6 +56,7 @@ import (
 	"github.com/jitpipeline/jit/internal/api"
 	"github.com/jitpipeline/jit/internal/auth"
 	"github.com/jitpipeline/jit/internal/clock"
+	"github.com/jitpipeline/jit/internal/envelope"
 	"github.com/jitpipeline/jit/internal/events"
 	"github.com/jitpipeline/jit/internal/iamgrant"
 	"github.com/jitpipeline/jit/internal/ledger/sqlite"
@@ -90,6 +91,12 @@ const (
 	FlowSA    = "jit-lifecycle" + domainSA
 	EventsSA  = "jit-eventarc" + domainSA
 	TasksSA   = "jit-tasks" + domainSA
+	// RequestsTopic carries signed requests from other systems;
+	// RequestsAudience is the audience their envelopes name. The demo
+	// policy trusts IncidentBotSA to request on behalf of users.
+	RequestsTopic    = "jit-requests"
+	RequestsAudience = "jit-requests"
+	IncidentBotSA    = "incident-bot" + domainSA
 )
 
 // Config configures the embedded pipeline.
@@ -192,6 +199,11 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 		withFilter(route("/functions/approval", EventsSA), "approval", events.ApprovalRequested),
 		withFilter(route("/functions/grant", EventsSA), "grant", events.ActivationRequested),
 		withFilter(route("/functions/revoke", EventsSA), "revoke", events.RevokeRequested),
+		func() pushbridge.Route {
+			r := route("/functions/intake-requests", EventsSA)
+			r.Topic, r.Subscription = RequestsTopic, "intake-requests"
+			return r
+		}(),
 	}
 	var cloud *embedded.Cloud
 	cloud, err := embedded.Start(ctx, embedded.Config{
@@ -361,11 +373,26 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 		}
 		intakeAPI.ServeHTTP(w, r)
 	}))
+	verifier, err := envelope.New(envelope.Config{
+		Keys:     localKeys{cloud.Signer.JWKS()},
+		Audience: RequestsAudience,
+		Trusted: func(email string) bool {
+			pol, _, err := p.Policy.Current(ctx)
+			return err == nil && pol.TrustsRequester(email)
+		},
+		Now:    cfg.Clock.Now,
+		Replay: p.Ledger,
+		Logger: log.With("component", "envelope"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("failed to configure the envelope verifier: %w", err)
+	}
 	for path, fn := range map[string]func(context.Context, cloudevents.Event) error{
-		"/functions/approval":       approval.Events(approvalSvc, log.With("function", "approval")),
-		"/functions/grant":          grantfn.Events(grantSvc, log.With("function", "grant")),
-		"/functions/revoke":         revoke.Events(revokeSvc, log.With("function", "revoke")),
-		"/eventarc/grant-lifecycle": startWorkflow(execs, fmt.Sprintf("projects/%s/locations/%s/workflows/%s", Project, Location, Workflow), log),
+		"/functions/intake-requests": intake.Requests(intakeSvc, verifier, log.With("function", "intake")),
+		"/functions/approval":        approval.Events(approvalSvc, log.With("function", "approval")),
+		"/functions/grant":           grantfn.Events(grantSvc, log.With("function", "grant")),
+		"/functions/revoke":          revoke.Events(revokeSvc, log.With("function", "revoke")),
+		"/eventarc/grant-lifecycle":  startWorkflow(execs, fmt.Sprintf("projects/%s/locations/%s/workflows/%s", Project, Location, Workflow), log),
 	} {
 		h, err := ceHandler(path, fn)
 		if err != nil {
@@ -532,6 +559,18 @@ func localIAM(rm *resourceManagerClients) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(b) //nolint:errcheck // client gone
 	})
+}
+
+// localKeys is the key source of envelopes locally: every service account
+// of the local project signs with the local token service's key; others
+// are unknown.
+type localKeys struct{ jwks []byte }
+
+func (k localKeys) Keys(_ context.Context, issuer string) ([]byte, error) {
+	if !strings.HasSuffix(strings.ToLower(issuer), domainSA) {
+		return nil, envelope.ErrUnknownIssuer
+	}
+	return k.jwks, nil
 }
 
 // staticLoader serves the embedded demo policy as a policy source.

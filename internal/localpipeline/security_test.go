@@ -18,8 +18,11 @@ import (
 	"testing"
 	"time"
 
+	pubsub "cloud.google.com/go/pubsub/v2"
+
 	"github.com/jitpipeline/jit/internal/auth"
 	"github.com/jitpipeline/jit/internal/clock"
+	"github.com/jitpipeline/jit/internal/envelope"
 	"github.com/jitpipeline/jit/internal/grant"
 	"github.com/jitpipeline/jit/internal/localgcp/localoidc"
 	"github.com/jitpipeline/jit/internal/localpipeline"
@@ -458,3 +461,76 @@ func TestApprovalAfterTheApproverLostTheRight(t *testing.T) {
 }
 
 func (s *secEnv) policyFile() string { return s.policy }
+
+// Other systems publish signed requests on behalf of users to the requests
+// topic. A trusted system's valid envelope becomes a grant for the user;
+// unsigned, untrusted, tampered, replayed and policy-refused messages are
+// acknowledged and change nothing.
+func TestRequestsFromOtherSystems(t *testing.T) {
+	t.Parallel()
+	e := start(t, localpipeline.Config{Clock: clock.Real()})
+	ps, err := e.p.Cloud.PubSub.NewClient(t.Context(), localpipeline.Project)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ps.Close()
+	pub := ps.Publisher(localpipeline.RequestsTopic)
+	defer pub.Stop()
+	body := []byte(`{"entitlement":"demo.demo-project.viewer","requestedDuration":"PT1H","justification":"INC-7 paged"}`)
+	sign := func(sa, user, id string, data []byte) string {
+		c, err := envelope.NewClaims(sa, localpipeline.RequestsAudience, user, id, data, time.Now(), 2*time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, err := e.p.Cloud.Signer.Sign(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	send := func(data []byte, attrs map[string]string) {
+		if _, err := pub.Publish(t.Context(), &pubsub.Message{Data: data, Attributes: attrs}).Get(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	grants := func() int {
+		gs, err := e.p.Ledger.List(t.Context(), grant.Query{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(gs)
+	}
+	valid := sign(localpipeline.IncidentBotSA, "alice@example.com", "inc-7-1", body)
+	tampered := []byte(strings.Replace(string(body), "PT1H", "PT2H", 1))
+	for _, m := range map[string]struct {
+		data  []byte
+		attrs map[string]string
+	}{
+		"unsigned":                    {body, nil},
+		"garbage envelope":            {body, map[string]string{envelope.Attribute: "x.y.z"}},
+		"untrusted signer":            {body, map[string]string{envelope.Attribute: sign("other-bot@jit-local.iam.gserviceaccount.com", "alice@example.com", "o-1", body)}},
+		"unknown signer":              {body, map[string]string{envelope.Attribute: sign("bot@elsewhere.iam.gserviceaccount.com", "alice@example.com", "u-1", body)}},
+		"tampered body":               {tampered, map[string]string{envelope.Attribute: valid}},
+		"user the policy refuses":     {body, map[string]string{envelope.Attribute: sign(localpipeline.IncidentBotSA, "mallory@evil.example", "m-1", body)}},
+		"entitlement the bot may not": {[]byte(`{"entitlement":"demo.demo-project.nope","requestedDuration":"PT1H","justification":"x"}`), map[string]string{envelope.Attribute: sign(localpipeline.IncidentBotSA, "alice@example.com", "n-1", []byte(`{"entitlement":"demo.demo-project.nope","requestedDuration":"PT1H","justification":"x"}`))}},
+	} {
+		send(m.data, m.attrs)
+	}
+	send(body, map[string]string{envelope.Attribute: valid})
+	send(body, map[string]string{envelope.Attribute: valid}) // replayed
+
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) && e.p.Cloud.Bridge.Stats("projects/jit-local/subscriptions/intake-requests").Acked < 9 {
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := grants(); n != 1 {
+		t.Fatalf("%d grants, want exactly the one valid request", n)
+	}
+	gs, _ := e.p.Ledger.List(t.Context(), grant.Query{})
+	g := gs[0]
+	if g.Requester != "alice@example.com" || g.Entitlement != "demo.demo-project.viewer" || !strings.Contains(g.Timeline[0].Message, "requested by "+localpipeline.IncidentBotSA) {
+		t.Errorf("grant %+v", g)
+	}
+	e.waitState("alice@example.com", g.ID, grant.Active)
+}

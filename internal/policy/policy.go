@@ -217,6 +217,21 @@ func (p *Policy) MayRequestOnBehalf(serviceAccount, entitlement string) bool {
 	return allowed(allow, deny, RequestOnBehalf)
 }
 
+// TrustsRequester reports whether the service account holds
+// REQUEST_ON_BEHALF anywhere in the policy: a cheap first check before its
+// keys are fetched (MayRequestOnBehalf decides per entitlement).
+func (p *Policy) TrustsRequester(serviceAccount string) bool {
+	pr := Principal{Type: ServiceAccountPrincipal, Value: strings.ToLower(strings.TrimSpace(serviceAccount))}
+	for _, n := range p.byPrincipal[pr] {
+		for _, ace := range n.ACL {
+			if ace.Principal == pr && !ace.Deny && ace.Mask&RequestOnBehalf == RequestOnBehalf {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // Approvers are the principals that may approve others' requests for the
 // group: user and group principals of its effective ACL that hold
 // APPROVE_OTHERS on their own (jit-access-facts §3.5). The requester is

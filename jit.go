@@ -14,6 +14,7 @@ import (
 
 func init() {
 	functions.HTTP("intake", deploy.Intake())
+	functions.CloudEvent("intakeRequests", deploy.IntakeRequests())
 	functions.HTTP("approval", deploy.Approval())
 	functions.CloudEvent("approvalEvents", deploy.ApprovalEvents())
 	functions.CloudEvent("grant", deploy.Grant())

@@ -32,6 +32,7 @@ import (
 
 	"github.com/jitpipeline/jit/internal/auth"
 	"github.com/jitpipeline/jit/internal/clock"
+	"github.com/jitpipeline/jit/internal/envelope"
 	"github.com/jitpipeline/jit/internal/events"
 	"github.com/jitpipeline/jit/internal/groups"
 	"github.com/jitpipeline/jit/internal/iamgrant"
@@ -53,6 +54,7 @@ type Config struct {
 	InternalDomains []string // JIT_INTERNAL_DOMAINS: comma-separated
 	IAPAudiences    []string // JIT_IAP_AUDIENCES: comma-separated, for intake and approval
 	IAPKeysURL      string   // JIT_IAP_KEYS_URL (default IAP's public JWK set)
+	RequestsAud     string   // JIT_REQUESTS_AUDIENCE: the audience signed requests name (default jit-requests)
 	LogLevel        string   // JIT_LOG_LEVEL
 }
 
@@ -69,6 +71,10 @@ func FromEnv() Config {
 	}
 	if c.EventsTopic == "" {
 		c.EventsTopic = "jit-events"
+	}
+	c.RequestsAud = os.Getenv("JIT_REQUESTS_AUDIENCE")
+	if c.RequestsAud == "" {
+		c.RequestsAud = "jit-requests"
 	}
 	c.IAPKeysURL = os.Getenv("JIT_IAP_KEYS_URL")
 	if c.IAPKeysURL == "" {
@@ -124,33 +130,49 @@ func (c Config) isInternal(email string) bool {
 // build makes the service of one function: with IAM and Cloud Tasks for
 // grant and revoke only.
 func build(ctx context.Context, cfg Config, function string, privileged bool) (*lifecycle.Service, *slog.Logger, error) {
+	b, err := buildAll(ctx, cfg, function, privileged)
+	if err != nil {
+		return nil, b.log, err
+	}
+	return b.svc, b.log, nil
+}
+
+// built is a function's service and the parts some entry points also need.
+type built struct {
+	svc    *lifecycle.Service
+	log    *slog.Logger
+	ledger *firestore.Ledger
+	policy *source.Source[*policy.Policy]
+}
+
+func buildAll(ctx context.Context, cfg Config, function string, privileged bool) (built, error) {
 	log := logging.New(os.Stdout, logging.ParseLevel(cfg.LogLevel)).With("function", function)
 	if err := cfg.Validate(privileged); err != nil {
-		return nil, log, fmt.Errorf("the %s function is not configured: %w", function, err)
+		return built{log: log}, fmt.Errorf("the %s function is not configured: %w", function, err)
 	}
 	ledger, err := firestore.New(ctx, cfg.Project)
 	if err != nil {
-		return nil, log, err
+		return built{log: log}, err
 	}
 	loader, err := source.ParseLocation(ctx, cfg.Policy)
 	if err != nil {
-		return nil, log, err
+		return built{log: log}, err
 	}
 	pol, err := source.New(ctx, source.Config[*policy.Policy]{Loader: loader, Compile: policy.Compile, Logger: log.With("component", "policy")})
 	if err != nil {
-		return nil, log, err
+		return built{log: log}, err
 	}
 	ci, err := groups.NewCloudIdentity(ctx)
 	if err != nil {
-		return nil, log, err
+		return built{log: log}, err
 	}
 	ps, err := pubsub.NewClient(ctx, cfg.Project)
 	if err != nil {
-		return nil, log, fmt.Errorf("failed to create the Pub/Sub client: %w", err)
+		return built{log: log}, fmt.Errorf("failed to create the Pub/Sub client: %w", err)
 	}
 	hc, _, err := htransport.NewClient(ctx, option.WithScopes("https://www.googleapis.com/auth/cloud-platform"))
 	if err != nil {
-		return nil, log, fmt.Errorf("failed to create the callback client: %w", err)
+		return built{log: log}, fmt.Errorf("failed to create the callback client: %w", err)
 	}
 	lc := lifecycle.Config{
 		Ledger: ledger, Policy: pol, Groups: groups.NewCache(ci, groups.DefaultTTL, nil), IsInternal: cfg.isInternal,
@@ -160,27 +182,27 @@ func build(ctx context.Context, cfg Config, function string, privileged bool) (*
 	if privileged {
 		projects, err := resourcemanager.NewProjectsClient(ctx)
 		if err != nil {
-			return nil, log, err
+			return built{log: log}, err
 		}
 		folders, err := resourcemanager.NewFoldersClient(ctx)
 		if err != nil {
-			return nil, log, err
+			return built{log: log}, err
 		}
 		orgs, err := resourcemanager.NewOrganizationsClient(ctx)
 		if err != nil {
-			return nil, log, err
+			return built{log: log}, err
 		}
 		if lc.IAM, err = iamgrant.New(iamgrant.Config{Projects: projects, Folders: folders, Organizations: orgs, Logger: log}); err != nil {
-			return nil, log, err
+			return built{log: log}, err
 		}
 		tasks, err := cloudtasks.NewClient(ctx)
 		if err != nil {
-			return nil, log, err
+			return built{log: log}, err
 		}
 		lc.Tasks = tasks
 	}
 	svc, err := lifecycle.New(lc)
-	return svc, log, err
+	return built{svc: svc, log: log, ledger: ledger, policy: pol}, err
 }
 
 // tasksAuth is the revokeTask function's rule: a Google-signed token for
@@ -191,6 +213,22 @@ func tasksAuth(cfg Config) (auth.Service, error) {
 		return auth.Service{}, err
 	}
 	return auth.Service{Verifier: v, Audience: cfg.RevokeURL, Allowed: []string{strings.ToLower(cfg.TasksSA)}}, nil
+}
+
+// requestsVerifier checks the envelopes of requests from other systems:
+// Google publishes each service account's keys; the policy says whom to
+// trust; the ledger remembers envelope IDs against replay.
+func requestsVerifier(ctx context.Context, cfg Config, b built) (*envelope.Verifier, error) {
+	return envelope.New(envelope.Config{
+		Keys:     &envelope.GoogleKeys{},
+		Audience: cfg.RequestsAud,
+		Trusted: func(email string) bool {
+			pol, _, err := b.policy.Current(ctx)
+			return err == nil && pol.TrustsRequester(email)
+		},
+		Replay: b.ledger,
+		Logger: b.log,
+	})
 }
 
 // iap is the authenticator of people for intake and approval. Without an

@@ -51,6 +51,7 @@ func TestFunctionsFramework(t *testing.T) {
 		{"revokeTask", "POST", "JIT_REVOKE_QUEUE must be", nil, http.StatusServiceUnavailable},
 		{"grant", "POST", "", map[string]string{"ce-specversion": "1.0", "ce-type": "google.cloud.pubsub.topic.v1.messagePublished", "ce-source": "//pubsub.googleapis.com/projects/p/topics/t", "ce-id": "1", "Content-Type": "application/json"}, http.StatusInternalServerError},
 		{"revoke", "POST", "", map[string]string{"ce-specversion": "1.0", "ce-type": "google.cloud.pubsub.topic.v1.messagePublished", "ce-source": "//pubsub.googleapis.com/projects/p/topics/t", "ce-id": "1", "Content-Type": "application/json"}, http.StatusInternalServerError},
+		{"intakeRequests", "POST", "", map[string]string{"ce-specversion": "1.0", "ce-type": "google.cloud.pubsub.topic.v1.messagePublished", "ce-source": "//pubsub.googleapis.com/projects/p/topics/t", "ce-id": "1", "Content-Type": "application/json"}, http.StatusInternalServerError},
 		{"approvalEvents", "POST", "", map[string]string{"ce-specversion": "1.0", "ce-type": "google.cloud.pubsub.topic.v1.messagePublished", "ce-source": "//pubsub.googleapis.com/projects/p/topics/t", "ce-id": "1", "Content-Type": "application/json"}, http.StatusInternalServerError},
 	} {
 		t.Run(tc.target, func(t *testing.T) {

@@ -77,6 +77,23 @@ func Intake() http.HandlerFunc {
 	})
 }
 
+// IntakeRequests is the intake function's entry point for the requests
+// topic: signed requests from other systems.
+func IntakeRequests() func(context.Context, cloudevents.Event) error {
+	return lazyEvent(func(ctx context.Context) (func(context.Context, cloudevents.Event) error, error) {
+		cfg := FromEnv()
+		b, err := buildAll(ctx, cfg, "intake", false)
+		if err != nil {
+			return nil, err
+		}
+		v, err := requestsVerifier(context.WithoutCancel(ctx), cfg, b)
+		if err != nil {
+			return nil, err
+		}
+		return intake.Requests(b.svc, v, b.log), nil
+	})
+}
+
 // Approval is the approval function's HTTP entry point (approve, deny).
 func Approval() http.HandlerFunc {
 	return lazyHTTP(func(ctx context.Context) (http.Handler, error) {

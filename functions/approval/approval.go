@@ -7,7 +7,6 @@ package approval
 import (
 	"context"
 	"log/slog"
-	"net/http"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 
@@ -18,7 +17,7 @@ import (
 )
 
 // HTTP serves POST /v1/grants/{id}:approve and :deny.
-func HTTP(svc *lifecycle.Service, auth api.Authenticator, log *slog.Logger) http.Handler {
+func HTTP(svc *lifecycle.Service, auth api.Authenticator, log *slog.Logger) *api.Handler {
 	return api.New(svc, auth, api.ApprovalRoutes, log)
 }
 

@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net/http"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 
@@ -20,7 +19,7 @@ import (
 )
 
 // HTTP is the intake function's handler.
-func HTTP(svc *lifecycle.Service, auth api.Authenticator, log *slog.Logger) http.Handler {
+func HTTP(svc *lifecycle.Service, auth api.Authenticator, log *slog.Logger) *api.Handler {
 	return api.New(svc, auth, api.IntakeRoutes, log)
 }
 

@@ -13,8 +13,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/jitpipeline/jit/internal/grant"
 	"github.com/jitpipeline/jit/internal/isoduration"
@@ -50,13 +54,51 @@ func (LocalAuthenticator) Caller(r *http.Request) (string, error) {
 	return strings.ToLower(email), nil
 }
 
+// RateLimit bounds, per caller, the calls that make the pipeline send
+// mail (a request notifies its approvers, a decision the requester):
+// JIT Access's pentest found no such limit (jit-access-facts §6, #415). The
+// buckets live in the function instance: several instances each allow
+// this much.
+type RateLimit struct {
+	Every time.Duration // one more call allowed per Every
+	Burst int
+}
+
+// DefaultRateLimit allows bursts of 10 and then one call every 6 s.
+var DefaultRateLimit = RateLimit{Every: 6 * time.Second, Burst: 10}
+
+type limiter struct {
+	mu      sync.Mutex
+	cfg     RateLimit
+	buckets map[string]*rate.Limiter
+}
+
+func (l *limiter) allow(caller string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b, ok := l.buckets[caller]
+	if !ok {
+		if len(l.buckets) > 10000 { // forget idle callers rather than grow without bound
+			for k, v := range l.buckets {
+				if v.Tokens() >= float64(l.cfg.Burst) {
+					delete(l.buckets, k)
+				}
+			}
+		}
+		b = rate.NewLimiter(rate.Every(l.cfg.Every), l.cfg.Burst)
+		l.buckets[caller] = b
+	}
+	return b.Allow()
+}
+
 // Handler serves the API. Intake serves everything but approve and deny,
 // which the approval function serves; locally one handler serves all.
 type Handler struct {
-	svc  *lifecycle.Service
-	auth Authenticator
-	log  *slog.Logger
-	mux  *http.ServeMux
+	svc   *lifecycle.Service
+	auth  Authenticator
+	log   *slog.Logger
+	mux   *http.ServeMux
+	limit *limiter
 }
 
 // Routes selects which part of the API a function serves.
@@ -68,12 +110,19 @@ const (
 	AllRoutes = IntakeRoutes | ApprovalRoutes
 )
 
+// WithRateLimit replaces the default per-caller rate limit.
+func (h *Handler) WithRateLimit(l RateLimit) *Handler {
+	h.limit = &limiter{cfg: l, buckets: map[string]*rate.Limiter{}}
+	return h
+}
+
 // New builds the handler for the given routes.
 func New(svc *lifecycle.Service, auth Authenticator, routes Routes, log *slog.Logger) *Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{svc: svc, auth: auth, log: log, mux: http.NewServeMux()}
+	h := &Handler{svc: svc, auth: auth, log: log, mux: http.NewServeMux(),
+		limit: &limiter{cfg: DefaultRateLimit, buckets: map[string]*rate.Limiter{}}}
 	if routes&IntakeRoutes != 0 {
 		h.mux.HandleFunc("GET /v1/entitlements", h.entitlements)
 		h.mux.HandleFunc("POST /v1/grants", h.create)
@@ -133,6 +182,11 @@ func (h *Handler) caller(w http.ResponseWriter, r *http.Request) (string, bool) 
 	}
 	if r.Method != http.MethodGet && r.Header.Get("X-Requested-With") == "" {
 		writeError(w, &lifecycle.Error{Status: http.StatusForbidden, Code: "PERMISSION_DENIED", Field: "X-Requested-With", Message: "requests that change anything must carry the X-Requested-With header"})
+		return "", false
+	}
+	if r.Method != http.MethodGet && !h.limit.allow(caller) {
+		w.Header().Set("Retry-After", strconv.Itoa(int(h.limit.cfg.Every.Seconds())+1))
+		writeError(w, &lifecycle.Error{Status: http.StatusTooManyRequests, Code: "RESOURCE_EXHAUSTED", Message: "too many requests from you; try again shortly"})
 		return "", false
 	}
 	return caller, true

@@ -124,6 +124,9 @@ type Config struct {
 	// go through the strict Google ID token verifier (fed the local token
 	// service's keys) instead of the local signer's own check.
 	IAP *auth.IAPConfig
+	// RateLimit bounds each caller's changing API calls (default
+	// api.DefaultRateLimit).
+	RateLimit *api.RateLimit
 	// ActivationTimeout is how long the workflow waits for the grant
 	// function before it gives up and revokes (default 10 minutes). It is
 	// on Clock's time, so tests that run the clock fast raise it: the IAM
@@ -362,8 +365,12 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 		return a.Middleware(h), nil
 	}
 	mux := http.NewServeMux()
-	intakeAPI := intake.HTTP(intakeSvc, userAuth, log.With("function", "intake"))
-	approvalAPI := approval.HTTP(approvalSvc, userAuth, log.With("function", "approval"))
+	limit := api.DefaultRateLimit
+	if cfg.RateLimit != nil {
+		limit = *cfg.RateLimit
+	}
+	intakeAPI := intake.HTTP(intakeSvc, userAuth, log.With("function", "intake")).WithRateLimit(limit)
+	approvalAPI := approval.HTTP(approvalSvc, userAuth, log.With("function", "approval")).WithRateLimit(limit)
 	mux.Handle("/v1/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// A load balancer's path rules on Google Cloud: decisions go to the
 		// approval function, the rest to intake.

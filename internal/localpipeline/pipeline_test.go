@@ -60,6 +60,10 @@ func start(t *testing.T, cfg localpipeline.Config) *env {
 	if cfg.PolicyFile == "" {
 		cfg.PolicyFile = testPolicy(t)
 	}
+	if cfg.RateLimit == nil {
+		// The tests make many calls as one user; TestRateLimit checks the default.
+		cfg.RateLimit = &api.RateLimit{Every: time.Millisecond, Burst: 10000}
+	}
 	if cfg.ActivationTimeout == 0 {
 		// A day on the fast clock is 24 real minutes: IAM writes under
 		// -race and 200 concurrent requests do not speed up with it.
@@ -513,5 +517,33 @@ func TestAdminRevoke(t *testing.T) {
 	want := []string{"APPROVAL_AWAITED requested", "ACTIVATING approved", "ACTIVE activated", "REVOKING revoking", "REVOKING revocation_verified", "REVOKED revoked"}
 	if diff := cmp.Diff(want, events(g)); diff != "" {
 		t.Errorf("timeline (-want +got):\n%s", diff)
+	}
+}
+
+// Each caller's changing calls are rate-limited (the calls that will send
+// mail): a burst of 10, then 429 with Retry-After, while other callers go
+// on. Refused calls change nothing.
+func TestRateLimit(t *testing.T) {
+	t.Parallel()
+	e := start(t, localpipeline.Config{RateLimit: &api.DefaultRateLimit})
+	bad := map[string]any{"entitlement": "demo.demo-project.viewer", "requestedDuration": "P1D", "justification": "x"}
+	for i := range api.DefaultRateLimit.Burst {
+		if code, body := e.call("POST", "/v1/grants", "alice@example.com", bad); code != 400 {
+			t.Fatalf("call %d: %d %v", i, code, body)
+		}
+	}
+	before := published(e)
+	if code, body := e.call("POST", "/v1/grants", "alice@example.com", map[string]any{"entitlement": "demo.demo-project.viewer", "requestedDuration": "PT1M", "justification": "x"}); code != 429 {
+		t.Errorf("call past the burst: %d %v", code, body)
+	}
+	if code, _ := e.call("POST", "/v1/grants", "carol@example.com", bad); code != 400 {
+		t.Errorf("another caller was limited too: %d", code)
+	}
+	if code, _ := e.call("GET", "/v1/entitlements", "alice@example.com", nil); code != 200 {
+		t.Errorf("reads are not limited: %d", code)
+	}
+	gs, _ := e.p.Ledger.List(t.Context(), grant.Query{})
+	if len(gs) != 0 || published(e) != before {
+		t.Errorf("refused calls changed state: %d grants, events %d → %d", len(gs), before, published(e))
 	}
 }

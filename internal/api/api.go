@@ -7,6 +7,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,9 +21,11 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/jitpipeline/jit/internal/auth"
 	"github.com/jitpipeline/jit/internal/grant"
 	"github.com/jitpipeline/jit/internal/isoduration"
 	"github.com/jitpipeline/jit/internal/lifecycle"
+	"github.com/jitpipeline/jit/internal/logging"
 )
 
 // MaxBody bounds request bodies.
@@ -32,6 +35,14 @@ const MaxBody = 64 << 10
 type Authenticator interface {
 	Caller(r *http.Request) (string, error)
 }
+
+// Identifier is an Authenticator that also knows the caller's device and
+// access levels (IAP's context-aware access claims), for the audit record.
+type Identifier interface {
+	Identify(r *http.Request) (*auth.Identity, error)
+}
+
+type identityKey struct{}
 
 // DebugPrincipalHeader names the caller in local mode only.
 const DebugPrincipalHeader = "X-Debug-Principal"
@@ -168,14 +179,59 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for k, v := range SecurityHeaders {
 		w.Header().Set(k, v)
 	}
-	h.mux.ServeHTTP(w, r)
+	id, ok := h.auth.(Identifier)
+	if !ok {
+		h.mux.ServeHTTP(w, r)
+		return
+	}
+	// Verify once; caller() reads the result from the context.
+	who, err := id.Identify(r)
+	if err != nil {
+		who = nil
+	}
+	r = r.WithContext(context.WithValue(r.Context(), identityKey{}, identified{who, err}))
+	if r.Method == http.MethodGet || who == nil {
+		h.mux.ServeHTTP(w, r)
+		return
+	}
+	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+	h.mux.ServeHTTP(sw, r)
+	// One audit line per changing call, with what IAP says about the device.
+	h.log.Log(r.Context(), logging.LevelNotice, "api call",
+		slog.Group(logging.KeyLabels,
+			"event/type", "audit", "event/id", "api.call",
+			"user", who.Email, "device_id", who.DeviceID, "access_levels", strings.Join(who.AccessLevels, ","),
+			"method", r.Method, "path", r.URL.Path, "status", strconv.Itoa(sw.status)))
+}
+
+type identified struct {
+	who *auth.Identity
+	err error
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
 }
 
 // caller authenticates the request; for methods that change anything it
 // also requires X-Requested-With, which a browser cannot send cross-site
 // without a CORS preflight.
 func (h *Handler) caller(w http.ResponseWriter, r *http.Request) (string, bool) {
-	caller, err := h.auth.Caller(r)
+	var caller string
+	var err error
+	if id, ok := r.Context().Value(identityKey{}).(identified); ok {
+		if err = id.err; err == nil {
+			caller = id.who.Email
+		}
+	} else {
+		caller, err = h.auth.Caller(r)
+	}
 	if err != nil {
 		writeError(w, &lifecycle.Error{Status: http.StatusUnauthorized, Code: "UNAUTHENTICATED", Message: err.Error()})
 		return "", false

@@ -9,8 +9,6 @@ package auth
 
 import (
 	"context"
-	"crypto/rsa"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -110,24 +108,9 @@ func (g *Google) VerifyContext(ctx context.Context, token, audience string) (*lo
 	if audience == "" {
 		return nil, fmt.Errorf("%w: no audience to check against", ErrAudience)
 	}
-	tok, err := parseToken(token, "RS256")
-	if err != nil {
-		return nil, err
-	}
-	key, err := g.keys.key(ctx, *tok.header.Kid)
-	if err != nil {
-		return nil, err
-	}
-	pub, ok := key.(*rsa.PublicKey)
-	if !ok {
-		return nil, fmt.Errorf("%w: key is not RSA", ErrUnknownKey)
-	}
-	if err := verifyRS256(pub, tok.signed, tok.sig); err != nil {
-		return nil, err
-	}
 	var c googleClaims
-	if err := json.Unmarshal(tok.payload, &c); err != nil {
-		return nil, fmt.Errorf("%w: claims: %w", ErrMalformed, err)
+	if err := verifySigned(ctx, g.keys, token, "RS256", verifyRS256, &c); err != nil {
+		return nil, err
 	}
 	aud, err := c.check(googleIssuers, []string{audience}, g.now(), g.skew)
 	if err != nil {

@@ -8,8 +8,6 @@ package auth
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -141,24 +139,9 @@ type iapClaims struct {
 // Verify checks an assertion: form, ES256 signature by a known IAP key,
 // issuer, audience, times, subject and email.
 func (v *IAP) Verify(ctx context.Context, assertion string) (*Identity, error) {
-	tok, err := parseToken(assertion, "ES256")
-	if err != nil {
-		return nil, err
-	}
-	key, err := v.keys.key(ctx, *tok.header.Kid)
-	if err != nil {
-		return nil, err
-	}
-	ec, ok := key.(*ecdsa.PublicKey)
-	if !ok {
-		return nil, fmt.Errorf("%w: key is not ECDSA", ErrUnknownKey)
-	}
-	if err := verifyES256(ec, tok.signed, tok.sig); err != nil {
-		return nil, err
-	}
 	var c iapClaims
-	if err := json.Unmarshal(tok.payload, &c); err != nil {
-		return nil, fmt.Errorf("%w: claims: %w", ErrMalformed, err)
+	if err := verifySigned(ctx, v.keys, assertion, "ES256", verifyES256, &c); err != nil {
+		return nil, err
 	}
 	aud, err := c.check([]string{IAPIssuer}, v.audiences, v.now(), v.skew)
 	if err != nil {

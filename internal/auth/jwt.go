@@ -8,6 +8,7 @@ package auth
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/rsa"
@@ -291,4 +292,29 @@ func validEmail(s string) bool {
 		}
 	}
 	return true
+}
+
+// verifySigned is the part both verifiers share: the strict parse for one
+// algorithm, the key named by kid (which must be of type K), the signature,
+// and the claims decoded into claims. The claims' meaning is the caller's.
+func verifySigned[K crypto.PublicKey](ctx context.Context, keys *keySource, token, alg string, verify func(K, []byte, []byte) error, claims any) error {
+	tok, err := parseToken(token, alg)
+	if err != nil {
+		return err
+	}
+	key, err := keys.key(ctx, *tok.header.Kid)
+	if err != nil {
+		return err
+	}
+	k, ok := key.(K)
+	if !ok {
+		return fmt.Errorf("%w: key is not usable for %s", ErrUnknownKey, alg)
+	}
+	if err := verify(k, tok.signed, tok.sig); err != nil {
+		return err
+	}
+	if err := json.Unmarshal(tok.payload, claims); err != nil {
+		return fmt.Errorf("%w: claims: %w", ErrMalformed, err)
+	}
+	return nil
 }

@@ -59,6 +59,17 @@ var transitions = map[State][]State{
 // Terminal reports whether no transition leaves s.
 func (s State) Terminal() bool { return len(transitions[s]) == 0 && s != "" }
 
+// HoldsSlot reports whether a grant in state s counts against its
+// entitlement's concurrency limit: from the moment it is cleared to
+// activate until its access has been removed.
+func (s State) HoldsSlot() bool {
+	switch s {
+	case Activating, Active, Withdrawing, Revoking:
+		return true
+	}
+	return false
+}
+
 // CanMove reports whether from → to is a legal transition.
 func CanMove(from, to State) bool { return slices.Contains(transitions[from], to) }
 
@@ -127,6 +138,23 @@ type Grant struct {
 	// RevocationVerified is set when the revoke function has read the
 	// policy back and found no binding that outlives the grant.
 	RevocationVerified bool `json:"revocationVerified,omitempty"`
+
+	// RequesterHostedDomain is the requester's hosted domain as verified
+	// when they asked (IAP's hd claim, or the directory): whether they are
+	// an internal user is decided from it, never from the address alone.
+	// Empty for consumer accounts and where nothing vouched for one.
+	RequesterHostedDomain string `json:"requesterHostedDomain,omitempty"`
+	// RequestKey identifies the request that created the grant when it
+	// came from another system: "envelope:" + the signed envelope's issuer
+	// and ID. Create records it as an idempotency key (the key space of
+	// Ledger.Once) in the same transaction, so a request is consumed
+	// exactly when its grant is stored.
+	RequestKey string `json:"requestKey,omitempty"`
+	// ConcurrencyLimit is the policy's concurrency limit for the
+	// entitlement (constraint concurrency, max) in force when the grant
+	// was last moved into a state that HoldsSlot; 0 means no limit. The
+	// ledger enforces it atomically with that write (ErrLimit).
+	ConcurrencyLimit int `json:"concurrencyLimit,omitempty"`
 
 	Timeline []Entry `json:"timeline"`
 	// Version increases with every ledger write (optimistic concurrency).

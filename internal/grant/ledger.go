@@ -12,6 +12,12 @@ var (
 	ErrExists   = errors.New("grant already exists")
 	// ErrNoChange, returned by an Update function, skips the write.
 	ErrNoChange = errors.New("no change")
+	// ErrLimit is wrapped by a Create or Update refused because the
+	// entitlement's concurrency limit is reached (Grant.ConcurrencyLimit).
+	ErrLimit = errors.New("concurrency limit reached")
+	// ErrDuplicateRequest is wrapped by a Create whose RequestKey has been
+	// recorded already (by an earlier Create or by Once).
+	ErrDuplicateRequest = errors.New("request already recorded")
 )
 
 // Query selects grants. Zero fields do not filter. Results are ordered by
@@ -35,6 +41,12 @@ type Query struct {
 // runs against both.
 type Ledger interface {
 	// Create stores a new grant (Version 1); ErrExists if the ID is taken.
+	// A RequestKey is recorded as an idempotency key in the same
+	// transaction (ErrDuplicateRequest if it is there already, and
+	// nothing is written). A grant created in a state that HoldsSlot with
+	// a ConcurrencyLimit > 0 is refused with ErrLimit when that many other
+	// grants of its entitlement hold a slot — checked atomically, so
+	// concurrent Creates never exceed the limit.
 	Create(ctx context.Context, g *Grant) error
 	// Get returns a copy of the grant; ErrNotFound if there is none.
 	Get(ctx context.Context, id string) (*Grant, error)
@@ -42,6 +54,10 @@ type Ledger interface {
 	// fn returns nil, atomically: a concurrent write makes it re-read and
 	// re-apply fn. ErrNoChange from fn skips the write and returns the
 	// grant as read (with a nil error). Version increases by one per write.
+	// A write that moves the grant from a state that does not HoldsSlot
+	// into one that does is subject to its ConcurrencyLimit as in Create,
+	// atomically (ErrLimit, and nothing is written); other writes are not
+	// re-checked, so lowering a limit never cuts an active grant short.
 	Update(ctx context.Context, id string, fn func(*Grant) error) (*Grant, error)
 	// List returns the grants matching q.
 	List(ctx context.Context, q Query) ([]*Grant, error)

@@ -20,4 +20,5 @@ func init() {
 	functions.CloudEvent("grant", deploy.Grant())
 	functions.CloudEvent("revoke", deploy.Revoke())
 	functions.HTTP("revokeTask", deploy.RevokeTask())
+	functions.HTTP("sweep", deploy.Sweep())
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/jitpipeline/jit/internal/api"
 	"github.com/jitpipeline/jit/internal/envelope"
+	"github.com/jitpipeline/jit/internal/grant"
 	"github.com/jitpipeline/jit/internal/lifecycle"
 	"github.com/jitpipeline/jit/internal/localgcp/pushbridge/pubsubevent"
 )
@@ -43,7 +44,13 @@ func Requests(svc *lifecycle.Service, v *envelope.Verifier, log *slog.Logger) fu
 		if err != nil {
 			return err
 		}
-		g, err := svc.RequestOnBehalf(ctx, req.Issuer, req.User, lifecycle.RequestInput(req.Body))
+		g, err := svc.RequestOnBehalf(ctx, req.Issuer, lifecycle.Caller{Email: req.User}, lifecycle.RequestInput(req.Body), "envelope:"+req.Issuer+"/"+req.ID)
+		if errors.Is(err, grant.ErrDuplicateRequest) {
+			log.WarnContext(ctx, "refused a replayed request",
+				"event/type", "security", "reason", envelope.ReasonReplayed, "issuer", req.Issuer, "user", req.User,
+				"entitlement", req.Entitlement, "message_id", msg.Message.MessageID)
+			return nil
+		}
 		var refused *lifecycle.Error
 		if errors.As(err, &refused) {
 			log.WarnContext(ctx, "request on behalf refused by the policy",

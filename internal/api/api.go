@@ -146,17 +146,21 @@ func New(svc *lifecycle.Service, auth Authenticator, routes Routes, log *slog.Lo
 		id, verb, _ := strings.Cut(r.PathValue("action"), ":")
 		switch {
 		case verb == "withdraw" && routes&IntakeRoutes != 0:
-			h.act(w, r, id, func(caller string, _ string) (*grant.Grant, error) { return h.svc.Withdraw(r.Context(), caller, id) })
+			h.act(w, r, id, func(caller lifecycle.Caller, _ string) (*grant.Grant, error) {
+				return h.svc.Withdraw(r.Context(), caller, id)
+			})
 		case verb == "revoke" && routes&IntakeRoutes != 0:
-			h.act(w, r, id, func(caller, reason string) (*grant.Grant, error) {
+			h.act(w, r, id, func(caller lifecycle.Caller, reason string) (*grant.Grant, error) {
 				return h.svc.RevokeByAdmin(r.Context(), caller, id, reason)
 			})
 		case verb == "approve" && routes&ApprovalRoutes != 0:
-			h.act(w, r, id, func(caller, reason string) (*grant.Grant, error) {
+			h.act(w, r, id, func(caller lifecycle.Caller, reason string) (*grant.Grant, error) {
 				return h.svc.Approve(r.Context(), caller, id, reason)
 			})
 		case verb == "deny" && routes&ApprovalRoutes != 0:
-			h.act(w, r, id, func(caller, reason string) (*grant.Grant, error) { return h.svc.Deny(r.Context(), caller, id, reason) })
+			h.act(w, r, id, func(caller lifecycle.Caller, reason string) (*grant.Grant, error) {
+				return h.svc.Deny(r.Context(), caller, id, reason)
+			})
 		default:
 			writeError(w, &lifecycle.Error{Status: http.StatusNotFound, Code: "NOT_FOUND", Message: "no such action: use :approve, :deny, :withdraw or :revoke"})
 		}
@@ -179,29 +183,38 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for k, v := range SecurityHeaders {
 		w.Header().Set(k, v)
 	}
-	id, ok := h.auth.(Identifier)
-	if !ok {
-		h.mux.ServeHTTP(w, r)
-		return
-	}
-	// Verify once; caller() reads the result from the context.
-	who, err := id.Identify(r)
-	if err != nil {
-		who = nil
-	}
+	// Authenticate once; caller() reads the result from the context.
+	who, err := h.identify(r)
 	r = r.WithContext(context.WithValue(r.Context(), identityKey{}, identified{who, err}))
-	if r.Method == http.MethodGet || who == nil {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
 		h.mux.ServeHTTP(w, r)
 		return
 	}
 	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 	h.mux.ServeHTTP(sw, r)
-	// One audit line per changing call, with what IAP says about the device.
-	h.log.Log(r.Context(), logging.LevelNotice, "api call",
-		slog.Group(logging.KeyLabels,
-			"event/type", "audit", "event/id", "api.call",
-			"user", who.Email, "device_id", who.DeviceID, "access_levels", strings.Join(who.AccessLevels, ","),
-			"method", r.Method, "path", r.URL.Path, "status", strconv.Itoa(sw.status)))
+	// One audit line per changing call, refused ones included, with what
+	// IAP says about the device.
+	labels := []any{"event/type", "audit", "event/id", "api.call",
+		"method", r.Method, "path", r.URL.Path, "status", strconv.Itoa(sw.status)}
+	if who != nil {
+		labels = append(labels, "user", who.Email, "device_id", who.DeviceID, "access_levels", strings.Join(who.AccessLevels, ","))
+	} else {
+		labels = append(labels, "user", "", "auth_error", err.Error())
+	}
+	h.log.Log(r.Context(), logging.LevelNotice, "api call", slog.Group(logging.KeyLabels, labels...))
+}
+
+// identify authenticates the request with the Identifier, or the plain
+// Authenticator.
+func (h *Handler) identify(r *http.Request) (*auth.Identity, error) {
+	if id, ok := h.auth.(Identifier); ok {
+		return id.Identify(r)
+	}
+	email, err := h.auth.Caller(r)
+	if err != nil {
+		return nil, err
+	}
+	return &auth.Identity{Email: email}, nil
 }
 
 type identified struct {
@@ -222,28 +235,25 @@ func (w *statusWriter) WriteHeader(code int) {
 // caller authenticates the request; for methods that change anything it
 // also requires X-Requested-With, which a browser cannot send cross-site
 // without a CORS preflight.
-func (h *Handler) caller(w http.ResponseWriter, r *http.Request) (string, bool) {
-	var caller string
-	var err error
-	if id, ok := r.Context().Value(identityKey{}).(identified); ok {
-		if err = id.err; err == nil {
-			caller = id.who.Email
+func (h *Handler) caller(w http.ResponseWriter, r *http.Request) (lifecycle.Caller, bool) {
+	id, _ := r.Context().Value(identityKey{}).(identified)
+	if id.who == nil {
+		err := id.err
+		if err == nil {
+			err = errors.New("not authenticated")
 		}
-	} else {
-		caller, err = h.auth.Caller(r)
-	}
-	if err != nil {
 		writeError(w, &lifecycle.Error{Status: http.StatusUnauthorized, Code: "UNAUTHENTICATED", Message: err.Error()})
-		return "", false
+		return lifecycle.Caller{}, false
 	}
+	caller := lifecycle.Caller{Email: id.who.Email, HostedDomain: id.who.HostedDomain}
 	if r.Method != http.MethodGet && r.Header.Get("X-Requested-With") == "" {
 		writeError(w, &lifecycle.Error{Status: http.StatusForbidden, Code: "PERMISSION_DENIED", Field: "X-Requested-With", Message: "requests that change anything must carry the X-Requested-With header"})
-		return "", false
+		return lifecycle.Caller{}, false
 	}
-	if r.Method != http.MethodGet && !h.limit.allow(caller) {
+	if r.Method != http.MethodGet && !h.limit.allow(caller.Email) {
 		w.Header().Set("Retry-After", strconv.Itoa(int(h.limit.cfg.Every.Seconds())+1))
 		writeError(w, &lifecycle.Error{Status: http.StatusTooManyRequests, Code: "RESOURCE_EXHAUSTED", Message: "too many requests from you; try again shortly"})
-		return "", false
+		return lifecycle.Caller{}, false
 	}
 	return caller, true
 }
@@ -314,7 +324,7 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"grants": out})
 }
 
-func (h *Handler) act(w http.ResponseWriter, r *http.Request, id string, do func(caller, reason string) (*grant.Grant, error)) {
+func (h *Handler) act(w http.ResponseWriter, r *http.Request, id string, do func(caller lifecycle.Caller, reason string) (*grant.Grant, error)) {
 	caller, ok := h.caller(w, r)
 	if !ok {
 		return

@@ -66,8 +66,18 @@ func TestAuditRecordCarriesDeviceContext(t *testing.T) {
 	anon := New(nil, fakeIAP{}, AllRoutes, logging.New(&buf, logging.LevelNotice))
 	rec = httptest.NewRecorder()
 	anon.ServeHTTP(rec, httptest.NewRequest("POST", "/v1/grants", strings.NewReader(`{}`)))
-	if rec.Code != http.StatusUnauthorized || buf.Len() != 0 {
-		t.Errorf("unauthenticated: status %d, log %q", rec.Code, buf.String())
+	if rec.Code != http.StatusUnauthorized {
+		t.Errorf("unauthenticated: status %d", rec.Code)
+	}
+	// A refused changing call is audited too, with no user and the reason.
+	var refused struct {
+		Labels map[string]string `json:"logging.googleapis.com/labels"`
+	}
+	if err := json.Unmarshal(buf.Bytes(), &refused); err != nil {
+		t.Fatalf("refused-call audit line %q: %v", buf.String(), err)
+	}
+	if refused.Labels["user"] != "" || refused.Labels["auth_error"] == "" || refused.Labels["status"] != "401" {
+		t.Errorf("refused-call audit labels %v", refused.Labels)
 	}
 	for k, v := range SecurityHeaders {
 		if rec.Header().Get(k) != v {

@@ -27,6 +27,7 @@ import (
 	cloudtasks "cloud.google.com/go/cloudtasks/apiv2"
 	pubsub "cloud.google.com/go/pubsub/v2"
 	resourcemanager "cloud.google.com/go/resourcemanager/apiv3"
+	executions "cloud.google.com/go/workflows/executions/apiv1"
 	"google.golang.org/api/option"
 	htransport "google.golang.org/api/transport/http"
 
@@ -46,7 +47,12 @@ import (
 // Config is read from the environment.
 type Config struct {
 	Project         string   // JIT_PROJECT: project of the pipeline's own resources
-	EventsTopic     string   // JIT_EVENTS_TOPIC (default jit-events)
+	EventsTopic     string   // JIT_EVENTS_TOPIC: the transitions, the audit trail (default jit-events)
+	LifecycleTopic  string   // JIT_LIFECYCLE_TOPIC: grant.requested, the workflow's trigger (default jit-lifecycle)
+	RevokeTopic     string   // JIT_REVOKE_TOPIC: revoke.requested commands (default jit-revocations)
+	Workflow        string   // JIT_WORKFLOW: projects/P/locations/L/workflows/grant-lifecycle
+	SweepURL        string   // JIT_SWEEP_URL: the sweep function's URL (the audience of Cloud Scheduler's token)
+	SchedulerSA     string   // JIT_SCHEDULER_SERVICE_ACCOUNT: the identity Cloud Scheduler calls the sweep as
 	RevokeQueue     string   // JIT_REVOKE_QUEUE: projects/P/locations/L/queues/Q
 	RevokeURL       string   // JIT_REVOKE_URL: the revokeTask function's URL
 	TasksSA         string   // JIT_TASKS_SERVICE_ACCOUNT: identity of revocation tasks
@@ -69,8 +75,15 @@ func FromEnv() Config {
 		Policy:      os.Getenv("JIT_POLICY"),
 		LogLevel:    os.Getenv("JIT_LOG_LEVEL"),
 	}
-	if c.EventsTopic == "" {
-		c.EventsTopic = "jit-events"
+	c.LifecycleTopic = os.Getenv("JIT_LIFECYCLE_TOPIC")
+	c.RevokeTopic = os.Getenv("JIT_REVOKE_TOPIC")
+	c.Workflow = os.Getenv("JIT_WORKFLOW")
+	c.SweepURL = os.Getenv("JIT_SWEEP_URL")
+	c.SchedulerSA = os.Getenv("JIT_SCHEDULER_SERVICE_ACCOUNT")
+	for p, def := range map[*string]string{&c.EventsTopic: "jit-events", &c.LifecycleTopic: "jit-lifecycle", &c.RevokeTopic: "jit-revocations"} {
+		if *p == "" {
+			*p = def
+		}
 	}
 	c.RequestsAud = os.Getenv("JIT_REQUESTS_AUDIENCE")
 	if c.RequestsAud == "" {
@@ -103,6 +116,9 @@ func (c Config) Validate(needTasks bool) error {
 	if c.Policy == "" {
 		errs = append(errs, errors.New("JIT_POLICY is required (secretmanager:projects/P/secrets/S or gs://bucket/object)"))
 	}
+	if parts := strings.Split(c.Workflow, "/"); len(parts) != 6 || parts[0] != "projects" || parts[2] != "locations" || parts[4] != "workflows" {
+		errs = append(errs, fmt.Errorf("JIT_WORKFLOW must be projects/P/locations/L/workflows/W, got %q", c.Workflow))
+	}
 	if needTasks {
 		if !strings.HasPrefix(c.RevokeQueue, "projects/") || !strings.Contains(c.RevokeQueue, "/queues/") {
 			errs = append(errs, fmt.Errorf("JIT_REVOKE_QUEUE must be projects/P/locations/L/queues/Q, got %q", c.RevokeQueue))
@@ -115,16 +131,6 @@ func (c Config) Validate(needTasks bool) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func (c Config) isInternal(email string) bool {
-	_, dom, _ := strings.Cut(strings.ToLower(email), "@")
-	for _, d := range c.InternalDomains {
-		if dom == d {
-			return true
-		}
-	}
-	return false
 }
 
 // build makes the service of one function: with IAM and Cloud Tasks for
@@ -170,13 +176,27 @@ func buildAll(ctx context.Context, cfg Config, function string, privileged bool)
 	if err != nil {
 		return built{log: log}, fmt.Errorf("failed to create the Pub/Sub client: %w", err)
 	}
+	// Callbacks need an OAuth access token with workflows.callbacks.send
+	// (gcp-facts §4): the function's own credentials, cloud-platform scope.
 	hc, _, err := htransport.NewClient(ctx, option.WithScopes("https://www.googleapis.com/auth/cloud-platform"))
 	if err != nil {
 		return built{log: log}, fmt.Errorf("failed to create the callback client: %w", err)
 	}
+	execs, err := executions.NewClient(ctx)
+	if err != nil {
+		return built{log: log}, fmt.Errorf("failed to create the executions client: %w", err)
+	}
 	lc := lifecycle.Config{
-		Ledger: ledger, Policy: pol, Groups: groups.NewCache(ci, groups.DefaultTTL, nil), IsInternal: cfg.isInternal,
-		Events: events.NewPublisher(ps, cfg.EventsTopic), Callbacks: lifecycle.HTTPCallbacks{Client: hc}, Clock: clock.Real(),
+		Ledger: ledger, Policy: pol, Groups: groups.NewCache(ci, groups.DefaultTTL, nil),
+		// Internal means IAP vouched for a hosted domain of the
+		// organization; there is no directory lookup for others.
+		InternalDomains: cfg.InternalDomains,
+		Events:          events.NewPublisher(ps, cfg.EventsTopic),
+		Lifecycle:       events.NewPublisher(ps, cfg.LifecycleTopic),
+		Revocations:     events.NewPublisher(ps, cfg.RevokeTopic),
+		Callbacks:       lifecycle.HTTPCallbacks{Endpoint: lifecycle.ExecutionsEndpoint, Client: hc},
+		Workflow:        cfg.Workflow, ExecutionsURL: lifecycle.ExecutionsEndpoint, Executions: execs,
+		Clock:       clock.Real(),
 		RevokeQueue: cfg.RevokeQueue, RevokeURL: cfg.RevokeURL, RevokeServiceAccount: cfg.TasksSA, Logger: log,
 	}
 	if privileged {
@@ -229,6 +249,26 @@ func requestsVerifier(ctx context.Context, cfg Config, b built) (*envelope.Verif
 		Replay: b.ledger,
 		Logger: b.log,
 	})
+}
+
+// sweepAuth is the sweep function's rule: a Google-signed token for its
+// own URL, from Cloud Scheduler's service account only.
+func sweepAuth(cfg Config) (auth.Service, error) {
+	var errs []error
+	if !strings.HasPrefix(cfg.SweepURL, "https://") {
+		errs = append(errs, fmt.Errorf("JIT_SWEEP_URL must be the sweep function's https URL, got %q", cfg.SweepURL))
+	}
+	if !strings.Contains(cfg.SchedulerSA, "@") {
+		errs = append(errs, fmt.Errorf("JIT_SCHEDULER_SERVICE_ACCOUNT must be a service account email, got %q", cfg.SchedulerSA))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return auth.Service{}, err
+	}
+	v, err := auth.NewGoogle(auth.GoogleConfig{})
+	if err != nil {
+		return auth.Service{}, err
+	}
+	return auth.Service{Verifier: v, Audience: cfg.SweepURL, Allowed: []string{strings.ToLower(cfg.SchedulerSA)}}, nil
 }
 
 // iap is the authenticator of people for intake and approval. Without an

@@ -158,3 +158,22 @@ func RevokeTask() http.HandlerFunc {
 		return revoke.Tasks(svc, check, log), nil
 	})
 }
+
+// Sweep is the sweep entry point, for Cloud Scheduler: deployed with the
+// revoke function's identity (it finishes revocations and purges expired
+// bindings), invoked with an OIDC token of the scheduler's own service
+// account.
+func Sweep() http.HandlerFunc {
+	return lazyHTTP(func(ctx context.Context) (http.Handler, error) {
+		cfg := FromEnv()
+		check, err := sweepAuth(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("the sweep function is not configured: %w", err)
+		}
+		svc, log, err := build(ctx, cfg, "sweep", true)
+		if err != nil {
+			return nil, err
+		}
+		return revoke.Sweep(svc, check, log), nil
+	})
+}

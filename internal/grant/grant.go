@@ -39,16 +39,19 @@ const (
 
 // transitions lists the legal moves. Revoking, Withdrawing and Ended are
 // reached from Active; Withdrawn also directly from a request still waiting
-// for approval (nothing to remove).
+// for approval (nothing to remove). Every state that can hold a binding can
+// be withdrawn and revoked: ACTIVATING (a binding may be half written) and
+// ACTIVATION_FAILED while its removal is unverified (the lifecycle checks
+// that; the ledger cannot).
 var transitions = map[State][]State{
 	"":               {ApprovalAwaited, Activating, Scheduled},
 	ApprovalAwaited:  {Activating, Denied, Expired, Withdrawn},
 	Scheduled:        {Activating, Withdrawn},
-	Activating:       {Active, ActivationFailed, Withdrawing},
+	Activating:       {Active, ActivationFailed, Withdrawing, Revoking},
 	Active:           {Ended, Revoking, Withdrawing},
 	Revoking:         {Revoked},
 	Withdrawing:      {Withdrawn},
-	ActivationFailed: {},
+	ActivationFailed: {Withdrawing, Revoking},
 	Denied:           {},
 	Expired:          {},
 	Revoked:          {},
@@ -56,15 +59,12 @@ var transitions = map[State][]State{
 	Withdrawn:        {},
 }
 
-// Terminal reports whether no transition leaves s.
-func (s State) Terminal() bool { return len(transitions[s]) == 0 && s != "" }
-
-// HoldsSlot reports whether a grant in state s counts against its
-// entitlement's concurrency limit: from the moment it is cleared to
-// activate until its access has been removed.
-func (s State) HoldsSlot() bool {
+// Terminal reports whether s is a final state, as in Privileged Access
+// Manager. ACTIVATION_FAILED is final too: it is left only when someone
+// withdraws or revokes a grant whose removal was never verified.
+func (s State) Terminal() bool {
 	switch s {
-	case Activating, Active, Withdrawing, Revoking:
+	case ActivationFailed, Denied, Expired, Revoked, Ended, Withdrawn:
 		return true
 	}
 	return false
@@ -221,6 +221,18 @@ func (g *Grant) MarkPublished(eventID string) bool {
 		}
 	}
 	return false
+}
+
+// MayHoldAccess reports whether an IAM binding of the grant may exist:
+// from the moment it is cleared to activate until its removal has been
+// read back. Such a grant can always be withdrawn and revoked, and its
+// revocation task keeps being retried.
+func (g *Grant) MayHoldAccess() bool {
+	switch g.State {
+	case Activating, Active, Withdrawing, Revoking:
+		return true
+	}
+	return g.State.Terminal() && !g.StartTime.IsZero() && !g.RevocationVerified
 }
 
 // Approvals are the decisions that approve, one per approver.

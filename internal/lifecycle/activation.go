@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -18,17 +19,26 @@ import (
 	"github.com/jitpipeline/jit/internal/grant"
 	"github.com/jitpipeline/jit/internal/iamcond"
 	"github.com/jitpipeline/jit/internal/iamgrant"
+	"github.com/jitpipeline/jit/internal/policy"
 )
 
 // MaxTaskHorizon is how far ahead a revocation task is scheduled: Cloud
 // Tasks refuses more than 30 days (gcp-facts §3), so longer grants get a
-// chain of tasks, each re-scheduling the next.
+// chain of tasks, each scheduling the next.
 const MaxTaskHorizon = 29 * 24 * time.Hour
 
 // OnActivationRequested is the grant function: it writes the time-bound
 // binding (DESIGN §3), schedules the named revocation task and marks the
 // grant ACTIVE, then resumes the workflow with the end time. Redelivery of
 // the same command only resumes the workflow again.
+//
+// The command came over Pub/Sub, so nothing in it is trusted but the
+// grant ID: its callback URLs must be those of the execution running the
+// grant, and the policy in force must still let the requester have the
+// entitlement's privileges as they were requested. The revocation task is
+// scheduled before any binding is written, so no binding ever exists
+// without its backstop; a failure after a binding may have been written
+// removes it again and verifies the removal.
 func (s *Service) OnActivationRequested(ctx context.Context, d *events.Data) error {
 	g, err := s.cfg.Ledger.Get(ctx, d.GrantID)
 	if errors.Is(err, grant.ErrNotFound) {
@@ -38,15 +48,25 @@ func (s *Service) OnActivationRequested(ctx context.Context, d *events.Data) err
 	if err != nil {
 		return err
 	}
+	exec, err := s.commandExecution(ctx, g, d.CallbackURL, d.EndCallbackURL)
+	if errors.Is(err, errNotOurExecution) {
+		s.refuseCommand(ctx, d, err)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
 	// Fix the window first: while it is being written, a revocation of
 	// another grant of the same binding counts this one as wanted.
 	now, duplicate := s.now(), false
 	g, err = s.cfg.Ledger.Update(ctx, g.ID, func(cur *grant.Grant) error {
-		owner := cur.Execution
-		if duplicate = !claim(cur, d.CallbackURL); duplicate {
+		changed := false
+		if cur.Execution == "" {
+			cur.Execution, changed = exec, true
+		}
+		if duplicate = cur.Execution != exec; duplicate {
 			return grant.ErrNoChange
 		}
-		changed := owner != cur.Execution
 		if cur.State == grant.Activating && cur.StartTime.IsZero() {
 			cur.StartTime = now.Truncate(time.Second)
 			cur.EndTime = cur.StartTime.Add(cur.RequestedDuration)
@@ -65,48 +85,116 @@ func (s *Service) OnActivationRequested(ctx context.Context, d *events.Data) err
 		return err
 	}
 	if duplicate {
-		return s.callback(ctx, d.CallbackURL, map[string]any{"state": StateDuplicate})
+		return s.callback(ctx, exec, d.CallbackURL, map[string]any{"state": StateDuplicate})
 	}
-	if g.State == grant.Activating {
-		if err := s.converge(ctx, g); err != nil {
-			if retryable(err) {
-				return err // redelivered
-			}
-			return s.failActivation(ctx, g, d, err)
+	switch {
+	case g.State == grant.Activating:
+		if g, err = s.activate(ctx, g); err != nil {
+			return err // redelivered
 		}
-		if err := s.scheduleRevocation(ctx, g, g.EndTime); err != nil {
+	case g.MayHoldAccess() && g.State.Terminal():
+		// A failed activation whose removal did not go through: again.
+		if err := s.removeAndVerify(ctx, g); err != nil {
 			return err
-		}
-		g, err = s.cfg.Ledger.Update(ctx, g.ID, func(cur *grant.Grant) error {
-			if cur.State != grant.Activating {
-				return grant.ErrNoChange
-			}
-			_, err := cur.Transition(grant.Active, events.Activated, s.now(), "grant-function",
-				fmt.Sprintf("binding written until %s", cur.EndTime.Format(time.RFC3339)))
-			return err
-		})
-		if err != nil {
-			return err
-		}
-		s.publishAfter(ctx, g)
-		if g.State == grant.Withdrawing {
-			// Withdrawn while the binding was being written: take it away
-			// again now (the grant function may change IAM, and Revoke is
-			// idempotent with the revoke function's own run).
-			if g, err = s.Revoke(ctx, g.ID, ReasonWithdraw, "grant-function"); err != nil {
-				return err
-			}
-			return s.callback(ctx, d.CallbackURL, map[string]any{"state": g.State})
 		}
 	}
 	body := map[string]any{"state": g.State}
 	if g.State == grant.Active {
 		body["endTime"] = g.EndTime.Unix()
 	}
-	return s.callback(ctx, d.CallbackURL, body)
+	return s.callback(ctx, g.Execution, d.CallbackURL, body)
 }
 
-func (s *Service) failActivation(ctx context.Context, g *grant.Grant, d *events.Data, cause error) error {
+// activate re-checks the policy, schedules the revocation, writes the
+// bindings and marks the grant ACTIVE. A permanent failure ends it
+// ACTIVATION_FAILED with its bindings removed; a transient one is
+// returned for redelivery.
+func (s *Service) activate(ctx context.Context, g *grant.Grant) (*grant.Grant, error) {
+	if refusal, err := s.stillAllowed(ctx, g); err != nil {
+		return nil, err
+	} else if refusal != "" {
+		return s.failActivation(ctx, g, errors.New(refusal))
+	}
+	if err := s.scheduleRevocation(ctx, g, g.StartTime); err != nil {
+		return nil, err
+	}
+	if err := s.converge(ctx, g); err != nil {
+		if retryable(err) {
+			return nil, err
+		}
+		return s.failActivation(ctx, g, err)
+	}
+	g, err := s.cfg.Ledger.Update(ctx, g.ID, func(cur *grant.Grant) error {
+		if cur.State != grant.Activating {
+			return grant.ErrNoChange
+		}
+		_, err := cur.Transition(grant.Active, events.Activated, s.now(), "grant-function",
+			fmt.Sprintf("binding written until %s", cur.EndTime.Format(time.RFC3339)))
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.publishAfter(ctx, g)
+	if g.State == grant.Withdrawing || g.State == grant.Revoking {
+		// Withdrawn or revoked while the binding was being written: take
+		// it away again now (the grant function may change IAM, and Revoke
+		// is idempotent with the revoke function's own run).
+		return s.Revoke(ctx, g.ID, ReasonRevoke, "grant-function")
+	}
+	return g, nil
+}
+
+// stillAllowed re-checks, against the policy in force, that the requester
+// may still have what the grant was requested for: JOIN, the join
+// constraints, the duration, and the same privileges. It returns the
+// reason of a refusal, or "".
+func (s *Service) stillAllowed(ctx context.Context, g *grant.Grant) (string, error) {
+	pol, err := s.policy(ctx)
+	if err != nil {
+		return "", err
+	}
+	requester, err := s.requesterSubject(ctx, g)
+	if err != nil {
+		return "", err
+	}
+	d, err := pol.Join(policy.Request{Subject: requester, Entitlement: g.Entitlement, Duration: g.RequestedDuration, Inputs: g.Inputs})
+	var denied *policy.Denied
+	switch {
+	case errors.As(err, &denied):
+		return "the policy in force refuses it now: " + strings.Join(denied.Reasons, "; "), nil
+	case errors.Is(err, policy.ErrUnknownEntitlement):
+		return "the entitlement is no longer in the policy", nil
+	case err != nil:
+		return "", err
+	}
+	if !samePrivileges(privileges(d.Group), g.Privileges) {
+		return "the entitlement's privileges changed since the request; request it again", nil
+	}
+	return "", nil
+}
+
+// samePrivileges compares two sets of privileges, in any order.
+func samePrivileges(a, b []grant.Privilege) bool {
+	key := func(p grant.Privilege) string { return p.Resource + "\x00" + p.Role + "\x00" + p.Condition }
+	ka, kb := make([]string, len(a)), make([]string, len(b))
+	for i, p := range a {
+		ka[i] = key(p)
+	}
+	for i, p := range b {
+		kb[i] = key(p)
+	}
+	slices.Sort(ka)
+	slices.Sort(kb)
+	return slices.Equal(slices.Compact(ka), slices.Compact(kb))
+}
+
+// failActivation ends an activation that cannot succeed: ACTIVATION_FAILED,
+// then whatever binding was written is removed and the removal verified.
+// If the removal fails the error is returned, so the command is delivered
+// again; the revocation task, scheduled before the write, and the sweep
+// retry it too.
+func (s *Service) failActivation(ctx context.Context, g *grant.Grant, cause error) (*grant.Grant, error) {
 	g, err := s.cfg.Ledger.Update(ctx, g.ID, func(cur *grant.Grant) error {
 		if cur.State != grant.Activating {
 			return grant.ErrNoChange
@@ -115,11 +203,17 @@ func (s *Service) failActivation(ctx context.Context, g *grant.Grant, d *events.
 		return err
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	s.log.ErrorContext(ctx, "activation failed", "grant_id", g.ID, "error", cause)
 	s.publishAfter(ctx, g)
-	return s.callback(ctx, d.CallbackURL, map[string]any{"state": g.State})
+	if g.MayHoldAccess() && g.State == grant.ActivationFailed {
+		if err := s.removeAndVerify(ctx, g); err != nil {
+			return nil, fmt.Errorf("activation of %s failed and its removal is not verified yet: %w", g.ID, err)
+		}
+		return s.cfg.Ledger.Get(ctx, g.ID)
+	}
+	return g, nil
 }
 
 // retryable tells a transient failure (redeliver) from a permanent one.
@@ -131,32 +225,58 @@ func retryable(err error) bool {
 	return true
 }
 
-// scheduleRevocation creates the named revocation task at end, or at the
-// task horizon for longer grants. Task names derive from the grant, so a
-// redelivery cannot create a second task (ALREADY_EXISTS).
-func (s *Service) scheduleRevocation(ctx context.Context, g *grant.Grant, end time.Time) error {
+// The revocation tasks of a grant form a chain: Cloud Tasks refuses a
+// schedule more than 30 days ahead (gcp-facts §3), so the first task is
+// due at min(end, start + MaxTaskHorizon) and each task that finds the
+// grant still running schedules the next one a horizon later. Task names
+// are derived from the grant and the due time: a redelivered command or
+// task re-creates the same name (ALREADY_EXISTS: it exists), and the next
+// link always has a name of its own — never the name of the task being
+// delivered, which Cloud Tasks keeps reserved for up to a day after it ran.
+
+// nextTaskTime is when the link after one due at prev is due: min(end,
+// prev + horizon). The first link follows prev = start.
+func nextTaskTime(g *grant.Grant, prev time.Time) time.Time {
+	next := prev.Add(MaxTaskHorizon)
+	if g.EndTime.Before(next) {
+		next = g.EndTime
+	}
+	return next.UTC().Truncate(time.Second)
+}
+
+// taskName is the name of the grant's revocation task due at t.
+func (s *Service) taskName(g *grant.Grant, t time.Time) string {
+	return fmt.Sprintf("%s/tasks/revoke-%s-%d", s.cfg.RevokeQueue, g.ID, t.Unix())
+}
+
+// RevocationTask is the body of a revocation task.
+type RevocationTask struct {
+	GrantID string `json:"grantId"`
+	// ScheduleTime is when the task is due, which fixes the next link.
+	ScheduleTime time.Time `json:"scheduleTime,omitzero"`
+}
+
+// scheduleRevocation creates the revocation task that follows the link
+// due at prev (the grant's start for the first one).
+func (s *Service) scheduleRevocation(ctx context.Context, g *grant.Grant, prev time.Time) error {
 	if s.cfg.Tasks == nil {
-		return nil
+		return fmt.Errorf("no Cloud Tasks client: %s would have no revocation backstop", g.ID)
 	}
-	at, hop := end, 0
-	if horizon := s.now().Add(MaxTaskHorizon); at.After(horizon) {
-		at = horizon
-		hop = int(horizon.Sub(g.StartTime) / MaxTaskHorizon)
+	at := nextTaskTime(g, prev)
+	body, err := json.Marshal(RevocationTask{GrantID: g.ID, ScheduleTime: at})
+	if err != nil {
+		return err
 	}
-	name := fmt.Sprintf("%s/tasks/revoke-%s", s.cfg.RevokeQueue, g.ID)
-	if hop > 0 {
-		name = fmt.Sprintf("%s-%d", name, hop)
-	}
-	_, err := s.cfg.Tasks.CreateTask(ctx, &cloudtaskspb.CreateTaskRequest{
+	_, err = s.cfg.Tasks.CreateTask(ctx, &cloudtaskspb.CreateTaskRequest{
 		Parent: s.cfg.RevokeQueue,
 		Task: &cloudtaskspb.Task{
-			Name:         name,
+			Name:         s.taskName(g, at),
 			ScheduleTime: timestamppb.New(at),
 			MessageType: &cloudtaskspb.Task_HttpRequest{HttpRequest: &cloudtaskspb.HttpRequest{
 				Url:        s.cfg.RevokeURL,
 				HttpMethod: cloudtaskspb.HttpMethod_POST,
 				Headers:    map[string]string{"Content-Type": "application/json"},
-				Body:       fmt.Appendf(nil, `{"grantId":%q}`, g.ID),
+				Body:       body,
 				AuthorizationHeader: &cloudtaskspb.HttpRequest_OidcToken{OidcToken: &cloudtaskspb.OidcToken{
 					ServiceAccountEmail: s.cfg.RevokeServiceAccount,
 					Audience:            s.cfg.RevokeURL,
@@ -165,10 +285,10 @@ func (s *Service) scheduleRevocation(ctx context.Context, g *grant.Grant, end ti
 		},
 	})
 	if status.Code(err) == codes.AlreadyExists {
-		return nil
+		return nil // this link was created before: a redelivery
 	}
 	if err != nil {
-		return fmt.Errorf("failed to schedule the revocation of %s: %w", g.ID, err)
+		return fmt.Errorf("failed to schedule the revocation of %s at %s: %w", g.ID, at.Format(time.RFC3339), err)
 	}
 	return nil
 }

@@ -4,39 +4,60 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jitpipeline/jit/internal/events"
 	"github.com/jitpipeline/jit/internal/grant"
 	"github.com/jitpipeline/jit/internal/policy"
 )
 
-// MaxReason bounds a decision's reason (characters).
+// MaxReason bounds a decision's, a revocation's and a withdrawal's reason
+// (characters).
 const MaxReason = 1024
+
+// reasonText checks a reason people will read in the timeline and in
+// mail: bounded, and not blank-looking; a required one (deny) must be
+// given. An absent optional reason is "".
+func reasonText(reason string, required bool) (string, error) {
+	if reason == "" && !required {
+		return "", nil
+	}
+	r, err := userText(reason, MaxReason)
+	if err != nil {
+		if required {
+			return "", invalid("reason", "is required, to tell the requester why: %v", err)
+		}
+		return "", invalid("reason", "%v", err)
+	}
+	return r, nil
+}
 
 // Approve records the caller's approval of a request. The caller's right
 // is checked against the policy in force now, never the one at request
 // time; the requester never approves their own request unless the policy
-// grants them APPROVE_SELF. When enough approvals are in, the grant moves
-// to ACTIVATING and the workflow resumes.
-func (s *Service) Approve(ctx context.Context, caller, id, reason string) (*grant.Grant, error) {
+// grants them APPROVE_SELF. The requester must still be allowed the
+// entitlement, with the privileges they asked for: a request the policy
+// would refuse now, or whose entitlement changed its privileges since, can
+// no longer be approved (409; approvers approved what they were shown,
+// and the requester asks again). When enough approvals are in, the grant
+// moves to ACTIVATING — if the entitlement's concurrency limit leaves
+// room, which the ledger checks atomically — and the workflow resumes.
+func (s *Service) Approve(ctx context.Context, caller Caller, id, reason string) (*grant.Grant, error) {
 	return s.decide(ctx, caller, id, reason, true)
 }
 
 // Deny records a denial: the request ends DENIED with the reason.
-func (s *Service) Deny(ctx context.Context, caller, id, reason string) (*grant.Grant, error) {
-	if strings.TrimSpace(reason) == "" {
-		return nil, invalid("reason", "is required: tell the requester why")
-	}
+func (s *Service) Deny(ctx context.Context, caller Caller, id, reason string) (*grant.Grant, error) {
 	return s.decide(ctx, caller, id, reason, false)
 }
 
-func (s *Service) decide(ctx context.Context, caller, id, reason string, approve bool) (*grant.Grant, error) {
-	reason = strings.TrimSpace(reason)
-	if utf8.RuneCountInString(reason) > MaxReason {
-		return nil, invalid("reason", "must be at most %d characters", MaxReason)
+func (s *Service) decide(ctx context.Context, caller Caller, id, reason string, approve bool) (*grant.Grant, error) {
+	reason, err := reasonText(reason, !approve)
+	if err != nil {
+		return nil, err
 	}
 	if !grant.ValidID(id) {
 		return nil, notFound("id", "no grant %q", id)
@@ -52,7 +73,7 @@ func (s *Service) decide(ctx context.Context, caller, id, reason string, approve
 	if err != nil {
 		return nil, err
 	}
-	requester, err := s.subject(ctx, g.Requester)
+	requester, err := s.requesterSubject(ctx, g)
 	if err != nil {
 		return nil, err
 	}
@@ -60,18 +81,25 @@ func (s *Service) decide(ctx context.Context, caller, id, reason string, approve
 	if err != nil {
 		return nil, err
 	}
-	if _, err := pol.Approve(policy.Approval{
+	d, err := pol.Approve(policy.Approval{
 		Approver: approver, Requester: requester, Entitlement: g.Entitlement,
 		Duration: g.RequestedDuration, Inputs: g.Inputs,
-	}); err != nil {
+	})
+	if err != nil {
 		var denied *policy.Denied
 		if errors.As(err, &denied) || errors.Is(err, policy.ErrUnknownEntitlement) {
 			if ok, _ := s.maySee(ctx, caller, g); !ok {
 				return nil, notFound("id", "no grant %q", id)
 			}
+			if errors.As(err, &denied) && denied.Requester {
+				return nil, conflict("%s can no longer be approved: %v", id, err)
+			}
 			return nil, forbidden("id", "you may not decide on %s: %v", id, err)
 		}
 		return nil, err
+	}
+	if approve && !samePrivileges(privileges(d.Group), g.Privileges) {
+		return nil, conflict("%s can no longer be approved: the privileges of %s changed since it was requested; the requester must ask again", id, g.Entitlement)
 	}
 	now := s.now()
 	g, err = s.cfg.Ledger.Update(ctx, id, func(cur *grant.Grant) error {
@@ -89,24 +117,31 @@ func (s *Service) decide(ctx context.Context, caller, id, reason string, approve
 			_, err := cur.Transition(grant.Denied, events.DeniedType, now, approver.Email, reason)
 			return err
 		}
-		have, need := len(cur.Approvals()), max(cur.RequiredApprovals, 1)
+		// The policy in force says how many approvals it takes now.
+		cur.RequiredApprovals = max(d.Approvals.Required, 1)
+		have, need := len(cur.Approvals()), cur.RequiredApprovals
 		msg := fmt.Sprintf("approved by %s (%d of %d)", approver.Email, have, need)
 		if reason != "" {
-			msg += ": " + reason
+			msg += ": " + strconv.Quote(reason)
 		}
 		if have < need {
 			cur.Record(events.Approved, now, approver.Email, msg)
 			return nil
 		}
+		cur.ConcurrencyLimit = d.Group.MaxActive()
 		_, err := cur.Transition(grant.Activating, events.Approved, now, approver.Email, msg)
 		return err
 	})
+	if errors.Is(err, grant.ErrLimit) {
+		return nil, &Error{Status: http.StatusConflict, Code: "FAILED_PRECONDITION", Field: "entitlement",
+			Message: fmt.Sprintf("%s cannot be approved now: %s allows at most %d active grants at once (%v); approve again when one has ended", id, g.Entitlement, d.Group.MaxActive(), err)}
+	}
 	if err != nil {
 		return nil, err
 	}
 	s.publishAfter(ctx, g)
 	if g.State != grant.ApprovalAwaited {
-		if err := s.callback(ctx, g.ApprovalCallback, map[string]any{"state": g.State}); err != nil {
+		if err := s.callback(ctx, g.Execution, g.ApprovalCallback, map[string]any{"state": g.State}); err != nil {
 			s.log.WarnContext(ctx, "workflow not resumed after decision; the approval.requested handler will", "grant_id", id, "error", err)
 		}
 	}
@@ -114,22 +149,11 @@ func (s *Service) decide(ctx context.Context, caller, id, reason string, approve
 }
 
 // OnApprovalRequested handles the workflow's approval.requested command:
-// it remembers the callback URL, notifies the approvers and, if the
-// request was decided (or withdrawn) before the command arrived, resumes
-// the workflow at once.
+// it remembers the callback URL — only one of the execution that runs the
+// grant —, notifies the approvers and, if the request was decided (or
+// withdrawn) before the command arrived, resumes the workflow at once.
 func (s *Service) OnApprovalRequested(ctx context.Context, d *events.Data) error {
-	duplicate := false
-	g, err := s.cfg.Ledger.Update(ctx, d.GrantID, func(cur *grant.Grant) error {
-		owner := cur.Execution
-		if duplicate = !claim(cur, d.CallbackURL); duplicate {
-			return grant.ErrNoChange
-		}
-		if cur.ApprovalCallback == d.CallbackURL && owner == cur.Execution {
-			return grant.ErrNoChange
-		}
-		cur.ApprovalCallback = d.CallbackURL
-		return nil
-	})
+	g, err := s.cfg.Ledger.Get(ctx, d.GrantID)
 	if errors.Is(err, grant.ErrNotFound) {
 		s.log.ErrorContext(ctx, "approval requested for an unknown grant", "grant_id", d.GrantID)
 		return nil // nothing will ever make this succeed
@@ -137,11 +161,39 @@ func (s *Service) OnApprovalRequested(ctx context.Context, d *events.Data) error
 	if err != nil {
 		return err
 	}
+	exec, err := s.commandExecution(ctx, g, d.CallbackURL)
+	if errors.Is(err, errNotOurExecution) {
+		s.refuseCommand(ctx, d, err)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	duplicate := false
+	g, err = s.cfg.Ledger.Update(ctx, d.GrantID, func(cur *grant.Grant) error {
+		changed := false
+		if cur.Execution == "" {
+			cur.Execution, changed = exec, true
+		}
+		if duplicate = cur.Execution != exec; duplicate {
+			return grant.ErrNoChange
+		}
+		if cur.ApprovalCallback != d.CallbackURL {
+			cur.ApprovalCallback, changed = d.CallbackURL, true
+		}
+		if !changed {
+			return grant.ErrNoChange
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
 	if duplicate {
-		return s.callback(ctx, d.CallbackURL, map[string]any{"state": StateDuplicate})
+		return s.callback(ctx, exec, d.CallbackURL, map[string]any{"state": StateDuplicate})
 	}
 	if g.State != grant.ApprovalAwaited {
-		return s.callback(ctx, g.ApprovalCallback, map[string]any{"state": g.State})
+		return s.callback(ctx, g.Execution, g.ApprovalCallback, map[string]any{"state": g.State})
 	}
 	first, err := s.cfg.Ledger.Once(ctx, "notify/"+g.ID, 30*24*time.Hour)
 	if err != nil {

@@ -4,9 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jitpipeline/jit/internal/events"
 	"github.com/jitpipeline/jit/internal/grant"
@@ -16,6 +17,17 @@ import (
 
 // MaxJustification bounds the justification's length (characters).
 const MaxJustification = 1024
+
+// slotStates are the states that take a place under a concurrency limit
+// (grant.State.HoldsSlot).
+var slotStates = []grant.State{grant.Activating, grant.Active, grant.Withdrawing, grant.Revoking}
+
+// limitReached is the refusal of a request or approval that would exceed
+// the entitlement's concurrency limit.
+func limitReached(entitlement string, limit int) *Error {
+	return &Error{Status: http.StatusConflict, Code: "FAILED_PRECONDITION", Field: "entitlement",
+		Message: fmt.Sprintf("%s allows at most %d active grant(s) at once, and that many are active; ask again when one has ended", entitlement, limit)}
+}
 
 // Entitlement is what a caller may request, as GET /v1/entitlements shows it.
 type Entitlement struct {
@@ -39,7 +51,7 @@ type Input struct {
 }
 
 // Entitlements lists what the caller may request now.
-func (s *Service) Entitlements(ctx context.Context, caller string) ([]Entitlement, error) {
+func (s *Service) Entitlements(ctx context.Context, caller Caller) ([]Entitlement, error) {
 	pol, err := s.policy(ctx)
 	if err != nil {
 		return nil, err
@@ -91,41 +103,91 @@ type RequestInput struct {
 
 // Request creates a grant for the caller, if the policy in force lets them
 // request it with these inputs. Nothing is written or emitted on refusal.
-func (s *Service) Request(ctx context.Context, caller string, in RequestInput) (*grant.Grant, error) {
-	return s.request(ctx, caller, in, "")
+func (s *Service) Request(ctx context.Context, caller Caller, in RequestInput) (*grant.Grant, error) {
+	return s.request(ctx, caller, in, "", "")
 }
 
 // RequestOnBehalf creates a grant for user, requested by another system
-// (serviceAccount, the verified signer of the request's envelope). The
-// policy must trust that system for the entitlement (REQUEST_ON_BEHALF),
-// and the user must be allowed to request it as if they asked themselves.
-func (s *Service) RequestOnBehalf(ctx context.Context, serviceAccount, user string, in RequestInput) (*grant.Grant, error) {
+// (serviceAccount, the verified signer of the request's envelope; key the
+// envelope's idempotency key). The policy must trust that system for the
+// entitlement (REQUEST_ON_BEHALF), and the user must be allowed to request
+// it as if they asked themselves. The key is consumed in the same ledger
+// write that stores the grant, so a transient failure leaves the request
+// to its redelivery; a key seen before is refused with an error wrapping
+// grant.ErrDuplicateRequest. A request the policy refuses consumes its key
+// too, so the same envelope cannot succeed later.
+func (s *Service) RequestOnBehalf(ctx context.Context, serviceAccount string, user Caller, in RequestInput, key string) (*grant.Grant, error) {
+	if key == "" {
+		return nil, errors.New("a request on behalf needs its envelope's key")
+	}
 	pol, err := s.policy(ctx)
 	if err != nil {
 		return nil, err
 	}
+	var g *grant.Grant
 	if !pol.MayRequestOnBehalf(serviceAccount, in.Entitlement) {
-		return nil, forbidden("entitlement", "%s may not request %q on behalf of users (REQUEST_ON_BEHALF)", serviceAccount, in.Entitlement)
+		err = forbidden("entitlement", "%s may not request %q on behalf of users (REQUEST_ON_BEHALF)", serviceAccount, in.Entitlement)
+	} else {
+		g, err = s.request(ctx, user, in, serviceAccount, key)
 	}
-	return s.request(ctx, user, in, serviceAccount)
+	var refused *Error
+	if errors.As(err, &refused) {
+		if first, onceErr := s.cfg.Ledger.Once(ctx, key, RequestKeyTTL); onceErr != nil {
+			return nil, fmt.Errorf("failed to consume the refused request's key: %w", onceErr)
+		} else if !first {
+			return nil, fmt.Errorf("%w: %s", grant.ErrDuplicateRequest, key)
+		}
+	}
+	return g, err
 }
 
-func (s *Service) request(ctx context.Context, caller string, in RequestInput, via string) (*grant.Grant, error) {
+// RequestKeyTTL is how long a refused request's key is remembered: far
+// beyond the 5 minutes an envelope lives (plus skew).
+const RequestKeyTTL = 7 * 24 * time.Hour
+
+// justification is the one justification of a request: the field, or the
+// policy input of that name (JIT Groups models it as an input), which must
+// then say the same — the value the constraints check is the value the
+// grant records.
+func justification(in RequestInput) (string, error) {
+	just := in.Justification
+	if v, ok := in.Inputs["justification"]; ok {
+		s, isString := v.(string)
+		switch {
+		case !isString:
+			return "", invalid("inputs.justification", "must be a string")
+		case just == "":
+			just = s
+		case strings.TrimSpace(s) != strings.TrimSpace(just):
+			return "", invalid("inputs.justification", "must be the same as justification, or left out")
+		}
+	}
+	if just == "" {
+		return "", invalid("justification", "is required: say why you need this access")
+	}
+	clean, err := userText(just, MaxJustification)
+	if err != nil {
+		return "", invalid("justification", "%v: say why you need this access", err)
+	}
+	return clean, nil
+}
+
+func (s *Service) request(ctx context.Context, caller Caller, in RequestInput, via, key string) (*grant.Grant, error) {
 	if in.Entitlement == "" {
 		return nil, invalid("entitlement", "is required")
 	}
-	just := strings.TrimSpace(in.Justification)
-	switch {
-	case just == "":
-		return nil, invalid("justification", "is required: say why you need this access")
-	case utf8.RuneCountInString(just) > MaxJustification:
-		return nil, invalid("justification", "must be at most %d characters", MaxJustification)
+	just, err := justification(in)
+	if err != nil {
+		return nil, err
 	}
 	var dur time.Duration
 	if in.RequestedDuration != "" {
 		var err error
-		if dur, err = isoduration.Parse(in.RequestedDuration); err != nil || dur <= 0 {
+		if dur, err = isoduration.Parse(in.RequestedDuration); err != nil {
 			return nil, invalid("requestedDuration", "must be a positive ISO 8601 duration such as PT1H: %v", err)
+		}
+		if dur <= 0 {
+			return nil, invalid("requestedDuration", "must be a positive ISO 8601 duration such as PT1H, got %s", in.RequestedDuration)
 		}
 	}
 	pol, err := s.policy(ctx)
@@ -154,18 +216,11 @@ func (s *Service) request(ctx context.Context, caller string, in RequestInput, v
 		inputs[k] = v
 	}
 	for _, v := range acc.Group.Variables() {
-		if _, given := inputs[v.Name]; !given && v.Name == "justification" {
-			inputs[v.Name] = just // JIT Groups models the justification as an input
+		if v.Name == "justification" {
+			inputs[v.Name] = just
 		}
 	}
-	// Counting active grants costs a ledger query: only for a concurrency limit.
-	var active []*grant.Grant
-	if acc.Group.MaxActive() > 0 {
-		if active, err = s.cfg.Ledger.List(ctx, grant.Query{Entitlement: acc.Group.ID(), States: []grant.State{grant.Activating, grant.Active}}); err != nil {
-			return nil, fmt.Errorf("failed to count active grants: %w", err)
-		}
-	}
-	d, err := pol.Join(policy.Request{Subject: subj, Entitlement: acc.Group.ID(), Duration: dur, Inputs: inputs, Active: len(active)})
+	d, err := pol.Join(policy.Request{Subject: subj, Entitlement: acc.Group.ID(), Duration: dur, Inputs: inputs})
 	if err != nil {
 		var denied *policy.Denied
 		if errors.As(err, &denied) {
@@ -173,11 +228,24 @@ func (s *Service) request(ctx context.Context, caller string, in RequestInput, v
 		}
 		return nil, err
 	}
+	// Early word for a full entitlement; the ledger enforces the limit
+	// atomically when a grant takes a slot (here, or on approval).
+	limit := d.Group.MaxActive()
+	if limit > 0 {
+		active, err := s.cfg.Ledger.List(ctx, grant.Query{Entitlement: d.Group.ID(), States: slotStates})
+		if err != nil {
+			return nil, fmt.Errorf("failed to count active grants: %w", err)
+		}
+		if len(active) >= limit {
+			return nil, limitReached(d.Group.ID(), limit)
+		}
+	}
 	now := s.now()
 	g := &grant.Grant{
 		ID: grant.NewID(), Entitlement: d.Group.ID(), Requester: subj.Email, Justification: just,
 		Inputs: d.Inputs, RequestedDuration: d.Duration, Privileges: privileges(d.Group),
 		ApprovalRequired: !d.SelfApproved, CreateTime: now,
+		RequesterHostedDomain: s.hostedDomain(ctx, caller), RequestKey: key,
 	}
 	state, msg := grant.Activating, "self-approved"
 	if g.ApprovalRequired {
@@ -188,6 +256,8 @@ func (s *Service) request(ctx context.Context, caller string, in RequestInput, v
 			g.Approvers = append(g.Approvers, a.String())
 		}
 		msg = fmt.Sprintf("awaiting %d approval(s) from %s", d.Approvals.Required, strings.Join(g.Approvers, ", "))
+	} else {
+		g.ConcurrencyLimit = limit
 	}
 	if via != "" {
 		msg += "; requested by " + via + " on behalf of " + subj.Email
@@ -195,7 +265,9 @@ func (s *Service) request(ctx context.Context, caller string, in RequestInput, v
 	if _, err := g.Transition(state, events.Requested, now, subj.Email, msg); err != nil {
 		return nil, err
 	}
-	if err := s.cfg.Ledger.Create(ctx, g); err != nil {
+	if err := s.cfg.Ledger.Create(ctx, g); errors.Is(err, grant.ErrLimit) {
+		return nil, limitReached(d.Group.ID(), limit)
+	} else if err != nil {
 		return nil, fmt.Errorf("failed to store the grant: %w", err)
 	}
 	s.publishAfter(ctx, g)
@@ -204,7 +276,7 @@ func (s *Service) request(ctx context.Context, caller string, in RequestInput, v
 
 // Get returns a grant the caller may see: their own, one they may
 // approve, or any for holders of RECONCILE.
-func (s *Service) Get(ctx context.Context, caller, id string) (*grant.Grant, error) {
+func (s *Service) Get(ctx context.Context, caller Caller, id string) (*grant.Grant, error) {
 	if !grant.ValidID(id) {
 		return nil, notFound("id", "no grant %q", id)
 	}
@@ -223,8 +295,8 @@ func (s *Service) Get(ctx context.Context, caller, id string) (*grant.Grant, err
 	return g, nil
 }
 
-func (s *Service) maySee(ctx context.Context, caller string, g *grant.Grant) (bool, error) {
-	if strings.EqualFold(caller, g.Requester) {
+func (s *Service) maySee(ctx context.Context, caller Caller, g *grant.Grant) (bool, error) {
+	if sameEmail(caller.Email, g.Requester) {
 		return true, nil
 	}
 	subj, err := s.subject(ctx, caller)
@@ -262,9 +334,9 @@ func (s *Service) mayReconcile(pol *policy.Policy, subj policy.Subject) bool {
 
 // List returns the caller's own grants, or (approvable) those awaiting
 // an approval the caller may give now.
-func (s *Service) List(ctx context.Context, caller string, approvable bool) ([]*grant.Grant, error) {
+func (s *Service) List(ctx context.Context, caller Caller, approvable bool) ([]*grant.Grant, error) {
 	if !approvable {
-		return s.cfg.Ledger.List(ctx, grant.Query{Requester: strings.ToLower(caller), Limit: 200})
+		return s.cfg.Ledger.List(ctx, grant.Query{Requester: caller.Email, Limit: 200})
 	}
 	subj, err := s.subject(ctx, caller)
 	if err != nil {
@@ -281,7 +353,7 @@ func (s *Service) List(ctx context.Context, caller string, approvable bool) ([]*
 	}
 	out := []*grant.Grant{}
 	for _, g := range gs {
-		if strings.EqualFold(g.Requester, subj.Email) || g.DecidedBy(subj.Email) {
+		if sameEmail(g.Requester, subj.Email) || g.DecidedBy(subj.Email) {
 			continue
 		}
 		if acc, ok := pol.Check(subj, g.Entitlement); ok && acc.ApproveOthers {
@@ -292,25 +364,29 @@ func (s *Service) List(ctx context.Context, caller string, approvable bool) ([]*
 }
 
 // Withdraw ends the caller's own request or grant now. A request still
-// waiting for approval is withdrawn at once; an active grant moves to
-// WITHDRAWING and the revoke function removes the access (the command goes
-// straight to it, and the workflow stops waiting for the end).
-func (s *Service) Withdraw(ctx context.Context, caller, id string) (*grant.Grant, error) {
+// waiting for approval is withdrawn at once; a grant that may hold access
+// — activating, active, or a failed activation whose removal is not
+// verified — moves to WITHDRAWING and the revoke function removes the
+// access (the command goes straight to it, and the workflow stops waiting
+// for the end).
+func (s *Service) Withdraw(ctx context.Context, caller Caller, id string) (*grant.Grant, error) {
 	g, err := s.Get(ctx, caller, id)
 	if err != nil {
 		return nil, err
 	}
-	if !strings.EqualFold(caller, g.Requester) {
+	if !sameEmail(caller.Email, g.Requester) {
 		return nil, forbidden("id", "only the requester may withdraw %s", id)
 	}
 	now := s.now()
 	g, err = s.cfg.Ledger.Update(ctx, id, func(cur *grant.Grant) error {
-		switch cur.State {
-		case grant.ApprovalAwaited, grant.Scheduled:
-			_, err := cur.Transition(grant.Withdrawn, events.WithdrawnType, now, caller, "withdrawn by the requester before approval")
+		switch {
+		case cur.State == grant.ApprovalAwaited, cur.State == grant.Scheduled:
+			_, err := cur.Transition(grant.Withdrawn, events.WithdrawnType, now, caller.Email, "withdrawn by the requester before approval")
 			return err
-		case grant.Activating, grant.Active:
-			_, err := cur.Transition(grant.Withdrawing, events.WithdrawingType, now, caller, "withdrawn by the requester")
+		case cur.State == grant.Withdrawing:
+			return grant.ErrNoChange // again: the revoke command goes out again
+		case cur.MayHoldAccess() && grant.CanMove(cur.State, grant.Withdrawing):
+			_, err := cur.Transition(grant.Withdrawing, events.WithdrawingType, now, caller.Email, "withdrawn by the requester")
 			return err
 		default:
 			return conflict("%s is %s and cannot be withdrawn", id, cur.State)
@@ -322,43 +398,48 @@ func (s *Service) Withdraw(ctx context.Context, caller, id string) (*grant.Grant
 	s.publishAfter(ctx, g)
 	switch g.State {
 	case grant.Withdrawn:
-		if err := s.callback(ctx, g.ApprovalCallback, map[string]any{"state": g.State}); err != nil {
+		if err := s.callback(ctx, g.Execution, g.ApprovalCallback, map[string]any{"state": g.State}); err != nil {
 			s.log.WarnContext(ctx, "workflow not resumed after withdrawal", "grant_id", id, "error", err)
 		}
 	case grant.Withdrawing:
-		if err := s.requestRevoke(ctx, g, "withdraw"); err != nil {
+		if err := s.requestRevoke(ctx, g, ReasonWithdraw); err != nil {
 			return nil, err
 		}
-		if err := s.callback(ctx, g.EndCallback, map[string]any{"reason": "withdraw"}); err != nil {
+		if err := s.callback(ctx, g.Execution, g.EndCallback, map[string]any{"reason": ReasonWithdraw}); err != nil {
 			s.log.WarnContext(ctx, "workflow not resumed after withdrawal", "grant_id", id, "error", err)
 		}
 	}
 	return g, nil
 }
 
-// requestRevoke sends the revoke command straight to the revoke function.
+// requestRevoke sends the revoke command straight to the revoke function,
+// on the revocations topic.
 func (s *Service) requestRevoke(ctx context.Context, g *grant.Grant, reason string) error {
-	if s.cfg.Events == nil {
-		return nil
+	if s.cfg.Revocations == nil {
+		return errors.New("no revocations publisher configured")
 	}
 	e, err := events.New(events.RevokeRequested, fmt.Sprintf("%s-%s", g.ID, reason), s.now(), events.Data{
-		GrantID: g.ID, Entitlement: g.Entitlement, Requester: g.Requester, State: g.State,
-		CallbackURL: g.EndCallback, Reason: reason,
+		GrantID: g.ID, Entitlement: g.Entitlement, Requester: g.Requester, State: g.State, Reason: reason,
 	})
 	if err != nil {
 		return fmt.Errorf("failed to build the revoke command: %w", err)
 	}
-	if _, err := s.cfg.Events.Publish(ctx, e); err != nil {
+	if _, err := s.cfg.Revocations.Publish(ctx, e); err != nil {
 		return fmt.Errorf("failed to publish the revoke command: %w", err)
 	}
 	return nil
 }
 
-// RevokeByAdmin ends someone's active grant now: an administrator holding
+// RevokeByAdmin ends someone's access now: an administrator holding
 // RECONCILE on the environment of the policy in force may, nobody else.
-// The grant moves to REVOKING; the revoke function removes the access and
-// records REVOKED.
-func (s *Service) RevokeByAdmin(ctx context.Context, caller, id, reason string) (*grant.Grant, error) {
+// Every grant that may hold access can be revoked — activating, active, or
+// a failed activation whose removal is not verified. The grant moves to
+// REVOKING; the revoke function removes the access and records REVOKED.
+func (s *Service) RevokeByAdmin(ctx context.Context, caller Caller, id, reason string) (*grant.Grant, error) {
+	reason, err := reasonText(reason, false)
+	if err != nil {
+		return nil, err
+	}
 	g, err := s.Get(ctx, caller, id)
 	if err != nil {
 		return nil, err
@@ -375,15 +456,19 @@ func (s *Service) RevokeByAdmin(ctx context.Context, caller, id, reason string) 
 		return nil, forbidden("id", "revoking %s needs the RECONCILE permission on the environment", id)
 	}
 	msg := "revoked by an administrator"
-	if reason = strings.TrimSpace(reason); reason != "" {
-		msg += ": " + reason
+	if reason != "" {
+		msg += ": " + strconv.Quote(reason)
 	}
 	g, err = s.cfg.Ledger.Update(ctx, id, func(cur *grant.Grant) error {
-		if cur.State != grant.Active {
-			return conflict("%s is %s; only an ACTIVE grant can be revoked (withdraw or deny a request)", id, cur.State)
+		switch {
+		case cur.State == grant.Revoking:
+			return grant.ErrNoChange // again: the revoke command goes out again
+		case cur.MayHoldAccess() && grant.CanMove(cur.State, grant.Revoking):
+			_, err := cur.Transition(grant.Revoking, events.RevokingType, s.now(), subj.Email, msg)
+			return err
+		default:
+			return conflict("%s is %s and holds no access to revoke (withdraw or deny a request)", id, cur.State)
 		}
-		_, err := cur.Transition(grant.Revoking, events.RevokingType, s.now(), subj.Email, msg)
-		return err
 	})
 	if err != nil {
 		return nil, err
@@ -392,8 +477,21 @@ func (s *Service) RevokeByAdmin(ctx context.Context, caller, id, reason string) 
 	if err := s.requestRevoke(ctx, g, ReasonRevoke); err != nil {
 		return nil, err
 	}
-	if err := s.callback(ctx, g.EndCallback, map[string]any{"reason": ReasonRevoke}); err != nil {
+	if err := s.callback(ctx, g.Execution, g.EndCallback, map[string]any{"reason": ReasonRevoke}); err != nil {
 		s.log.WarnContext(ctx, "workflow not resumed after revocation", "grant_id", id, "error", err)
 	}
 	return g, nil
+}
+
+// sameEmail compares two canonical addresses by ASCII case only.
+func sameEmail(a, b string) bool { return asciiLower(a) == asciiLower(b) }
+
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -44,10 +45,11 @@ type Publisher interface {
 	Publish(ctx context.Context, e cloudevents.Event) (string, error)
 }
 
-// IAM writes and verifies the bindings (iamgrant.Writer).
+// IAM writes, verifies and purges the bindings (iamgrant.Writer).
 type IAM interface {
 	Apply(ctx context.Context, changes ...iamgrant.Change) (iamgrant.Result, error)
 	Verify(ctx context.Context, changes ...iamgrant.Change) ([]iamgrant.Check, error)
+	Purge(ctx context.Context, resources ...string) (iamgrant.Result, error)
 }
 
 // Tasks is the slice of the Cloud Tasks client the grant and revoke
@@ -64,22 +66,44 @@ type Callbacks interface {
 
 // Config is everything the service needs; each function uses a part.
 type Config struct {
-	Ledger     grant.Ledger
-	Policy     PolicySource
-	Groups     groups.Resolver
-	IsInternal func(email string) bool
-	Events     Publisher
-	IAM        IAM
-	Tasks      Tasks
-	Callbacks  Callbacks
-	Clock      clock.Clock
+	Ledger grant.Ledger
+	Policy PolicySource
+	Groups groups.Resolver
+	// InternalDomains are the organization's own domains: an account whose
+	// verified hosted domain is one of them is internal. Directory, if
+	// set, gives the hosted domain of an account the entry point did not
+	// vouch for (locally the world file; on Google Cloud nothing, so such
+	// accounts are external).
+	InternalDomains []string
+	Directory       func(ctx context.Context, email string) string
+	// Events carries the grant's transitions (the audit trail, for other
+	// systems); Lifecycle carries grant.requested once more, to start the
+	// workflow; Revocations carries revoke.requested commands. Eventarc
+	// cannot filter Pub/Sub messages by attribute, so each trigger has a
+	// topic of its own and every message starts only what it is for.
+	Events      Publisher
+	Lifecycle   Publisher
+	Revocations Publisher
+	IAM         IAM
+	Tasks       Tasks
+	Callbacks   Callbacks
+	Clock       clock.Clock
 	// RevokeQueue is the Cloud Tasks queue of revocation tasks
 	// (projects/P/locations/L/queues/Q); RevokeURL the revoke function's
 	// task endpoint; RevokeServiceAccount the identity the tasks call as.
 	RevokeQueue          string
 	RevokeURL            string
 	RevokeServiceAccount string
-	Logger               *slog.Logger
+	// Workflow is the lifecycle workflow
+	// (projects/P/locations/L/workflows/W) and ExecutionsURL the scheme
+	// and host of its callback URLs (ExecutionsEndpoint on Google Cloud,
+	// the local runner's URL locally): commands are only ever answered on
+	// callbacks of the execution that runs the grant, which Executions
+	// confirms.
+	Workflow      string
+	ExecutionsURL string
+	Executions    Executions
+	Logger        *slog.Logger
 }
 
 // Service implements the functions' behaviour.
@@ -89,6 +113,9 @@ type Service struct {
 	// keyLocks serialise convergence of one user's binding in this
 	// process; across processes the re-check after each write converges.
 	keyLocks sync.Map
+	// verified caches executions the Executions API confirmed, by name
+	// (value: the grant ID).
+	verified sync.Map
 }
 
 // New builds a Service; functions that need only a part may leave the
@@ -106,9 +133,6 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.IsInternal == nil {
-		cfg.IsInternal = func(string) bool { return false }
 	}
 	return &Service{cfg: cfg, log: cfg.Logger}, nil
 }
@@ -145,17 +169,52 @@ func conflict(format string, args ...any) *Error {
 	return &Error{Status: http.StatusConflict, Code: "FAILED_PRECONDITION", Message: fmt.Sprintf(format, args...)}
 }
 
-// subject resolves who a caller is for the policy: their groups and
-// whether their account is internal.
-func (s *Service) subject(ctx context.Context, email string) (policy.Subject, error) {
+// Caller is who makes a request, as the entry point verified them.
+type Caller struct {
+	// Email is the verified address, in canonical form.
+	Email string
+	// HostedDomain is the Google Workspace or Cloud Identity domain of the
+	// account as verified (IAP's hd claim); "" for consumer accounts or
+	// when the entry point cannot tell, in which case the directory is
+	// asked (Config.Directory).
+	HostedDomain string
+}
+
+// subject resolves who someone is for the policy: their groups and
+// whether their account is internal — decided from the verified hosted
+// domain (or the directory), never from the address alone.
+func (s *Service) subject(ctx context.Context, c Caller) (policy.Subject, error) {
 	var gs []string
 	if s.cfg.Groups != nil {
 		var err error
-		if gs, err = s.cfg.Groups.GroupsOf(ctx, email); err != nil {
-			return policy.Subject{}, fmt.Errorf("failed to resolve the groups of %s: %w", email, err)
+		if gs, err = s.cfg.Groups.GroupsOf(ctx, c.Email); err != nil {
+			return policy.Subject{}, fmt.Errorf("failed to resolve the groups of %s: %w", c.Email, err)
 		}
 	}
-	return policy.NewSubject(email, gs, s.cfg.IsInternal(email)), nil
+	return policy.NewSubject(c.Email, gs, s.internal(ctx, c)), nil
+}
+
+// internal reports whether the account belongs to one of the
+// organization's domains (class:internalUsers).
+func (s *Service) internal(ctx context.Context, c Caller) bool {
+	hd := s.hostedDomain(ctx, c)
+	return hd != "" && slices.Contains(s.cfg.InternalDomains, hd)
+}
+
+// hostedDomain is the caller's verified hosted domain, or the directory's
+// answer when the entry point could not tell.
+func (s *Service) hostedDomain(ctx context.Context, c Caller) string {
+	hd := c.HostedDomain
+	if hd == "" && s.cfg.Directory != nil {
+		hd = s.cfg.Directory(ctx, c.Email)
+	}
+	return strings.ToLower(hd)
+}
+
+// requesterSubject is the requester of a grant, with the hosted domain
+// verified when they asked.
+func (s *Service) requesterSubject(ctx context.Context, g *grant.Grant) (policy.Subject, error) {
+	return s.subject(ctx, Caller{Email: g.Requester, HostedDomain: g.RequesterHostedDomain})
 }
 
 func (s *Service) policy(ctx context.Context) (*policy.Policy, error) {
@@ -175,10 +234,14 @@ func (s *Service) policy(ctx context.Context) (*policy.Policy, error) {
 func (s *Service) now() time.Time { return s.cfg.Clock.Now().UTC().Truncate(time.Microsecond) }
 
 // flush publishes the grant's unpublished events, in order, and marks
-// them published. A failure leaves the rest for the next touch or Sweep.
+// them published. A grant.requested goes to the lifecycle topic too, where
+// it starts the workflow. The audit line of an entry is written by whoever
+// marks it published, so it is written once however many instances race
+// to publish it (events are at least once; the trail is not). A failure
+// leaves the rest for the next touch or Sweep.
 func (s *Service) flush(ctx context.Context, g *grant.Grant) error {
 	if s.cfg.Events == nil {
-		return nil
+		return errors.New("no events publisher configured")
 	}
 	for _, entry := range g.Unpublished() {
 		e, err := events.FromGrantEntry(g, entry)
@@ -188,19 +251,38 @@ func (s *Service) flush(ctx context.Context, g *grant.Grant) error {
 		if _, err := s.cfg.Events.Publish(ctx, e); err != nil {
 			return fmt.Errorf("failed to publish event %s: %w", entry.EventID, err)
 		}
-		var d events.Data
-		if err := e.DataAs(&d); err == nil {
-			events.Audit(ctx, s.log, e, &d)
+		if e.Type() == events.Requested {
+			if err := s.startLifecycle(ctx, e); err != nil {
+				return err
+			}
 		}
-		id := entry.EventID
+		id, marked := entry.EventID, false
 		if _, err := s.cfg.Ledger.Update(ctx, g.ID, func(cur *grant.Grant) error {
-			if !cur.MarkPublished(id) {
+			if marked = cur.MarkPublished(id); !marked {
 				return grant.ErrNoChange
 			}
 			return nil
 		}); err != nil {
 			return fmt.Errorf("failed to mark event %s published: %w", id, err)
 		}
+		if marked {
+			var d events.Data
+			if err := e.DataAs(&d); err == nil {
+				events.Audit(ctx, s.log, e, &d)
+			}
+		}
+	}
+	return nil
+}
+
+// startLifecycle publishes grant.requested on the lifecycle topic, whose
+// Eventarc trigger starts the workflow execution of the grant.
+func (s *Service) startLifecycle(ctx context.Context, e cloudevents.Event) error {
+	if s.cfg.Lifecycle == nil {
+		return errors.New("no lifecycle publisher configured")
+	}
+	if _, err := s.cfg.Lifecycle.Publish(ctx, e); err != nil {
+		return fmt.Errorf("failed to start the lifecycle of %s: %w", e.Subject(), err)
 	}
 	return nil
 }
@@ -213,88 +295,9 @@ func (s *Service) publishAfter(ctx context.Context, g *grant.Grant) {
 	}
 }
 
-// Sweep publishes every event left unpublished (after a crash between the
-// ledger write and the publication). The revoke function runs it
-// periodically; locally the embedded pipeline does.
-func (s *Service) Sweep(ctx context.Context) error {
-	gs, err := s.cfg.Ledger.List(ctx, grant.Query{Unpublished: true, Limit: 500})
-	if err != nil {
-		return fmt.Errorf("failed to list grants with unpublished events: %w", err)
-	}
-	var errs []error
-	for _, g := range gs {
-		if err := s.flush(ctx, g); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	// A request no workflow execution has claimed a while after it was
-	// made lost its grant.requested delivery (locally, Pub/Sub does not
-	// survive a restart): publish it again, with the same event ID.
-	waiting, err := s.cfg.Ledger.List(ctx, grant.Query{States: []grant.State{grant.ApprovalAwaited, grant.Activating}, Limit: 500})
-	if err != nil {
-		return errors.Join(append(errs, fmt.Errorf("failed to list waiting grants: %w", err))...)
-	}
-	for _, g := range waiting {
-		if g.Execution != "" || s.now().Sub(g.CreateTime) < RedriveAfter || len(g.Timeline) == 0 {
-			continue
-		}
-		e, err := events.FromGrantEntry(g, g.Timeline[0])
-		if err == nil {
-			_, err = s.cfg.Events.Publish(ctx, e)
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("failed to re-drive %s: %w", g.ID, err))
-			continue
-		}
-		s.log.InfoContext(ctx, "re-drove a request no workflow claimed", "grant_id", g.ID)
-	}
-	return errors.Join(errs...)
-}
-
-// RedriveAfter is how long a request may wait for its workflow execution
-// before Sweep publishes its grant.requested again.
-const RedriveAfter = time.Minute
-
-// callback resumes the workflow; a finished execution (404) or an
-// already-delivered callback (429) is not an error: the handler is being
-// redelivered.
-func (s *Service) callback(ctx context.Context, url string, body any) error {
-	if url == "" || s.cfg.Callbacks == nil {
-		return nil
-	}
-	if err := s.cfg.Callbacks.Call(ctx, url, body); err != nil {
-		return fmt.Errorf("failed to resume the workflow: %w", err)
-	}
-	return nil
-}
-
 func member(email string) string { return "user:" + strings.ToLower(email) }
 
 // StateDuplicate answers a workflow execution that is not the one that
 // owns the grant (Eventarc delivers at least once, so a grant.requested
 // event may start two): it ends at once.
 const StateDuplicate = "DUPLICATE"
-
-// executionOf extracts the execution ID from a Workflows callback URL
-// (…/executions/{execution}/callbacks/{callback}).
-func executionOf(callbackURL string) string {
-	_, rest, ok := strings.Cut(callbackURL, "/executions/")
-	if !ok {
-		return ""
-	}
-	exec, _, _ := strings.Cut(rest, "/")
-	return exec
-}
-
-// claim records which execution owns the grant; false means another one
-// does, and the caller answers its callback with StateDuplicate.
-func claim(cur *grant.Grant, callbackURL string) bool {
-	exec := executionOf(callbackURL)
-	if exec == "" {
-		return true // not from a workflow (tests, manual calls)
-	}
-	if cur.Execution == "" {
-		cur.Execution = exec
-	}
-	return cur.Execution == exec
-}

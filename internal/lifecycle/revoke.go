@@ -25,11 +25,15 @@ const (
 )
 
 // Revoke is the revoke function, for the workflow's revoke.requested
-// command, the revocation task at the end time and withdrawals: it removes
-// what the grant added (keeping what other active grants of the same user
+// command, the revocation task, the sweep and withdrawals: it removes what
+// the grant added (keeping what other active grants of the same user
 // need), reads the policy back, and records the verified removal and the
-// final state. It is idempotent: a grant already ended is verified again if
-// its verification is missing, and otherwise left alone.
+// final state. What happens is decided by the grant's state, the reason
+// only says why it is asked: an ACTIVE grant ends (reason end, once its
+// time is up), is withdrawn or revoked; WITHDRAWING and REVOKING finish;
+// an activation that did not complete fails and is cleaned up; a final
+// grant whose removal was never verified is verified again. It is
+// idempotent; a grant whose time has not come is returned unchanged.
 func (s *Service) Revoke(ctx context.Context, id, reason, actor string) (*grant.Grant, error) {
 	g, err := s.cfg.Ledger.Get(ctx, id)
 	if err != nil {
@@ -45,15 +49,12 @@ func (s *Service) Revoke(ctx context.Context, id, reason, actor string) (*grant.
 			// delivered again after a backoff, when the window is over.
 			return nil, fmt.Errorf("the approval window of %s closes at %s", id, g.ApprovalDeadline.Format(time.RFC3339Nano))
 		}
-		g, err = s.transition(ctx, id, grant.ApprovalAwaited, grant.Expired, events.ExpiredType, actor, "no decision within the approval window")
-		return g, err
-	case reason == ReasonExpired:
-		return g, nil // decided (or withdrawn) before the window closed
+		return s.transition(ctx, id, grant.ApprovalAwaited, grant.Expired, events.ExpiredType, actor, "no decision within the approval window")
+	case reason == ReasonExpired, g.State == grant.ApprovalAwaited, g.State == grant.Scheduled:
+		return g, nil // decided (or withdrawn) before the window closed; nothing held
 	case g.State == grant.Active && reason == ReasonEnd:
 		if now.Before(g.EndTime) {
-			// A chained task of a grant longer than the task horizon, or an
-			// early duplicate: schedule the next link and wait.
-			return g, s.scheduleRevocation(ctx, g, g.EndTime)
+			return g, nil // not yet: the caller (a task) retries or chains
 		}
 		target, eventType = grant.Ended, events.EndedType
 	case g.State == grant.Active && reason == ReasonWithdraw:
@@ -70,16 +71,27 @@ func (s *Service) Revoke(ctx context.Context, id, reason, actor string) (*grant.
 		target, eventType = grant.Withdrawn, events.WithdrawnType
 	case g.State == grant.Revoking:
 		target, eventType = grant.Revoked, events.RevokedType
-	case g.State == grant.Activating && reason != ReasonEnd:
-		// Activation never finished (timeout): make sure nothing stays.
-		if g, err = s.transition(ctx, id, grant.Activating, grant.ActivationFailed, events.ActivationFailed, actor, "activation did not complete"); err != nil {
+	case g.State == grant.Activating:
+		if reason == ReasonEnd && (g.EndTime.IsZero() || now.Before(g.EndTime)) {
+			return g, nil // still activating within its window
+		}
+		// Activation never finished (the workflow gave up, or its window
+		// is over): fail it and make sure nothing stays.
+		msg := "activation did not complete"
+		if reason == ReasonEnd {
+			msg = "activation did not complete before the end of its window"
+		}
+		if g, err = s.transition(ctx, id, grant.Activating, grant.ActivationFailed, events.ActivationFailed, actor, msg); err != nil {
 			return nil, err
 		}
-		return g, s.removeAndVerify(ctx, g)
-	case g.State.Terminal() && !g.StartTime.IsZero() && !g.RevocationVerified:
+		if g.MayHoldAccess() {
+			return g, s.removeAndVerify(ctx, g)
+		}
+		return g, nil
+	case g.MayHoldAccess():
 		return g, s.removeAndVerify(ctx, g)
 	default:
-		return g, nil // already done, or nothing to do yet
+		return g, nil // already done
 	}
 	if err := s.removeAndVerify(ctx, g); err != nil {
 		return nil, err
@@ -88,8 +100,45 @@ func (s *Service) Revoke(ctx context.Context, id, reason, actor string) (*grant.
 	if err != nil {
 		return nil, err
 	}
-	s.deleteTask(ctx, g)
+	s.deleteTasks(ctx, g)
 	return g, nil
+}
+
+// ErrTooEarly is returned for a revocation task delivered before the end
+// of its grant that has no further link to schedule: Cloud Tasks must
+// deliver it again (RetryAfter from now).
+type ErrTooEarly struct{ RetryAfter time.Duration }
+
+func (e *ErrTooEarly) Error() string {
+	return fmt.Sprintf("the grant does not end yet; retry in %s", e.RetryAfter.Round(time.Second))
+}
+
+// OnRevocationTask is the revoke function's Cloud Tasks handler. It
+// returns nil — the task is done — only when the grant can no longer hold
+// access (its removal verified, or it never started), or when the grant
+// runs on and the next link of the task chain is scheduled. Anything else
+// is an error, so Cloud Tasks delivers the task again (gcp-facts §3: the
+// status code is the acknowledgement): an early delivery (ErrTooEarly), a
+// grant still activating, a removal that could not be verified.
+func (s *Service) OnRevocationTask(ctx context.Context, t RevocationTask) error {
+	g, err := s.Revoke(ctx, t.GrantID, ReasonEnd, "cloud-tasks")
+	if err != nil {
+		return err
+	}
+	if !g.MayHoldAccess() {
+		return nil
+	}
+	if g.State == grant.Active && s.now().Before(g.EndTime) {
+		due := t.ScheduleTime
+		if due.IsZero() {
+			due = g.EndTime // a task without its due time: treat it as the last link
+		}
+		if next := nextTaskTime(g, due); next.After(due) {
+			return s.scheduleRevocation(ctx, g, due)
+		}
+		return &ErrTooEarly{RetryAfter: g.EndTime.Sub(s.now())}
+	}
+	return fmt.Errorf("%s is %s and may still hold access", g.ID, g.State)
 }
 
 // transition moves the grant from one state to another, if it is still in
@@ -165,13 +214,25 @@ func withoutGrant(ws []iamgrant.Window, id string) []iamgrant.Window {
 	return out
 }
 
-// deleteTask removes the revocation task of a grant that ended early.
-func (s *Service) deleteTask(ctx context.Context, g *grant.Grant) {
-	if s.cfg.Tasks == nil || g.State == grant.Ended {
+// deleteTasks removes the pending revocation tasks of a grant that ended
+// early: each link's name follows from the grant (nextTaskTime). A task
+// that is gone or left behind does no harm: it finds the grant ended.
+func (s *Service) deleteTasks(ctx context.Context, g *grant.Grant) {
+	if s.cfg.Tasks == nil || g.State == grant.Ended || g.StartTime.IsZero() {
 		return
 	}
-	err := s.cfg.Tasks.DeleteTask(ctx, &cloudtaskspb.DeleteTaskRequest{Name: fmt.Sprintf("%s/tasks/revoke-%s", s.cfg.RevokeQueue, g.ID)})
-	if err != nil && status.Code(err) != codes.NotFound {
-		s.log.WarnContext(ctx, "failed to delete the revocation task; it will find the grant ended", "grant_id", g.ID, "error", err)
+	now := s.now()
+	for due := g.StartTime; ; {
+		next := nextTaskTime(g, due)
+		if !next.After(due) {
+			return
+		}
+		if next.After(now) {
+			err := s.cfg.Tasks.DeleteTask(ctx, &cloudtaskspb.DeleteTaskRequest{Name: s.taskName(g, next)})
+			if err != nil && status.Code(err) != codes.NotFound {
+				s.log.WarnContext(ctx, "failed to delete a revocation task; it will find the grant ended", "grant_id", g.ID, "error", err)
+			}
+		}
+		due = next
 	}
 }

@@ -78,19 +78,28 @@ func DemoPolicy() []byte { return append([]byte(nil), demoPolicy...) }
 
 // The names of the local deployment.
 const (
-	Project   = "jit-local"
-	Location  = "us-central1"
-	Topic     = "jit-events"
-	Queue     = "revocations"
-	Workflow  = "grant-lifecycle"
-	domainSA  = "@" + Project + ".iam.gserviceaccount.com"
-	IntakeSA  = "jit-intake" + domainSA
-	ApproveSA = "jit-approval" + domainSA
-	GrantSA   = "jit-grant" + domainSA
-	RevokeSA  = "jit-revoke" + domainSA
-	FlowSA    = "jit-lifecycle" + domainSA
-	EventsSA  = "jit-eventarc" + domainSA
-	TasksSA   = "jit-tasks" + domainSA
+	Project  = "jit-local"
+	Location = "us-central1"
+	// Topic carries the grants' transitions (the audit trail); the other
+	// topics each start one thing, as Eventarc triggers cannot filter
+	// Pub/Sub messages by attribute: LifecycleTopic (grant.requested) the
+	// workflow, ApprovalTopic, ActivationTopic and RevokeTopic the
+	// workflow's commands to the approval, grant and revoke functions.
+	Topic           = "jit-events"
+	LifecycleTopic  = "jit-lifecycle"
+	ApprovalTopic   = "jit-approvals"
+	ActivationTopic = "jit-activations"
+	RevokeTopic     = "jit-revocations"
+	Queue           = "revocations"
+	Workflow        = "grant-lifecycle"
+	domainSA        = "@" + Project + ".iam.gserviceaccount.com"
+	IntakeSA        = "jit-intake" + domainSA
+	ApproveSA       = "jit-approval" + domainSA
+	GrantSA         = "jit-grant" + domainSA
+	RevokeSA        = "jit-revoke" + domainSA
+	FlowSA          = "jit-lifecycle" + domainSA
+	EventsSA        = "jit-eventarc" + domainSA
+	TasksSA         = "jit-tasks" + domainSA
 	// RequestsTopic carries signed requests from other systems;
 	// RequestsAudience is the audience their envelopes name. The demo
 	// policy trusts IncidentBotSA to request on behalf of users.
@@ -197,16 +206,17 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 			MinBackoff: 100 * time.Millisecond, MaxBackoff: 5 * time.Second, AckDeadline: 60 * time.Second,
 			Concurrency: 16, Chaos: cfg.Chaos}
 	}
+	trigger := func(topic, sub, path string) pushbridge.Route {
+		r := route(path, EventsSA)
+		r.Topic, r.Subscription = topic, sub
+		return r
+	}
 	routes := []pushbridge.Route{
-		withFilter(route("/eventarc/grant-lifecycle", EventsSA), "eventarc-grant-lifecycle", events.Requested),
-		withFilter(route("/functions/approval", EventsSA), "approval", events.ApprovalRequested),
-		withFilter(route("/functions/grant", EventsSA), "grant", events.ActivationRequested),
-		withFilter(route("/functions/revoke", EventsSA), "revoke", events.RevokeRequested),
-		func() pushbridge.Route {
-			r := route("/functions/intake-requests", EventsSA)
-			r.Topic, r.Subscription = RequestsTopic, "intake-requests"
-			return r
-		}(),
+		trigger(LifecycleTopic, "eventarc-grant-lifecycle", "/eventarc/grant-lifecycle"),
+		trigger(ApprovalTopic, "approval", "/functions/approval"),
+		trigger(ActivationTopic, "grant", "/functions/grant"),
+		trigger(RevokeTopic, "revoke", "/functions/revoke"),
+		trigger(RequestsTopic, "intake-requests", "/functions/intake-requests"),
 	}
 	var cloud *embedded.Cloud
 	cloud, err := embedded.Start(ctx, embedded.Config{
@@ -214,7 +224,9 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 		HTTPAddr: cfg.Addr, PubSubEmulatorHost: cfg.PubSubEmulatorHost,
 		WorkflowServiceAccount: FlowSA,
 		WorkflowEnv: map[string]string{
-			"JIT_EVENTS_TOPIC":       Topic,
+			"JIT_APPROVAL_TOPIC":     ApprovalTopic,
+			"JIT_ACTIVATION_TOPIC":   ActivationTopic,
+			"JIT_REVOKE_TOPIC":       RevokeTopic,
 			"JIT_ACTIVATION_TIMEOUT": strconv.Itoa(int(cfg.ActivationTimeout.Seconds())),
 		},
 		Queues:       []string{Queue},
@@ -267,8 +279,16 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 		return nil, err
 	}
 	p.closers = append(p.closers, ps.Close)
-	publisher := events.NewPublisher(ps, Topic)
-	p.closers = append(p.closers, func() error { publisher.Stop(); return nil })
+	// The transitions topic has no trigger here: it is for other systems.
+	if err := pushbridge.EnsureTopic(ctx, ps, Topic); err != nil {
+		return nil, err
+	}
+	publisher := func(topic string) *events.Publisher {
+		pub := events.NewPublisher(ps, topic)
+		p.closers = append(p.closers, func() error { pub.Stop(); return nil })
+		return pub
+	}
+	eventsPub, lifecyclePub, revokePub := publisher(Topic), publisher(LifecycleTopic), publisher(RevokeTopic)
 
 	tasks, err := cloudtasks.NewClient(ctx, cloud.ClientOptions()...)
 	if err != nil {
@@ -292,16 +312,24 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 		return nil, fmt.Errorf("failed to create the revoke function's IAM clients: %w", err)
 	}
 
+	execs, err := executions.NewClient(ctx, cloud.ClientOptions()...)
+	if err != nil {
+		return nil, fmt.Errorf("failed to create the executions client: %w", err)
+	}
+	p.closers = append(p.closers, execs.Close)
+	workflow := fmt.Sprintf("projects/%s/locations/%s/workflows/%s", Project, Location, Workflow)
 	base := lifecycle.Config{
-		Ledger: p.Ledger, Policy: p.Policy, Groups: cfg.World.Resolver(), IsInternal: cfg.World.IsInternal,
-		Events: publisher, Clock: cfg.Clock,
+		Ledger: p.Ledger, Policy: p.Policy, Groups: cfg.World.Resolver(),
+		InternalDomains: []string{cfg.World.Organization.Domain}, Directory: directory(cfg.World),
+		Events: eventsPub, Lifecycle: lifecyclePub, Revocations: revokePub, Clock: cfg.Clock,
 		RevokeQueue: fmt.Sprintf("projects/%s/locations/%s/queues/%s", Project, Location, Queue),
 		RevokeURL:   cloud.HTTPURL + "/functions/revoke-task", RevokeServiceAccount: TasksSA,
+		Workflow: workflow, ExecutionsURL: cloud.HTTPURL, Executions: execs,
 	}
 	service := func(name, sa string, iam lifecycle.IAM, withTasks bool) (*lifecycle.Service, error) {
 		c := base
 		c.Logger = log.With("function", name)
-		c.Callbacks = lifecycle.HTTPCallbacks{Token: func(context.Context) (string, error) { return cloud.Signer.IDToken(sa, cloud.HTTPURL) }}
+		c.Callbacks = lifecycle.HTTPCallbacks{Endpoint: cloud.HTTPURL, Token: func(context.Context) (string, error) { return cloud.Signer.IDToken(sa, cloud.HTTPURL) }}
 		c.IAM = iam
 		if withTasks {
 			c.Tasks = tasks
@@ -325,11 +353,6 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 		return nil, err
 	}
 
-	execs, err := executions.NewClient(ctx, cloud.ClientOptions()...)
-	if err != nil {
-		return nil, fmt.Errorf("failed to create the executions client: %w", err)
-	}
-	p.closers = append(p.closers, execs.Close)
 	operator, err := p.resourceManager(ctx, cloud.ClientOptions()...)
 	if err != nil {
 		return nil, err
@@ -399,7 +422,7 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 		"/functions/approval":        approval.Events(approvalSvc, log.With("function", "approval")),
 		"/functions/grant":           grantfn.Events(grantSvc, log.With("function", "grant")),
 		"/functions/revoke":          revoke.Events(revokeSvc, log.With("function", "revoke")),
-		"/eventarc/grant-lifecycle":  startWorkflow(execs, fmt.Sprintf("projects/%s/locations/%s/workflows/%s", Project, Location, Workflow), log),
+		"/eventarc/grant-lifecycle":  startWorkflow(execs, workflow, log),
 	} {
 		h, err := ceHandler(path, fn)
 		if err != nil {
@@ -415,7 +438,7 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 		mux.Handle("GET /local/iam/{resource...}", localIAM(operator))
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	var h http.Handler = mux
+	var h http.Handler = sameHostOnly(cloud.HTTPURL, mux)
 	handler.Store(&h)
 
 	sweepCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -429,11 +452,15 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 	return p, nil
 }
 
-func withFilter(r pushbridge.Route, sub, eventType string) pushbridge.Route {
-	r.Topic = Topic
-	r.Subscription = sub
-	r.Filter = fmt.Sprintf(`attributes.ce-type = %q`, eventType)
-	return r
+// directory is the world file as the directory of accounts: the hosted
+// domain of a user it lists as the organization's.
+func directory(w *world.World) func(context.Context, string) string {
+	return func(_ context.Context, email string) string {
+		if w.IsInternal(email) {
+			return w.Organization.Domain
+		}
+		return ""
+	}
 }
 
 func deployWorkflows(cloud *embedded.Cloud) error {

@@ -347,6 +347,9 @@ func (g *Group) Variables() []Variable {
 type Denied struct {
 	Entitlement string
 	Reasons     []string
+	// Requester is set when Approve refuses because of the requester, not
+	// the approver: the request itself is no longer acceptable.
+	Requester bool
 }
 
 func (d *Denied) Error() string {
@@ -443,7 +446,9 @@ type Approval struct {
 // Approve decides whether an approver may approve a request now: they need
 // APPROVE_OTHERS (or, for their own request, JOIN and APPROVE_SELF) on the
 // current policy, the approve constraints must hold for them, and the
-// request must still satisfy the join constraints (jit-access-facts §3.5).
+// requester must still hold JOIN and the request satisfy the join
+// constraints (jit-access-facts §3.5). A refusal for the approver's sake
+// comes first; one for the request's sake has Denied.Requester set.
 func (p *Policy) Approve(a Approval) (*Decision, error) {
 	g, ok := p.Group(a.Entitlement)
 	if !ok {
@@ -463,8 +468,21 @@ func (p *Policy) Approve(a Approval) (*Decision, error) {
 		return nil, denied
 	}
 	inputs, errs := convertInputs(g, a.Inputs)
-	denied.Reasons = append(denied.Reasons, errs...)
 	d := &Decision{Group: g, SelfApproved: self, Inputs: inputs, Approvals: g.Approvals()}
+	if len(errs) == 0 {
+		denied.Reasons = append(denied.Reasons, evalAll(effective(g, false), evalContext{subject: a.Approver, group: g, inputs: inputs})...)
+		if len(denied.Reasons) > 0 {
+			return nil, denied
+		}
+	}
+	// The request must still be one the requester may make: JOIN under
+	// the policy in force, the expiry and the join constraints.
+	denied.Requester = true
+	if req := access(g, a.Requester); !req.Join {
+		denied.Reasons = append(denied.Reasons, "The requester may no longer join this group: "+req.Refusals[0])
+		return nil, denied
+	}
+	denied.Reasons = append(denied.Reasons, errs...)
 	if exp, ok := g.Expiry(); !ok {
 		denied.Reasons = append(denied.Reasons, "The entitlement doesn't specify an expiry constraint")
 	} else if dur, err := exp.Check(a.Duration); err != nil {
@@ -473,7 +491,6 @@ func (p *Policy) Approve(a Approval) (*Decision, error) {
 		d.Duration = dur
 	}
 	if len(errs) == 0 {
-		denied.Reasons = append(denied.Reasons, evalAll(effective(g, false), evalContext{subject: a.Approver, group: g, inputs: inputs})...)
 		denied.Reasons = append(denied.Reasons, evalAll(effective(g, true), evalContext{subject: a.Requester, group: g, inputs: inputs})...)
 	}
 	if len(denied.Reasons) > 0 {

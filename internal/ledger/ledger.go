@@ -114,10 +114,10 @@ func TakesSlot(before, after *grant.Grant) bool {
 	return after.State.HoldsSlot() && (before == nil || !before.State.HoldsSlot())
 }
 
-// LimitError is the error of a write refused because held other grants of
-// g's entitlement hold slots and g.ConcurrencyLimit allows no more.
-func LimitError(g *grant.Grant, held int) error {
-	return fmt.Errorf("%w: %d grants of %s hold its %d slots, %s cannot take one", grant.ErrLimit, held, g.Entitlement, g.ConcurrencyLimit, g.ID)
+// LimitError is the error of a write refused because other grants of g's
+// entitlement hold all the slots g.ConcurrencyLimit allows.
+func LimitError(g *grant.Grant) error {
+	return fmt.Errorf("%w: other grants hold all %d slots of %s", grant.ErrLimit, g.ConcurrencyLimit, g.Entitlement)
 }
 
 // DuplicateRequestError is the error of a Create whose RequestKey is

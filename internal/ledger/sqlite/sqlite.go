@@ -257,7 +257,7 @@ func checkLimit(ctx context.Context, tx *sql.Tx, before, g *grant.Grant) error {
 		return fmt.Errorf("failed to count the grants holding a slot of %s: %w", g.Entitlement, err)
 	}
 	if held >= g.ConcurrencyLimit {
-		return ledger.LimitError(g, held)
+		return ledger.LimitError(g)
 	}
 	return nil
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/jitpipeline/jit/internal/auth"
 	"github.com/jitpipeline/jit/internal/grant"
 	"github.com/jitpipeline/jit/internal/isoduration"
+	"github.com/jitpipeline/jit/internal/jsonstrict"
 	"github.com/jitpipeline/jit/internal/lifecycle"
 	"github.com/jitpipeline/jit/internal/logging"
 )
@@ -343,35 +344,35 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request, id string, do func
 	writeJSON(w, http.StatusOK, View(g))
 }
 
-// decode reads a JSON body strictly: one object, known fields, bounded size.
+// decode reads a JSON body strictly: one value, bounded size, and
+// package jsonstrict's rules — no duplicate or case-variant names at any
+// depth, exact field names, nothing after the value — so the request the
+// handler acts on is the one the caller (and any log or reviewer of the
+// body) sees. A refusal names the offending field's path.
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
 		writeError(w, &lifecycle.Error{Status: http.StatusUnsupportedMediaType, Code: "INVALID_ARGUMENT", Field: "Content-Type", Message: "send application/json"})
 		return false
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBody))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			writeError(w, &lifecycle.Error{Status: http.StatusRequestEntityTooLarge, Code: "INVALID_ARGUMENT", Field: "body", Message: fmt.Sprintf("the body exceeds %d bytes", MaxBody)})
-			return false
-		}
-		field := ""
-		var typeErr *json.UnmarshalTypeError
-		if errors.As(err, &typeErr) {
-			field = typeErr.Field
-		} else if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-			field = strings.Trim(name, `"`)
-		}
-		writeError(w, &lifecycle.Error{Status: http.StatusBadRequest, Code: "INVALID_ARGUMENT", Field: field, Message: "malformed JSON: " + err.Error()})
+	err := jsonstrict.Decode(http.MaxBytesReader(w, r.Body, MaxBody), v)
+	if err == nil {
+		return true
+	}
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		writeError(w, &lifecycle.Error{Status: http.StatusRequestEntityTooLarge, Code: "INVALID_ARGUMENT", Field: "body", Message: fmt.Sprintf("the body exceeds %d bytes", MaxBody)})
 		return false
 	}
-	if dec.More() {
-		writeError(w, &lifecycle.Error{Status: http.StatusBadRequest, Code: "INVALID_ARGUMENT", Field: "body", Message: "malformed JSON: more than one value"})
-		return false
+	field := ""
+	var strict *jsonstrict.Error
+	if errors.As(err, &strict) {
+		field = strict.Path
 	}
-	return true
+	if errors.Is(err, jsonstrict.ErrTrailingData) {
+		field = "body"
+	}
+	writeError(w, &lifecycle.Error{Status: http.StatusBadRequest, Code: "INVALID_ARGUMENT", Field: field, Message: "malformed JSON: " + strings.TrimPrefix(err.Error(), "json: ")})
+	return false
 }
 
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {

@@ -237,7 +237,7 @@ func tasksAuth(cfg Config) (auth.Service, error) {
 
 // requestsVerifier checks the envelopes of requests from other systems:
 // Google publishes each service account's keys; the policy says whom to
-// trust; the ledger remembers envelope IDs against replay.
+// trust. Replays are the ledger's to refuse (envelope.Request.Key).
 func requestsVerifier(ctx context.Context, cfg Config, b built) (*envelope.Verifier, error) {
 	return envelope.New(envelope.Config{
 		Keys:     &envelope.GoogleKeys{},
@@ -246,7 +246,6 @@ func requestsVerifier(ctx context.Context, cfg Config, b built) (*envelope.Verif
 			pol, _, err := b.policy.Current(ctx)
 			return err == nil && pol.TrustsRequester(email)
 		},
-		Replay: b.ledger,
 		Logger: b.log,
 	})
 }

@@ -20,7 +20,7 @@
 //	aud          the configured audience, e.g. "jit-requests"
 //	user         the requester's email: on whose behalf
 //	entitlement  the entitlement requested; must equal data's "entitlement"
-//	jti          a unique id, single use
+//	jti          a unique id per issuer, single use
 //	iat, exp     integer seconds; exp - iat ≤ MaxLifetime (5 min)
 //	body_sha256  base64url (unpadded) of SHA-256(data), so data cannot be changed
 //
@@ -31,8 +31,10 @@
 //  1. the attribute is there and not empty (unsigned); data is at most
 //     [MaxBody] bytes and the token at most [MaxToken] (malformed);
 //  2. strict JWS parsing: three strict base64url segments, header and
-//     claims are JSON objects without duplicate members, the header has
-//     exactly alg, kid and optionally typ "JWT" (no jku, jwk, x5u, crit…),
+//     claims are JSON objects read strictly (package jsonstrict: no
+//     duplicate names and no names that differ only in case, at any
+//     depth, nothing after the object), the header has exactly alg, kid
+//     and optionally typ "JWT" (no jku, jwk, x5u, crit…),
 //     alg is exactly "RS256" ("none" is unsigned, any other alg is
 //     bad_signature, so HS256-with-the-public-key never reaches a MAC);
 //     claims are read by exact, case-sensitive names (malformed);
@@ -48,20 +50,31 @@
 //     now + Skew (not_yet_valid); exp - iat ≤ MaxLifetime (too_long_lived);
 //     user is an email, entitlement and jti (≤ 128 printable ASCII) are
 //     present (malformed). Unknown claims are ignored;
-//  6. body_sha256 matches data (tampered); data decodes strictly (unknown
-//     fields refused) (malformed); its entitlement equals the claim
-//     (mismatch);
-//  7. LAST, the jti is consumed in the [ReplayStore] under
-//     "envelope/"+iss+"/"+jti for the time the envelope could still be
-//     accepted (exp + Skew - now): only a fully valid envelope consumes its
-//     id, so an attacker cannot burn someone else's id with a broken copy
-//     (replayed).
+//  6. body_sha256 matches data (tampered); data decodes strictly, as the
+//     header and claims, with exact field names and no unknown fields
+//     (malformed); its entitlement equals the claim (mismatch).
 //
-// Errors that are not refusals (the key source or the replay store failed)
-// are returned as plain errors: the subscriber should let Pub/Sub redeliver
-// the message. A refusal is permanent: log it with [SecurityEvent] and
-// acknowledge the message so it is not retried (gcp-facts §5: a failed
-// invocation is redelivered only if retries are on, and then for 24 h).
+// Errors that are not refusals (the key source failed) are returned as
+// plain errors: the subscriber should let Pub/Sub redeliver the message. A
+// refusal is permanent: log it with [SecurityEvent] and acknowledge the
+// message so it is not retried (gcp-facts §5: a failed invocation is
+// redelivered only if retries are on, and then for 24 h).
+//
+// # Replays
+//
+// Verify remembers nothing: the same valid envelope verifies every time it
+// is delivered, with the same [Request].Key, "envelope:" + issuer + "/" +
+// jti. Replay protection lives in the grant ledger: the key is the grant's
+// RequestKey, which Ledger.Create records as an idempotency key in the
+// same transaction that stores the grant and refuses when it is there
+// already (grant.ErrDuplicateRequest); a request the policy refuses has
+// its key burnt with Ledger.Once (package lifecycle). So an envelope is
+// consumed exactly when its request is decided: a transient failure
+// before that leaves it to Pub/Sub's redelivery instead of losing it as
+// a "replay", and a broken copy, which never verifies, cannot burn the
+// genuine envelope's key. After exp + Skew the envelope is refused as
+// expired anyway; the ledger keeps the key far longer (RequestKeyTTL in
+// package ledger).
 //
 // # Keys
 //

@@ -1,7 +1,6 @@
 package envelope
 
 import (
-	"bytes"
 	"context"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/jitpipeline/jit/internal/jsonstrict"
 )
 
 // Attribute is the Pub/Sub message attribute that carries the envelope.
@@ -31,7 +32,7 @@ const (
 	DefaultMaxLifetime = 5 * time.Minute
 	DefaultSkew        = 30 * time.Second
 	// LongestLifetime bounds MaxLifetime: an envelope is a one-shot
-	// request, not a credential, and its jti is remembered that long.
+	// request, not a credential.
 	LongestLifetime = time.Hour
 )
 
@@ -50,8 +51,12 @@ const (
 	ReasonTooLongLived    Reason = "too_long_lived"
 	ReasonWrongAudience   Reason = "wrong_audience"
 	ReasonTampered        Reason = "tampered" // data does not match body_sha256
-	ReasonReplayed        Reason = "replayed" // the jti was used before
 	ReasonMismatch        Reason = "mismatch" // the body's entitlement is not the signed one
+	// ReasonReplayed is never a refusal of Verify, which does not
+	// remember envelopes: it is the code under which a subscriber logs a
+	// request whose Key the ledger has recorded already
+	// (grant.ErrDuplicateRequest), so alerts keep one name for replays.
+	ReasonReplayed Reason = "replayed"
 )
 
 // ErrRefused matches every *Refused with errors.Is.
@@ -96,12 +101,6 @@ type Refresher interface {
 // ErrUnknownIssuer is wrapped by a KeySource that has no keys for an issuer.
 var ErrUnknownIssuer = errors.New("no keys for this issuer")
 
-// ReplayStore remembers used envelope ids. grant.Ledger's Once satisfies
-// it: true the first time a key is seen, false after, for ttl.
-type ReplayStore interface {
-	Once(ctx context.Context, key string, ttl time.Duration) (bool, error)
-}
-
 // Config configures a Verifier.
 type Config struct {
 	Keys KeySource
@@ -115,8 +114,7 @@ type Config struct {
 	// means DefaultSkew.
 	Skew   time.Duration
 	Now    func() time.Time // nil means time.Now
-	Replay ReplayStore
-	Logger *slog.Logger // nil discards
+	Logger *slog.Logger     // nil discards
 }
 
 // Validate reports every problem of c at once.
@@ -136,9 +134,6 @@ func (c Config) Validate() error {
 	}
 	if c.Skew < 0 || c.Skew > 5*time.Minute {
 		errs = append(errs, fmt.Errorf("Skew %s must be between 0 (default %s) and 5m", c.Skew, DefaultSkew))
-	}
-	if c.Replay == nil {
-		errs = append(errs, errors.New("Replay is required"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("invalid envelope config: %w", err)
@@ -189,12 +184,22 @@ type Request struct {
 	User        string // the requester, on whose behalf (lower case)
 	Entitlement string
 	ID          string // the envelope's jti
-	Body        Body
+	// Key identifies this envelope among all: "envelope:" + Issuer + "/" +
+	// ID (jtis are unique per issuer, not across systems). It is the
+	// grant's RequestKey, which the ledger consumes with the grant.
+	Key  string
+	Body Body
 }
+
+// KeyPrefix starts every Request.Key.
+const KeyPrefix = "envelope:"
 
 // Verify checks the envelope of a message from the requests topic and
 // returns the request it carries. A *Refused error (errors.Is ErrRefused)
-// is permanent; any other error is transient (keys or replay store).
+// is permanent; any other error is transient (the key source). Verify
+// remembers nothing: every delivery of a valid envelope verifies, with
+// the same Key, and replay protection is the ledger's (see the package
+// comment).
 func (v *Verifier) Verify(ctx context.Context, data []byte, attrs map[string]string) (*Request, error) {
 	raw := attrs[Attribute]
 	if strings.TrimSpace(raw) == "" {
@@ -221,7 +226,7 @@ func (v *Verifier) Verify(ctx context.Context, data []byte, attrs map[string]str
 	if err := v.checkSignature(ctx, iss, tok); err != nil {
 		return nil, err
 	}
-	req, exp, err := v.checkClaims(iss, tok.claims)
+	req, err := v.checkClaims(iss, tok.claims)
 	if err != nil {
 		return nil, err
 	}
@@ -231,18 +236,7 @@ func (v *Verifier) Verify(ctx context.Context, data []byte, attrs map[string]str
 	if req.Body.Entitlement != req.Entitlement {
 		return nil, refuse(ReasonMismatch, iss, "the body requests %s but the envelope was signed for %s", quote(req.Body.Entitlement), quote(req.Entitlement))
 	}
-	// Last: only an envelope that passed everything consumes its id.
-	ttl := exp.Add(v.cfg.Skew).Sub(v.cfg.Now())
-	if ttl < time.Second {
-		ttl = time.Second
-	}
-	first, err := v.cfg.Replay.Once(ctx, "envelope/"+iss+"/"+req.ID, ttl)
-	if err != nil {
-		return nil, fmt.Errorf("failed to record envelope id: %w", err)
-	}
-	if !first {
-		return nil, refuse(ReasonReplayed, iss, "envelope id %s was used before", quote(req.ID))
-	}
+	req.Key = KeyPrefix + req.Issuer + "/" + req.ID
 	return req, nil
 }
 
@@ -292,17 +286,17 @@ func (v *Verifier) keys(ctx context.Context, iss string, refresh bool) (map[stri
 }
 
 // checkClaims checks the signed claims other than the body's hash.
-func (v *Verifier) checkClaims(iss string, c map[string]json.RawMessage) (*Request, time.Time, error) {
-	malformed := func(format string, args ...any) (*Request, time.Time, error) {
-		return nil, time.Time{}, refuse(ReasonMalformed, iss, format, args...)
+func (v *Verifier) checkClaims(iss string, c map[string]json.RawMessage) (*Request, error) {
+	malformed := func(format string, args ...any) (*Request, error) {
+		return nil, refuse(ReasonMalformed, iss, format, args...)
 	}
 	sub, err := stringMember(c, "sub")
 	if err != nil || !strings.EqualFold(sub, iss) {
 		return malformed("sub %s must equal iss %s", quote(sub), iss)
 	}
 	var aud string
-	if raw, ok := c["aud"]; !ok || json.Unmarshal(raw, &aud) != nil || aud != v.cfg.Audience {
-		return nil, time.Time{}, refuse(ReasonWrongAudience, iss, "aud must be the string %q", v.cfg.Audience)
+	if raw, ok := c["aud"]; !ok || jsonstrict.Unmarshal(raw, &aud) != nil || aud != v.cfg.Audience {
+		return nil, refuse(ReasonWrongAudience, iss, "aud must be the string %q", v.cfg.Audience)
 	}
 	iat, hasIAT, errIAT := intMember(c, "iat")
 	exp, hasExp, errExp := intMember(c, "exp")
@@ -321,13 +315,13 @@ func (v *Verifier) checkClaims(iss string, c map[string]json.RawMessage) (*Reque
 	skew := int64(v.cfg.Skew / time.Second)
 	switch {
 	case now.Unix() >= exp+skew:
-		return nil, time.Time{}, refuse(ReasonExpired, iss, "expired at %s", time.Unix(exp, 0).UTC().Format(time.RFC3339))
+		return nil, refuse(ReasonExpired, iss, "expired at %s", time.Unix(exp, 0).UTC().Format(time.RFC3339))
 	case iat > now.Unix()+skew:
-		return nil, time.Time{}, refuse(ReasonNotYetValid, iss, "issued in the future, at %s", time.Unix(iat, 0).UTC().Format(time.RFC3339))
+		return nil, refuse(ReasonNotYetValid, iss, "issued in the future, at %s", time.Unix(iat, 0).UTC().Format(time.RFC3339))
 	case hasNBF && nbf > now.Unix()+skew:
-		return nil, time.Time{}, refuse(ReasonNotYetValid, iss, "not valid before %s", time.Unix(nbf, 0).UTC().Format(time.RFC3339))
+		return nil, refuse(ReasonNotYetValid, iss, "not valid before %s", time.Unix(nbf, 0).UTC().Format(time.RFC3339))
 	case exp-iat > int64(v.cfg.MaxLifetime/time.Second):
-		return nil, time.Time{}, refuse(ReasonTooLongLived, iss, "lives %s, more than %s", time.Duration(exp-iat)*time.Second, v.cfg.MaxLifetime)
+		return nil, refuse(ReasonTooLongLived, iss, "lives %s, more than %s", time.Duration(exp-iat)*time.Second, v.cfg.MaxLifetime)
 	}
 	user, err := stringMember(c, "user")
 	if err != nil || !isEmail(user) {
@@ -341,10 +335,12 @@ func (v *Verifier) checkClaims(iss string, c map[string]json.RawMessage) (*Reque
 	if err != nil || jti == "" || len(jti) > maxJTI || strings.IndexFunc(jti, notPrintableASCII) >= 0 {
 		return malformed("jti must be 1 to %d printable ASCII characters", maxJTI)
 	}
-	return &Request{Issuer: iss, User: strings.ToLower(user), Entitlement: ent, ID: jti}, time.Unix(exp, 0), nil
+	return &Request{Issuer: iss, User: strings.ToLower(user), Entitlement: ent, ID: jti}, nil
 }
 
-// checkBody checks data against body_sha256 and decodes it strictly.
+// checkBody checks data against body_sha256 and decodes it strictly
+// (package jsonstrict: no duplicate or case-variant names at any depth,
+// exact field names, nothing after the object).
 func checkBody(iss string, c map[string]json.RawMessage, data []byte) (Body, error) {
 	claim, err := stringMember(c, "body_sha256")
 	if err != nil || claim == "" {
@@ -362,9 +358,7 @@ func checkBody(iss string, c map[string]json.RawMessage, data []byte) (Body, err
 		return Body{}, refuse(ReasonMalformed, iss, "body: %v", err)
 	}
 	var b Body
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&b); err != nil {
+	if err := jsonstrict.Unmarshal(data, &b); err != nil {
 		return Body{}, refuse(ReasonMalformed, iss, "body: %v", err)
 	}
 	return b, nil
@@ -390,10 +384,11 @@ type Claims struct {
 	BodySHA256  string `json:"body_sha256"`
 }
 
-// NewClaims builds the claims for sending data on behalf of user.
+// NewClaims builds the claims for sending data on behalf of user. data
+// must be a body the verifier accepts (strict JSON, known fields).
 func NewClaims(serviceAccount, audience, user, id string, data []byte, now time.Time, lifetime time.Duration) (Claims, error) {
 	var b Body
-	if err := json.Unmarshal(data, &b); err != nil {
+	if err := jsonstrict.Unmarshal(data, &b); err != nil {
 		return Claims{}, fmt.Errorf("failed to read the request body: %w", err)
 	}
 	return Claims{

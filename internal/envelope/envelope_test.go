@@ -18,8 +18,7 @@ import (
 func TestHappyPath(t *testing.T) {
 	t.Parallel()
 	trusted, _ := keys(t)
-	replay := &memReplay{}
-	v := newVerifier(t, replay)
+	v := newVerifier(t)
 	tok := sign(t, trusted, validClaims(body))
 
 	got, err := v.Verify(t.Context(), []byte(body), map[string]string{Attribute: tok, "source": "pagerduty"})
@@ -31,6 +30,7 @@ func TestHappyPath(t *testing.T) {
 		User:        "alice@example.com",
 		Entitlement: "prod-admin",
 		ID:          "req-0001",
+		Key:         "envelope:" + caller + "/req-0001",
 		Body: Body{
 			Entitlement:       "prod-admin",
 			RequestedDuration: "PT1H",
@@ -40,11 +40,6 @@ func TestHappyPath(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("request (-want +got):\n%s", diff)
-	}
-	// The id is remembered for as long as the envelope could still be
-	// accepted: exp + skew - now = 4 min + 30 s.
-	if diff := cmp.Diff(map[string]time.Duration{"envelope/" + caller + "/req-0001": 4*time.Minute + 30*time.Second}, replay.seen); diff != "" {
-		t.Errorf("replay keys (-want +got):\n%s", diff)
 	}
 }
 
@@ -133,14 +128,27 @@ func TestAttacks(t *testing.T) {
 		{name: "jti with spaces", token: sign(t, trusted, with(map[string]any{"jti": "a b"})), want: ReasonMalformed},
 		{name: "body with an unknown field", data: `{"entitlement":"prod-admin","role":"owner"}`, token: sign(t, trusted, with(map[string]any{"body_sha256": BodyHash([]byte(`{"entitlement":"prod-admin","role":"owner"}`))})), want: ReasonMalformed},
 		{name: "body with a duplicate entitlement", data: `{"entitlement":"prod-admin","entitlement":"prod-owner"}`, token: sign(t, trusted, with(map[string]any{"body_sha256": BodyHash([]byte(`{"entitlement":"prod-admin","entitlement":"prod-owner"}`))})), want: ReasonMalformed},
+		{name: "duplicate user claim", token: sign(t, trusted, json.RawMessage(claimsJSON(`"user":"alice@example.com","user":"mallory@example.com"`))), want: ReasonMalformed},
+		{name: "case-variant user claim", token: sign(t, trusted, json.RawMessage(claimsJSON(`"user":"alice@example.com","User":"mallory@example.com"`))), want: ReasonMalformed},
+		{name: "case-variant entitlement claim", token: sign(t, trusted, json.RawMessage(claimsJSON(`"user":"alice@example.com","Entitlement":"prod-owner"`))), want: ReasonMalformed},
+		{name: "escaped duplicate jti claim", token: sign(t, trusted, json.RawMessage(claimsJSON(`"user":"alice@example.com","j\u0074i":"req-0002"`))), want: ReasonMalformed},
+		{name: "user claim only in another case", token: sign(t, trusted, json.RawMessage(strings.Replace(claimsJSON(`"user":"alice@example.com"`), `"user"`, `"USER"`, 1))), want: ReasonMalformed},
+		{name: "duplicate inside a nested claim", token: sign(t, trusted, json.RawMessage(claimsJSON(`"user":"alice@example.com","ext":{"a":1,"a":2}`))), want: ReasonMalformed},
+		{name: "claims with trailing data", token: parts[0] + "." + enc(claimsJSON(`"user":"alice@example.com"`)+` {}`) + "." + parts[2], want: ReasonMalformed},
+		{name: "case-variant kid header", token: forge(json.RawMessage(`{"alg":"RS256","kid":"`+kid+`","KID":"other"}`), validClaims(body), parts[2]), want: ReasonMalformed},
+		{name: "case-variant alg header", token: forge(json.RawMessage(`{"alg":"RS256","Alg":"none","kid":"`+kid+`"}`), validClaims(body), parts[2]), want: ReasonMalformed},
+		{name: "body with a case-variant entitlement", data: caseVariantBody, token: sign(t, trusted, with(map[string]any{"body_sha256": BodyHash([]byte(caseVariantBody))})), want: ReasonMalformed},
+		{name: "body field only in another case", data: upperBody, token: sign(t, trusted, with(map[string]any{"body_sha256": BodyHash([]byte(upperBody))})), want: ReasonMalformed},
+		{name: "body with duplicate inputs", data: dupInputsBody, token: sign(t, trusted, with(map[string]any{"body_sha256": BodyHash([]byte(dupInputsBody))})), want: ReasonMalformed},
+		{name: "body with case-variant inputs", data: caseInputsBody, token: sign(t, trusted, with(map[string]any{"body_sha256": BodyHash([]byte(caseInputsBody))})), want: ReasonMalformed},
+		{name: "body with trailing data", data: body + ` {"entitlement":"prod-owner"}`, token: sign(t, trusted, with(map[string]any{"body_sha256": BodyHash([]byte(body + ` {"entitlement":"prod-owner"}`))})), want: ReasonMalformed},
 		{name: "body too large", data: `{"justification":"` + strings.Repeat("x", MaxBody) + `"}`, token: valid, want: ReasonMalformed},
 		{name: "token too large", token: parts[0] + "." + strings.Repeat("A", MaxToken) + "." + parts[2], want: ReasonMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			replay := &memReplay{}
-			v := newVerifier(t, replay)
+			v := newVerifier(t)
 			data, attrs := tt.data, tt.attrs
 			if data == "" {
 				data = body
@@ -156,9 +164,6 @@ func TestAttacks(t *testing.T) {
 			if r.Reason != tt.want {
 				t.Errorf("reason = %s (%s), want %s", r.Reason, r.Detail, tt.want)
 			}
-			if len(replay.seen) != 0 {
-				t.Errorf("a refused envelope consumed replay keys %v", replay.seen)
-			}
 			if tt.token != "" && strings.Contains(r.Error(), tt.token) {
 				t.Error("the refusal quotes the token")
 			}
@@ -166,58 +171,57 @@ func TestAttacks(t *testing.T) {
 	}
 }
 
-// TestReplay: the second delivery of the same valid envelope is refused.
-// Pub/Sub delivery to functions is at-least-once (gcp-facts §5, Delivery:
-// "Event-driven functions get at-least-once execution"), and anyone who
-// can publish to the topic can copy a message.
-func TestReplay(t *testing.T) {
+// TestKey: Verify remembers nothing (replay protection is the ledger's,
+// on Request.Key: see the package comment), so every delivery of one
+// envelope verifies with the same key, "envelope:" + issuer + "/" + jti;
+// another jti, or the same jti from another trusted system, is another
+// key. Pub/Sub delivery to functions is at-least-once (gcp-facts §5,
+// Delivery: "Event-driven functions get at-least-once execution"), and
+// anyone who can publish to the topic can copy a message: the ledger
+// must see one key for all copies.
+func TestKey(t *testing.T) {
 	t.Parallel()
 	trusted, _ := keys(t)
-	v := newVerifier(t, &memReplay{})
-	attrs := map[string]string{Attribute: sign(t, trusted, validClaims(body))}
-	if _, err := v.Verify(t.Context(), []byte(body), attrs); err != nil {
-		t.Fatalf("first delivery: %v", err)
-	}
-	_, err := v.Verify(t.Context(), []byte(body), attrs)
-	if r := (*Refused)(nil); !errors.As(err, &r) || r.Reason != ReasonReplayed || r.Issuer != caller {
-		t.Fatalf("second delivery: %v, want replayed from %s", err, caller)
-	}
-
-	// The same jti from another trusted system is another envelope: ids
-	// are unique per issuer, not across systems.
-	replay := &memReplay{}
-	v2, err := New(Config{
+	v, err := New(Config{
 		Keys:     StaticKeys{caller: trusted.JWKS(), stranger: trusted.JWKS()},
 		Trusted:  TrustSet(caller, stranger),
 		Audience: audience,
 		Now:      func() time.Time { return now },
-		Replay:   replay,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := validClaims(body)
-	c["iss"], c["sub"] = stranger, stranger
-	for _, tok := range []string{attrs[Attribute], sign(t, trusted, c)} {
-		if _, err := v2.Verify(t.Context(), []byte(body), map[string]string{Attribute: tok}); err != nil {
-			t.Errorf("same jti, other issuer: %v", err)
+	other := validClaims(body)
+	other["jti"] = "req-0002"
+	fromStranger := validClaims(body)
+	fromStranger["iss"], fromStranger["sub"] = stranger, stranger
+	upper := validClaims(body)
+	upper["iss"], upper["sub"] = strings.ToUpper(caller), strings.ToUpper(caller)
+	valid := sign(t, trusted, validClaims(body))
+	tests := []struct {
+		name  string
+		token string
+		want  string
+	}{
+		{"first delivery", valid, "envelope:" + caller + "/req-0001"},
+		{"the same envelope again", valid, "envelope:" + caller + "/req-0001"},
+		{"re-signed, same jti", sign(t, trusted, validClaims(body)), "envelope:" + caller + "/req-0001"},
+		{"issuer in upper case", sign(t, trusted, upper), "envelope:" + caller + "/req-0001"},
+		{"another jti", sign(t, trusted, other), "envelope:" + caller + "/req-0002"},
+		{"same jti, another issuer", sign(t, trusted, fromStranger), "envelope:" + stranger + "/req-0001"},
+	}
+	for _, tt := range tests {
+		req, err := v.Verify(t.Context(), []byte(body), map[string]string{Attribute: tt.token})
+		if err != nil {
+			t.Errorf("%s: Verify: %v", tt.name, err)
+			continue
 		}
-	}
-}
-
-// TestRefusalDoesNotBurnID: a broken copy of an envelope (here with a
-// tampered body) must not consume its jti, or an attacker who sees a
-// message could block it by publishing a corrupted copy first.
-func TestRefusalDoesNotBurnID(t *testing.T) {
-	t.Parallel()
-	trusted, _ := keys(t)
-	v := newVerifier(t, &memReplay{})
-	attrs := map[string]string{Attribute: sign(t, trusted, validClaims(body))}
-	if _, err := v.Verify(t.Context(), []byte(strings.Replace(body, "PT1H", "PT8H", 1)), attrs); !errors.Is(err, ErrRefused) {
-		t.Fatalf("tampered copy: %v, want refused", err)
-	}
-	if _, err := v.Verify(t.Context(), []byte(body), attrs); err != nil {
-		t.Fatalf("genuine message after a tampered copy: %v", err)
+		if req.Key != tt.want {
+			t.Errorf("%s: Key = %q, want %q", tt.name, req.Key, tt.want)
+		}
+		if req.Key != KeyPrefix+req.Issuer+"/"+req.ID {
+			t.Errorf("%s: Key %q is not KeyPrefix + Issuer + \"/\" + ID", tt.name, req.Key)
+		}
 	}
 }
 
@@ -243,7 +247,7 @@ func TestSkewBoundaries(t *testing.T) {
 			t.Parallel()
 			c := validClaims(body)
 			c["iat"], c["exp"] = now.Add(tt.iat).Unix(), now.Add(tt.exp).Unix()
-			_, err := newVerifier(t, &memReplay{}).Verify(t.Context(), []byte(body), map[string]string{Attribute: sign(t, trusted, c)})
+			_, err := newVerifier(t).Verify(t.Context(), []byte(body), map[string]string{Attribute: sign(t, trusted, c)})
 			var r *Refused
 			switch {
 			case tt.want == "" && err != nil:
@@ -255,33 +259,24 @@ func TestSkewBoundaries(t *testing.T) {
 	}
 }
 
-// TestTransientErrorsAreNotRefusals: when the key source or the replay
-// store fails, the error is not a refusal, so the subscriber lets Pub/Sub
-// redeliver (gcp-facts §5: "a non-acknowledged event is redelivered with
-// backoff"), and a later delivery succeeds.
+// TestTransientErrorsAreNotRefusals: when the key source fails, the error
+// is not a refusal, so the subscriber lets Pub/Sub redeliver (gcp-facts
+// §5: "a non-acknowledged event is redelivered with backoff"), and a
+// later delivery succeeds.
 func TestTransientErrorsAreNotRefusals(t *testing.T) {
 	t.Parallel()
 	trusted, _ := keys(t)
 	attrs := map[string]string{Attribute: sign(t, trusted, validClaims(body))}
 
-	v, err := New(Config{Keys: failingKeys{}, Trusted: TrustSet(caller), Audience: audience, Now: func() time.Time { return now }, Replay: &memReplay{}})
+	v, err := New(Config{Keys: failingKeys{}, Trusted: TrustSet(caller), Audience: audience, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := v.Verify(t.Context(), []byte(body), attrs); err == nil || errors.Is(err, ErrRefused) {
 		t.Errorf("keys down: %v, want a transient error", err)
 	}
-
-	replay := &memReplay{err: errors.New("database is locked")}
-	v = newVerifier(t, replay)
-	if _, err := v.Verify(t.Context(), []byte(body), attrs); err == nil || errors.Is(err, ErrRefused) {
-		t.Errorf("replay store down: %v, want a transient error", err)
-	}
-	replay.mu.Lock()
-	replay.err = nil
-	replay.mu.Unlock()
-	if _, err := v.Verify(t.Context(), []byte(body), attrs); err != nil {
-		t.Errorf("redelivery after the store recovered: %v", err)
+	if _, err := newVerifier(t).Verify(t.Context(), []byte(body), attrs); err != nil {
+		t.Errorf("redelivery once the keys are back: %v", err)
 	}
 }
 
@@ -292,7 +287,7 @@ func TestConfigValidate(t *testing.T) {
 	if err == nil {
 		t.Fatal("empty config accepted")
 	}
-	for _, want := range []string{"Keys", "Trusted", "Audience", "MaxLifetime", "Skew", "Replay"} {
+	for _, want := range []string{"Keys", "Trusted", "Audience", "MaxLifetime", "Skew"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %s", err, want)
 		}
@@ -311,11 +306,35 @@ func TestNewClaims(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, err := newVerifier(t, &memReplay{}).Verify(t.Context(), []byte(body), map[string]string{Attribute: sign(t, trusted, c)})
+	req, err := newVerifier(t).Verify(t.Context(), []byte(body), map[string]string{Attribute: sign(t, trusted, c)})
 	if err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
 	if req.User != "bob@example.com" || req.ID != "req-77" || req.Entitlement != "prod-admin" {
 		t.Errorf("request = %+v", req)
 	}
+	// A body the verifier would refuse is refused when signing already.
+	if _, err := NewClaims(caller, audience, "bob@example.com", "req-78", []byte(caseVariantBody), now, time.Minute); err == nil {
+		t.Error("NewClaims accepted a body with a case-variant duplicate")
+	}
+}
+
+// Bodies that two JSON readers can read differently.
+const (
+	caseVariantBody = `{"entitlement":"prod-admin","Entitlement":"prod-owner","requestedDuration":"PT1H","justification":"x"}`
+	upperBody       = `{"entitlement":"prod-admin","RequestedDuration":"PT9H","justification":"x"}`
+	dupInputsBody   = `{"entitlement":"prod-admin","justification":"x","inputs":{"ticket":"INC-1","ticket":"INC-2"}}`
+	caseInputsBody  = `{"entitlement":"prod-admin","justification":"x","inputs":{"ticket":"INC-1","Ticket":"INC-2"}}`
+)
+
+// claimsJSON is the JSON of validClaims(body) without user, with members
+// appended verbatim: for claims encoding/json cannot produce.
+func claimsJSON(members string) string {
+	c := validClaims(body)
+	delete(c, "user")
+	b, err := json.Marshal(c)
+	if err != nil {
+		panic(err)
+	}
+	return strings.TrimSuffix(string(b), "}") + "," + members + "}"
 }

@@ -9,14 +9,8 @@ import (
 	"time"
 )
 
-// alwaysFirst is a replay store that never remembers, so the fuzzer can
-// reach every check on every input.
-type alwaysFirst struct{}
-
-func (alwaysFirst) Once(context.Context, string, time.Duration) (bool, error) { return true, nil }
-
 // FuzzVerify: no input panics the verifier, every failure is a refusal
-// (the key source and replay store here never fail), and nothing is
+// (the key source here never fails), and nothing is
 // accepted but an envelope this test signed, with its own body. DESIGN §5:
 // the message on the requests topic is not authenticated by Pub/Sub, so
 // any byte string can arrive as data and attribute.
@@ -24,7 +18,7 @@ func (alwaysFirst) Once(context.Context, string, time.Duration) (bool, error) { 
 //	go test -run='^$' -fuzz=FuzzVerify -fuzztime=60s ./internal/envelope/
 func FuzzVerify(f *testing.F) {
 	trusted, other := keys(f)
-	v := newVerifier(f, alwaysFirst{})
+	v := newVerifier(f)
 	signed := map[string]string{} // token → the body it was signed for
 	add := func(tok, data string) {
 		f.Add(tok, []byte(data))
@@ -53,6 +47,8 @@ func FuzzVerify(f *testing.F) {
 	add("", "")
 	add("a.b.c", "{}")
 	add(enc(`{"alg":"RS256","kid":"k","kid":"k"}`)+"."+enc(`{"iss":1}`)+"."+parts[2], `[]`)
+	add(valid, `{"entitlement":"prod-admin","Entitlement":"prod-owner"}`)
+	seed(`{"entitlement":"prod-admin","inputs":{"a":1,"A":2}}`, func(map[string]any) {})
 
 	f.Fuzz(func(t *testing.T, tok string, data []byte) {
 		req, err := v.Verify(context.Background(), data, map[string]string{Attribute: tok})
@@ -69,7 +65,7 @@ func FuzzVerify(f *testing.F) {
 		if string(data) != want {
 			t.Fatalf("accepted %q with a body it was not signed for: %q", tok, data)
 		}
-		if req.Issuer != caller || req.User == "" || req.ID == "" || req.Body.Entitlement != req.Entitlement {
+		if req.Issuer != caller || req.User == "" || req.ID == "" || req.Key != KeyPrefix+req.Issuer+"/"+req.ID || req.Body.Entitlement != req.Entitlement {
 			b, _ := json.Marshal(req)
 			t.Fatalf("accepted an incomplete request: %s", b)
 		}

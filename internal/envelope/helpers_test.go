@@ -12,12 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jitpipeline/jit/internal/grant"
 	"github.com/jitpipeline/jit/internal/localgcp/localoidc"
 )
-
-// The grant ledger's Once is the production replay store.
-var _ ReplayStore = (grant.Ledger)(nil)
 
 const (
 	caller   = "incident-bot@tools.iam.gserviceaccount.com"
@@ -50,29 +46,6 @@ func keys(t testing.TB) (trusted, other *localoidc.Signer) {
 	return s[0], s[1]
 }
 
-// memReplay is an in-memory ReplayStore that remembers the ttl it got.
-type memReplay struct {
-	mu   sync.Mutex
-	seen map[string]time.Duration
-	err  error
-}
-
-func (m *memReplay) Once(_ context.Context, key string, ttl time.Duration) (bool, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.err != nil {
-		return false, m.err
-	}
-	if m.seen == nil {
-		m.seen = map[string]time.Duration{}
-	}
-	if _, ok := m.seen[key]; ok {
-		return false, nil
-	}
-	m.seen[key] = ttl
-	return true, nil
-}
-
 // failingKeys is a key source that is down.
 type failingKeys struct{}
 
@@ -82,7 +55,7 @@ func (failingKeys) Keys(context.Context, string) ([]byte, error) {
 
 // newVerifier builds a verifier that trusts caller and stranger's keys
 // are published but stranger is not trusted.
-func newVerifier(t testing.TB, replay ReplayStore) *Verifier {
+func newVerifier(t testing.TB) *Verifier {
 	t.Helper()
 	trusted, _ := keys(t)
 	v, err := New(Config{
@@ -90,7 +63,6 @@ func newVerifier(t testing.TB, replay ReplayStore) *Verifier {
 		Trusted:  TrustSet(caller, nokeys),
 		Audience: audience,
 		Now:      func() time.Time { return now },
-		Replay:   replay,
 	})
 	if err != nil {
 		t.Fatal(err)

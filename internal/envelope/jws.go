@@ -1,7 +1,6 @@
 package envelope
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -9,9 +8,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/big"
 	"strings"
+
+	"github.com/jitpipeline/jit/internal/jsonstrict"
 )
 
 // b64 is strict unpadded base64url: non-canonical encodings (stray bits in
@@ -60,7 +60,7 @@ func parseToken(raw string) (*token, error) {
 	}
 	if typ, ok := header["typ"]; ok {
 		var s string
-		if json.Unmarshal(typ, &s) != nil || s != "JWT" {
+		if jsonstrict.Unmarshal(typ, &s) != nil || s != "JWT" {
 			return nil, refuse(ReasonMalformed, "", "header typ must be \"JWT\"")
 		}
 	}
@@ -93,43 +93,17 @@ func (t *token) verify(key *rsa.PublicKey) bool {
 }
 
 // parseObject decodes one JSON object into its members by exact name,
-// refusing duplicate names and trailing data: encoding/json would keep the
-// last duplicate and match names case-insensitively, which lets two
-// parsers read different claims from one signed token.
+// strictly (package jsonstrict): duplicate names, names that differ only
+// in case, at any depth, and trailing data are refused. encoding/json
+// would keep the last duplicate and match names case-insensitively, which
+// lets two parsers read different claims from one signed token.
 func parseObject(data []byte) (map[string]json.RawMessage, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, fmt.Errorf("not JSON: %w", err)
+	var members map[string]json.RawMessage
+	if err := jsonstrict.Unmarshal(data, &members); err != nil {
+		return nil, err
 	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
+	if members == nil {
 		return nil, errors.New("not a JSON object")
-	}
-	members := map[string]json.RawMessage{}
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, fmt.Errorf("not JSON: %w", err)
-		}
-		name, ok := tok.(string)
-		if !ok {
-			return nil, errors.New("not a JSON object")
-		}
-		var value json.RawMessage
-		if err := dec.Decode(&value); err != nil {
-			return nil, fmt.Errorf("member %s: %w", quote(name), err)
-		}
-		if _, dup := members[name]; dup {
-			return nil, fmt.Errorf("member %s appears twice", quote(name))
-		}
-		members[name] = value
-	}
-	if _, err := dec.Token(); err != nil {
-		return nil, fmt.Errorf("not JSON: %w", err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, errors.New("data after the JSON object")
 	}
 	return members, nil
 }
@@ -141,7 +115,7 @@ func stringMember(m map[string]json.RawMessage, name string) (string, error) {
 		return "", nil
 	}
 	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
+	if err := jsonstrict.Unmarshal(raw, &s); err != nil {
 		return "", fmt.Errorf("%s must be a string", name)
 	}
 	return s, nil
@@ -155,7 +129,7 @@ func intMember(m map[string]json.RawMessage, name string) (int64, bool, error) {
 		return 0, false, nil
 	}
 	var n int64
-	if err := json.Unmarshal(raw, &n); err != nil {
+	if err := jsonstrict.Unmarshal(raw, &n); err != nil {
 		return 0, true, fmt.Errorf("%s must be an integer number of seconds", name)
 	}
 	return n, true, nil

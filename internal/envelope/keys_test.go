@@ -67,7 +67,7 @@ func TestGoogleKeys(t *testing.T) {
 	clock := now
 	tick := func(d time.Duration) { mu.Lock(); clock = clock.Add(d); mu.Unlock() }
 	gk := &GoogleKeys{Client: hs.Client(), BaseURL: hs.URL + "/", Now: func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }}
-	v, err := New(Config{Keys: gk, Trusted: TrustSet(caller, nokeys), Audience: audience, Now: func() time.Time { return now }, Replay: &memReplay{}})
+	v, err := New(Config{Keys: gk, Trusted: TrustSet(caller, nokeys), Audience: audience, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,7 +19,7 @@ import (
 func TestSecurityEvent(t *testing.T) {
 	t.Parallel()
 	trusted, _ := keys(t)
-	v := newVerifier(t, &memReplay{})
+	v := newVerifier(t)
 	secret := "TOP-SECRET-JUSTIFICATION"
 	data := strings.Replace(body, "INC-42: database down", secret, 1)
 	tok := sign(t, trusted, validClaims(body)) // signed for another body: tampered

@@ -13,6 +13,14 @@
 //   - Query results are ordered by CreateTime, newest first, then by ID
 //     descending (Firestore's implicit __name__ order), and Match is the
 //     single definition of which grants a Query selects.
+//   - A concurrency limit counts every grant of the entitlement that holds
+//     a slot (grant.State.HoldsSlot), whatever limit it was created or
+//     activated under: a limit introduced or lowered in the policy while
+//     grants are active refuses new slots until enough of them have
+//     ended, and cuts none short. TakesSlot is the single definition of
+//     the writes that are checked.
+//   - A Create's RequestKey is recorded in the key space of Once, with
+//     RequestKeyTTL, in the transaction that stores the grant.
 package ledger
 
 import (
@@ -80,6 +88,42 @@ func ParseTime(s string) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("failed to parse time %q: %w", s, err)
 	}
 	return t.UTC(), nil
+}
+
+// RequestKeyTTL is how long Create remembers a grant's RequestKey: 31
+// days, the longest Pub/Sub retains a message and so can redeliver it (a
+// subscription's message retention, or a seek back into a topic's
+// retention, are at most 31 days). An envelope is accepted for minutes
+// only, so its key outlives any chance of a valid redelivery by far.
+const RequestKeyTTL = 31 * 24 * time.Hour
+
+// slotStates are the states that hold a slot (grant.State.HoldsSlot), for
+// queries; TestSlotStates keeps the two in step.
+var slotStates = []grant.State{grant.Activating, grant.Active, grant.Revoking, grant.Withdrawing}
+
+// SlotStates returns the states in which a grant holds a slot of its
+// entitlement's concurrency limit.
+func SlotStates() []grant.State { return slices.Clone(slotStates) }
+
+// TakesSlot reports whether writing after over before (nil for a Create)
+// moves the grant into a state that holds a slot: the writes a
+// concurrency limit is checked on (when after.ConcurrencyLimit > 0).
+// Other writes are not re-checked, so lowering a limit never cuts a grant
+// short.
+func TakesSlot(before, after *grant.Grant) bool {
+	return after.State.HoldsSlot() && (before == nil || !before.State.HoldsSlot())
+}
+
+// LimitError is the error of a write refused because other grants of g's
+// entitlement hold all the slots g.ConcurrencyLimit allows.
+func LimitError(g *grant.Grant) error {
+	return fmt.Errorf("%w: other grants hold all %d slots of %s", grant.ErrLimit, g.ConcurrencyLimit, g.Entitlement)
+}
+
+// DuplicateRequestError is the error of a Create whose RequestKey is
+// recorded already.
+func DuplicateRequestError(g *grant.Grant) error {
+	return fmt.Errorf("failed to create grant %s: %w: %q", g.ID, grant.ErrDuplicateRequest, g.RequestKey)
 }
 
 // Encode is the JSON document of the normalized grant (see Clone).

@@ -85,3 +85,49 @@ func TestLess(t *testing.T) {
 		t.Errorf("order %v, want %v", got, want)
 	}
 }
+
+// TestSlotStates: the states queries use are exactly those that
+// grant.State.HoldsSlot names.
+func TestSlotStates(t *testing.T) {
+	t.Parallel()
+	all := []grant.State{
+		grant.ApprovalAwaited, grant.Scheduled, grant.Activating, grant.Active, grant.ActivationFailed, grant.Denied,
+		grant.Expired, grant.Revoking, grant.Revoked, grant.Ended, grant.Withdrawing, grant.Withdrawn,
+	}
+	var want []grant.State
+	for _, s := range all {
+		if s.HoldsSlot() {
+			want = append(want, s)
+		}
+	}
+	if got := ledger.SlotStates(); !slices.Equal(got, want) {
+		t.Errorf("SlotStates() = %v, want %v", got, want)
+	}
+}
+
+// TestTakesSlot: only a move from a state without a slot into one with a
+// slot is checked against the limit.
+func TestTakesSlot(t *testing.T) {
+	t.Parallel()
+	g := func(s grant.State) *grant.Grant { return &grant.Grant{State: s} }
+	tests := []struct {
+		name          string
+		before, after *grant.Grant
+		want          bool
+	}{
+		{"create active", nil, g(grant.Active), true},
+		{"create activating", nil, g(grant.Activating), true},
+		{"create awaiting", nil, g(grant.ApprovalAwaited), false},
+		{"approve", g(grant.ApprovalAwaited), g(grant.Activating), true},
+		{"scheduled start", g(grant.Scheduled), g(grant.Activating), true},
+		{"activated", g(grant.Activating), g(grant.Active), false},
+		{"withdraw", g(grant.Active), g(grant.Withdrawing), false},
+		{"end", g(grant.Active), g(grant.Ended), false},
+		{"other edit", g(grant.ApprovalAwaited), g(grant.ApprovalAwaited), false},
+	}
+	for _, tt := range tests {
+		if got := ledger.TakesSlot(tt.before, tt.after); got != tt.want {
+			t.Errorf("%s: TakesSlot = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

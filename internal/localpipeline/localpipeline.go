@@ -411,7 +411,6 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 			return err == nil && pol.TrustsRequester(email)
 		},
 		Now:    cfg.Clock.Now,
-		Replay: p.Ledger,
 		Logger: log.With("component", "envelope"),
 	})
 	if err != nil {

@@ -21,6 +21,26 @@
 //	state ASC, endTime ASC
 //
 // and a TTL policy on the expireAt field of the onceKeys collection.
+//
+// # Concurrency limits
+//
+// A query in a transaction does not lock the documents it does not find,
+// so counting the grants that hold a slot cannot make a limit atomic: two
+// transactions would both count N-1 and both write. Instead each
+// entitlement has a document in the slots collection listing the IDs of
+// its grants that hold a slot (grant.State.HoldsSlot), read and written in
+// the same transaction as every grant write that takes or frees a slot,
+// whatever the grant's limit — so the list is complete when a limit is
+// introduced later, and that limit counts the grants already active.
+// Concurrent writers all read that one document, and Firestore serializes
+// them. A write that takes a slot under a limit re-reads, in its
+// transaction, as many listed grants as it needs to decide, and drops from
+// the list those that no longer hold a slot of the entitlement (a grant
+// deleted or changed behind the ledger's back), so a stale entry never
+// blocks for good. A list that does not exist yet (the entitlement's
+// first slot, or grants written before this ledger kept lists) is seeded
+// from a query of the grants holding a slot, in the transaction; deleting
+// an entitlement's slots document makes the next write seed it afresh.
 package firestore
 
 import (
@@ -48,6 +68,9 @@ import (
 const (
 	GrantsCollection = "grants"
 	KeysCollection   = "onceKeys"
+	// SlotsCollection has a document per entitlement listing its grants
+	// that hold a slot (see Concurrency limits).
+	SlotsCollection = "slots"
 )
 
 const (
@@ -68,7 +91,8 @@ type Config struct {
 	// Prefix is prepended to the collection names, so that several
 	// pipelines (or test runs) can share one database.
 	Prefix string
-	// Clock is what Once reads the time from; nil means the system clock.
+	// Clock is what Once and Create (for a RequestKey) read the time
+	// from; nil means the system clock.
 	Clock clock.Clock
 }
 
@@ -89,10 +113,14 @@ type Ledger struct {
 	client *firestore.Client
 	grants *firestore.CollectionRef
 	keys   *firestore.CollectionRef
+	slots  *firestore.CollectionRef
 	clock  clock.Clock
-	// locks serializes this process's writes per grant and per key:
-	// transactions of one instance then never contend with each other,
-	// only with other instances.
+	// locks serializes this process's writes per grant, per key and per
+	// entitlement's slot list: transactions of one instance then never
+	// contend with each other, only with other instances. They are taken
+	// in that order; slot locks are only ever waited for while holding no
+	// other slot lock, or in name order (slotLocks), so no two writers
+	// wait for each other.
 	locks *keyedMutex
 }
 
@@ -126,6 +154,7 @@ func Open(ctx context.Context, cfg Config, opts ...option.ClientOption) (*Ledger
 		client: client,
 		grants: client.Collection(cfg.Prefix + GrantsCollection),
 		keys:   client.Collection(cfg.Prefix + KeysCollection),
+		slots:  client.Collection(cfg.Prefix + SlotsCollection),
 		clock:  c,
 		locks:  newKeyedMutex(),
 	}, nil
@@ -139,8 +168,11 @@ func (l *Ledger) Close() error {
 	return nil
 }
 
-// Create stores g with Version 1; ErrExists if its ID is taken. g itself is
-// not modified.
+// Create stores g with Version 1, in a transaction that also records its
+// RequestKey and takes its slot: ErrExists if its ID is taken,
+// ErrDuplicateRequest if its RequestKey is recorded, ErrLimit if it takes
+// a slot its ConcurrencyLimit does not leave (checked in that order). g
+// itself is not modified.
 func (l *Ledger) Create(ctx context.Context, g *grant.Grant) error {
 	if err := ledger.CheckID(g.ID); err != nil {
 		return fmt.Errorf("failed to create grant: %w", err)
@@ -154,18 +186,81 @@ func (l *Ledger) Create(ctx context.Context, g *grant.Grant) error {
 	if err != nil {
 		return err
 	}
-	unlock, err := l.locks.lock(ctx, "grant/"+g.ID)
+	unlock, err := l.locks.lock(ctx, "grant/"+c.ID)
 	if err != nil {
-		return fmt.Errorf("failed to create grant %s: %w", g.ID, err)
+		return fmt.Errorf("failed to create grant %s: %w", c.ID, err)
 	}
 	defer unlock()
-	if _, err := l.grants.Doc(g.ID).Create(ctx, d); err != nil {
-		if status.Code(err) == codes.AlreadyExists {
-			return fmt.Errorf("failed to create grant %s: %w", g.ID, grant.ErrExists)
+	var key *firestore.DocumentRef
+	var kd keyDoc
+	now := l.clock.Now()
+	if c.RequestKey != "" {
+		unlockKey, err := l.locks.lock(ctx, "key/"+c.RequestKey)
+		if err != nil {
+			return fmt.Errorf("failed to create grant %s: %w", c.ID, err)
 		}
-		return fmt.Errorf("failed to create grant %s: %w", g.ID, err)
+		defer unlockKey()
+		key, kd = l.keyRef(c.RequestKey), newKeyDoc(c.RequestKey, now.Add(ledger.RequestKeyTTL))
 	}
-	return nil
+	if c.State.HoldsSlot() {
+		unlockSlots, err := l.locks.lock(ctx, "slots/"+c.Entitlement)
+		if err != nil {
+			return fmt.Errorf("failed to create grant %s: %w", c.ID, err)
+		}
+		defer unlockSlots()
+	}
+	ref := l.grants.Doc(c.ID)
+	err = l.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		_, err := tx.Get(ref)
+		switch {
+		case err == nil:
+			return fmt.Errorf("failed to create grant %s: %w", c.ID, grant.ErrExists)
+		case status.Code(err) != codes.NotFound:
+			return err // unwrapped: an Aborted read makes the transaction retry
+		}
+		if key != nil {
+			live, err := keyLive(tx, key, now)
+			if err != nil {
+				return err
+			}
+			if live {
+				return ledger.DuplicateRequestError(c)
+			}
+		}
+		var s *slotList
+		if c.State.HoldsSlot() {
+			if s, err = l.readSlots(tx, c.Entitlement); err != nil {
+				return err
+			}
+			if c.ConcurrencyLimit > 0 {
+				if err := l.checkLimit(tx, s, c); err != nil {
+					return fmt.Errorf("failed to create grant %s: %w", c.ID, err)
+				}
+			}
+			s.add(c.ID)
+		}
+		if err := tx.Create(ref, d); err != nil {
+			return err
+		}
+		if key != nil {
+			if err := tx.Set(key, kd); err != nil {
+				return err
+			}
+		}
+		if s != nil {
+			return s.write(tx)
+		}
+		return nil
+	}, firestore.MaxAttempts(maxAttempts))
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, grant.ErrExists), errors.Is(err, grant.ErrDuplicateRequest), errors.Is(err, grant.ErrLimit):
+		return err
+	case status.Code(err) == codes.AlreadyExists:
+		return fmt.Errorf("failed to create grant %s: %w", c.ID, grant.ErrExists)
+	}
+	return fmt.Errorf("failed to create grant %s: %w", c.ID, err)
 }
 
 // Get returns a copy of the grant; ErrNotFound if there is none.
@@ -188,7 +283,10 @@ func (l *Ledger) Get(ctx context.Context, id string) (*grant.Grant, error) {
 // transaction is retried when another instance wins a race), so it must
 // not have effects outside the grant, must be quick, must not call the
 // ledger and must not change the ID. An error from fn other than
-// ErrNoChange is returned as it is, and nothing is written.
+// ErrNoChange is returned as it is, and nothing is written; so is
+// ErrLimit when the result takes a slot its ConcurrencyLimit does not
+// leave. A write that takes or frees a slot updates the entitlement's
+// slot list in the same transaction.
 func (l *Ledger) Update(ctx context.Context, id string, fn func(*grant.Grant) error) (*grant.Grant, error) {
 	if ledger.CheckID(id) != nil {
 		return nil, fmt.Errorf("failed to update grant %q: %w", id, grant.ErrNotFound)
@@ -198,9 +296,28 @@ func (l *Ledger) Update(ctx context.Context, id string, fn func(*grant.Grant) er
 		return nil, fmt.Errorf("failed to update grant %s: %w", id, err)
 	}
 	defer unlock()
+	slots := &slotLocks{locks: l.locks, held: map[string]func(){}}
+	defer slots.unlock()
+	for {
+		out, err := l.update(ctx, id, fn, slots)
+		var need errNeedSlots
+		if !errors.As(err, &need) {
+			return out, err
+		}
+		if err := slots.wait(ctx, need.entitlement); err != nil {
+			return nil, fmt.Errorf("failed to update grant %s: %w", id, err)
+		}
+	}
+}
+
+// update is one try of Update: errNeedSlots when the write changes the
+// slot list of an entitlement whose lock another of this process's
+// writers holds (nothing is written; the caller waits for it and tries
+// again).
+func (l *Ledger) update(ctx context.Context, id string, fn func(*grant.Grant) error, slots *slotLocks) (*grant.Grant, error) {
 	ref := l.grants.Doc(id)
 	var out *grant.Grant
-	err = l.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+	err := l.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		out = nil
 		snap, err := tx.Get(ref)
 		if status.Code(err) == codes.NotFound {
@@ -236,19 +353,248 @@ func (l *Ledger) Update(ctx context.Context, id string, fn func(*grant.Grant) er
 		if err != nil {
 			return err
 		}
+		lists, err := l.moveSlot(tx, read, c, slots.try)
+		if err != nil {
+			return err
+		}
+		if err := tx.Set(ref, d); err != nil {
+			return err
+		}
+		for _, s := range lists {
+			if err := s.write(tx); err != nil {
+				return err
+			}
+		}
 		out = c
-		return tx.Set(ref, d)
+		return nil
 	}, firestore.MaxAttempts(maxAttempts))
 	if fe := (fnError{}); errors.As(err, &fe) {
 		return nil, fe.err
 	}
 	if err != nil {
-		if errors.Is(err, grant.ErrNotFound) {
+		if errors.Is(err, grant.ErrNotFound) || errors.Is(err, grant.ErrLimit) || errors.As(err, new(errNeedSlots)) {
 			return nil, err
 		}
 		return nil, fmt.Errorf("failed to update grant %s: %w", id, err)
 	}
 	return out, nil
+}
+
+// moveSlot reads, in tx, the slot lists that writing after over before
+// changes, and changes them: the grant leaves its old entitlement's list
+// when it stops holding a slot of it, and joins the new one's when it
+// starts — refused with ErrLimit when that is a move into a slot
+// (ledger.TakesSlot) its ConcurrencyLimit does not leave. lock is called
+// with each entitlement before its list is read. The caller writes the
+// lists it returns.
+func (l *Ledger) moveSlot(tx *firestore.Transaction, before, after *grant.Grant, lock func(entitlement string) error) ([]*slotList, error) {
+	held, holds := before.State.HoldsSlot(), after.State.HoldsSlot()
+	same := before.Entitlement == after.Entitlement
+	var lists []*slotList
+	if held && !(holds && same) {
+		if err := lock(before.Entitlement); err != nil {
+			return nil, err
+		}
+		s, err := l.readSlots(tx, before.Entitlement)
+		if err != nil {
+			return nil, err
+		}
+		s.drop(before.ID)
+		lists = append(lists, s)
+	}
+	if holds && !(held && same) {
+		if err := lock(after.Entitlement); err != nil {
+			return nil, err
+		}
+		s, err := l.readSlots(tx, after.Entitlement)
+		if err != nil {
+			return nil, err
+		}
+		if ledger.TakesSlot(before, after) && after.ConcurrencyLimit > 0 {
+			if err := l.checkLimit(tx, s, after); err != nil {
+				return nil, fmt.Errorf("failed to update grant %s: %w", after.ID, err)
+			}
+		}
+		s.add(after.ID)
+		lists = append(lists, s)
+	}
+	return lists, nil
+}
+
+// slotLocks are the slot list locks one Update holds until it returns.
+// Inside a transaction it only tries them (try), so that it never waits
+// for a lock while holding another; wait takes the ones it needs outside
+// the transaction, in name order, after letting go of the rest.
+type slotLocks struct {
+	locks *keyedMutex
+	held  map[string]func() // by entitlement
+}
+
+// errNeedSlots says that an Update must wait for the lock of an
+// entitlement's slot list.
+type errNeedSlots struct{ entitlement string }
+
+func (e errNeedSlots) Error() string { return "the slot list of " + e.entitlement + " is locked" }
+
+func (s *slotLocks) try(entitlement string) error {
+	if _, ok := s.held[entitlement]; ok {
+		return nil
+	}
+	unlock, ok := s.locks.tryLock("slots/" + entitlement)
+	if !ok {
+		return errNeedSlots{entitlement}
+	}
+	s.held[entitlement] = unlock
+	return nil
+}
+
+// wait releases the slot locks held and takes them again together with
+// entitlement's, in name order.
+func (s *slotLocks) wait(ctx context.Context, entitlement string) error {
+	names := []string{entitlement}
+	for name := range s.held {
+		names = append(names, name)
+	}
+	s.unlock()
+	slices.Sort(names)
+	for _, name := range slices.Compact(names) {
+		unlock, err := s.locks.lock(ctx, "slots/"+name)
+		if err != nil {
+			return err
+		}
+		s.held[name] = unlock
+	}
+	return nil
+}
+
+func (s *slotLocks) unlock() {
+	for name, unlock := range s.held {
+		unlock()
+		delete(s.held, name)
+	}
+}
+
+// slotDoc is an entitlement's slot list: the IDs of its grants that hold
+// a slot. The entitlement is there for people reading the database; the
+// document ID is the hex SHA-256 of it, so any entitlement name fits.
+type slotDoc struct {
+	Entitlement string   `firestore:"entitlement"`
+	Grants      []string `firestore:"grants"`
+}
+
+// slotList is a slot list as read in a transaction.
+type slotList struct {
+	ref *firestore.DocumentRef
+	doc slotDoc
+}
+
+func (l *Ledger) slotRef(entitlement string) *firestore.DocumentRef {
+	sum := sha256.Sum256([]byte(entitlement))
+	return l.slots.Doc(hex.EncodeToString(sum[:]))
+}
+
+// readSlots reads the slot list of entitlement in tx. A list that does not
+// exist is seeded from a query of the grants holding a slot: the query
+// cannot lock the grants it does not find, but the read of the absent
+// list document does, so two seeders conflict and one retries.
+func (l *Ledger) readSlots(tx *firestore.Transaction, entitlement string) (*slotList, error) {
+	ref := l.slotRef(entitlement)
+	s := &slotList{ref: ref, doc: slotDoc{Entitlement: entitlement}}
+	snap, err := tx.Get(ref)
+	if err == nil {
+		if err := snap.DataTo(&s.doc); err != nil {
+			return nil, fmt.Errorf("failed to decode the slots of %s: %w", entitlement, err)
+		}
+		return s, nil
+	}
+	if status.Code(err) != codes.NotFound {
+		return nil, err
+	}
+	var states []string
+	for _, st := range ledger.SlotStates() {
+		states = append(states, string(st))
+	}
+	q := l.grants.Where("entitlement", "==", entitlement).Where("state", "in", states).
+		OrderBy("createTime", firestore.Desc).OrderBy(firestore.DocumentID, firestore.Desc)
+	snaps, err := tx.Documents(q).GetAll()
+	if err != nil {
+		return nil, err
+	}
+	for _, snap := range snaps {
+		s.doc.Grants = append(s.doc.Grants, snap.Ref.ID)
+	}
+	return s, nil
+}
+
+// checkLimit refuses g taking a slot of s when other grants hold all
+// g.ConcurrencyLimit of them. The listed grants are re-read in tx (only
+// as many as it takes to decide, so at most the limit when the list is
+// right); those that no longer hold a slot of the entitlement are dropped
+// from the list.
+func (l *Ledger) checkLimit(tx *firestore.Transaction, s *slotList, g *grant.Grant) error {
+	limit := g.ConcurrencyLimit
+	var others []string
+	for _, id := range s.doc.Grants {
+		if id != g.ID {
+			others = append(others, id)
+		}
+	}
+	held := 0
+	var stale []string
+	for len(others) >= limit-held && held < limit {
+		batch := others[:limit-held]
+		others = others[limit-held:]
+		refs := make([]*firestore.DocumentRef, len(batch))
+		for i, id := range batch {
+			refs[i] = l.grants.Doc(id)
+		}
+		snaps, err := tx.GetAll(refs)
+		if err != nil {
+			return err
+		}
+		for i, snap := range snaps {
+			if holdsSlotOf(snap, s.doc.Entitlement) {
+				held++
+			} else {
+				stale = append(stale, batch[i])
+			}
+		}
+	}
+	if held >= limit {
+		return ledger.LimitError(g)
+	}
+	s.drop(stale...)
+	return nil
+}
+
+// holdsSlotOf reports whether snap is a grant of entitlement in a state
+// that holds a slot.
+func holdsSlotOf(snap *firestore.DocumentSnapshot, entitlement string) bool {
+	if !snap.Exists() {
+		return false
+	}
+	st, errS := snap.DataAt("state")
+	ent, errE := snap.DataAt("entitlement")
+	s, _ := st.(string)
+	return errS == nil && errE == nil && ent == entitlement && grant.State(s).HoldsSlot()
+}
+
+func (s *slotList) add(id string) {
+	if !slices.Contains(s.doc.Grants, id) {
+		s.doc.Grants = append(s.doc.Grants, id)
+	}
+}
+
+func (s *slotList) drop(ids ...string) {
+	s.doc.Grants = slices.DeleteFunc(s.doc.Grants, func(id string) bool { return slices.Contains(ids, id) })
+}
+
+func (s *slotList) write(tx *firestore.Transaction) error {
+	d := s.doc
+	if d.Grants == nil {
+		d.Grants = []string{} // an empty list, not null
+	}
+	return tx.Set(s.ref, d)
 }
 
 // fnError carries an Update function's error through RunTransaction
@@ -367,10 +713,8 @@ func (l *Ledger) Once(ctx context.Context, key string, ttl time.Duration) (bool,
 	}
 	defer unlock()
 	now := l.clock.Now()
-	expire := now.Add(ttl)
-	d := keyDoc{Key: key, ExpireTime: ledger.FormatTime(expire), ExpireAt: ceilMicro(expire)}
-	sum := sha256.Sum256([]byte(key))
-	ref := l.keys.Doc(hex.EncodeToString(sum[:]))
+	d := newKeyDoc(key, now.Add(ttl))
+	ref := l.keyRef(key)
 	_, err = ref.Create(ctx, d)
 	if err == nil {
 		return true, nil
@@ -380,33 +724,51 @@ func (l *Ledger) Once(ctx context.Context, key string, ttl time.Duration) (bool,
 	}
 	var first bool
 	err = l.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		first = false
-		snap, err := tx.Get(ref)
-		if status.Code(err) == codes.NotFound { // the TTL policy deleted it meanwhile
-			first = true
-			return tx.Create(ref, d)
-		}
+		live, err := keyLive(tx, ref, now)
 		if err != nil {
 			return err
 		}
-		var old keyDoc
-		if err := snap.DataTo(&old); err != nil {
-			return fmt.Errorf("failed to decode key document: %w", err)
-		}
-		oldExpire, err := ledger.ParseTime(old.ExpireTime)
-		if err != nil {
-			return err
-		}
-		if now.Before(oldExpire) {
+		first = !live
+		if live {
 			return nil
 		}
-		first = true
-		return tx.Set(ref, d)
+		return tx.Set(ref, d) // absent (the TTL policy deleted it meanwhile) or expired
 	}, firestore.MaxAttempts(maxAttempts))
 	if err != nil {
 		return false, fmt.Errorf("failed to record key %q: %w", key, err)
 	}
 	return first, nil
+}
+
+// keyRef is the document of an idempotency key.
+func (l *Ledger) keyRef(key string) *firestore.DocumentRef {
+	sum := sha256.Sum256([]byte(key))
+	return l.keys.Doc(hex.EncodeToString(sum[:]))
+}
+
+func newKeyDoc(key string, expire time.Time) keyDoc {
+	return keyDoc{Key: key, ExpireTime: ledger.FormatTime(expire), ExpireAt: ceilMicro(expire)}
+}
+
+// keyLive reads the key document in tx and reports whether it is there and
+// not expired at now.
+func keyLive(tx *firestore.Transaction, ref *firestore.DocumentRef, now time.Time) (bool, error) {
+	snap, err := tx.Get(ref)
+	if status.Code(err) == codes.NotFound {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	var k keyDoc
+	if err := snap.DataTo(&k); err != nil {
+		return false, fmt.Errorf("failed to decode key document: %w", err)
+	}
+	expire, err := ledger.ParseTime(k.ExpireTime)
+	if err != nil {
+		return false, err
+	}
+	return now.Before(expire), nil
 }
 
 // ceilMicro rounds t up to a whole microsecond.
@@ -448,6 +810,10 @@ type grantDoc struct {
 	EndCallback        string `firestore:"endCallback"`
 	RevocationVerified bool   `firestore:"revocationVerified"`
 
+	RequesterHostedDomain string `firestore:"requesterHostedDomain"`
+	RequestKey            string `firestore:"requestKey"`
+	ConcurrencyLimit      int64  `firestore:"concurrencyLimit"`
+
 	Timeline       []entryDoc `firestore:"timeline"`
 	Version        int64      `firestore:"version"`
 	HasUnpublished bool       `firestore:"hasUnpublished"`
@@ -487,6 +853,7 @@ func toDoc(g *grant.Grant) (*grantDoc, error) {
 		StartTime: ledger.FormatTime(g.StartTime), EndTime: ledger.FormatTime(g.EndTime),
 		Execution: g.Execution, ApprovalCallback: g.ApprovalCallback, EndCallback: g.EndCallback,
 		RevocationVerified: g.RevocationVerified, Version: g.Version, HasUnpublished: ledger.HasUnpublished(g),
+		RequesterHostedDomain: g.RequesterHostedDomain, RequestKey: g.RequestKey, ConcurrencyLimit: int64(g.ConcurrencyLimit),
 	}
 	if len(g.Inputs) > 0 {
 		in, err := json.Marshal(g.Inputs)
@@ -523,6 +890,7 @@ func fromSnapshot(snap *firestore.DocumentSnapshot) (*grant.Grant, error) {
 		Approvers: d.Approvers,
 		Execution: d.Execution, ApprovalCallback: d.ApprovalCallback, EndCallback: d.EndCallback,
 		RevocationVerified: d.RevocationVerified, Version: d.Version,
+		RequesterHostedDomain: d.RequesterHostedDomain, RequestKey: d.RequestKey, ConcurrencyLimit: int(d.ConcurrencyLimit),
 	}
 	var errs []error
 	parse := func(s string) time.Time {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/jitpipeline/jit/internal/clock"
 	"github.com/jitpipeline/jit/internal/grant"
+	"github.com/jitpipeline/jit/internal/ledger"
 	"github.com/jitpipeline/jit/internal/ledger/firestore"
 	"github.com/jitpipeline/jit/internal/ledger/ledgertest"
 	"github.com/jitpipeline/jit/internal/localgcp/loopback"
@@ -100,7 +101,8 @@ func TestTwoClients(t *testing.T) {
 // depends on: the composite indexes (README.md) name requester,
 // entitlement, state, approvers (an array), hasUnpublished, createTime and
 // endTime (absent while unset); the TTL policy names expireAt on onceKeys,
-// which must be a timestamp.
+// which must be a timestamp. It also pins the grant fields added for
+// request keys and limits, the slot list and the request key document.
 // [Firestore TTL policies: "the field must contain a Date and time value";
 // https://cloud.google.com/firestore/docs/ttl]
 func TestDocumentShape(t *testing.T) {
@@ -124,20 +126,23 @@ func TestDocumentShape(t *testing.T) {
 	}
 	d := snap.Data()
 	got := map[string]any{}
-	for _, f := range []string{"id", "requester", "entitlement", "state", "approvers", "hasUnpublished", "createTime", "endTime", "version", "requestedDuration"} {
+	for _, f := range []string{"id", "requester", "entitlement", "state", "approvers", "hasUnpublished", "createTime", "endTime", "version", "requestedDuration", "requesterHostedDomain", "requestKey", "concurrencyLimit"} {
 		got[f] = d[f]
 	}
 	want := map[string]any{
-		"id":                "g-shape",
-		"requester":         "alice@example.com",
-		"entitlement":       "prod-admin",
-		"state":             "ACTIVE",
-		"approvers":         []any{"user:carol@example.com", "group:managers@example.com"},
-		"hasUnpublished":    true,
-		"createTime":        "2026-03-14T15:09:26.535897932Z",
-		"endTime":           "2026-03-14T16:42:26.535897933Z",
-		"version":           int64(1),
-		"requestedDuration": int64(90*time.Minute + 1),
+		"id":                    "g-shape",
+		"requester":             "alice@example.com",
+		"entitlement":           "prod-admin",
+		"state":                 "ACTIVE",
+		"approvers":             []any{"user:carol@example.com", "group:managers@example.com"},
+		"hasUnpublished":        true,
+		"createTime":            "2026-03-14T15:09:26.535897932Z",
+		"endTime":               "2026-03-14T16:42:26.535897933Z",
+		"version":               int64(1),
+		"requestedDuration":     int64(90*time.Minute + 1),
+		"requesterHostedDomain": "example.com",
+		"requestKey":            "envelope:incident-bot@tools.iam.gserviceaccount.com/g-shape",
+		"concurrencyLimit":      int64(50),
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("stored fields (-want +got):\n%s", diff)
@@ -153,10 +158,29 @@ func TestDocumentShape(t *testing.T) {
 		t.Errorf("a grant without an end has an endTime field: %#v", snap.Data()["endTime"])
 	}
 
+	// The slot list of the entitlement, under the SHA-256 of its name, and
+	// the request key, with the ledger's TTL.
+	sum := sha256.Sum256([]byte("prod-admin"))
+	snap, err = raw.Collection(prefix + firestore.SlotsCollection).Doc(hex.EncodeToString(sum[:])).Get(t.Context())
+	if err != nil {
+		t.Fatalf("slots document: %v", err)
+	}
+	if diff := cmp.Diff(map[string]any{"entitlement": "prod-admin", "grants": []any{"g-shape"}}, snap.Data()); diff != "" {
+		t.Errorf("slots document (-want +got):\n%s", diff)
+	}
+	sum = sha256.Sum256([]byte(g.RequestKey))
+	snap, err = raw.Collection(prefix + firestore.KeysCollection).Doc(hex.EncodeToString(sum[:])).Get(t.Context())
+	if err != nil {
+		t.Fatalf("request key document: %v", err)
+	}
+	if got, want := snap.Data()["expireTime"], ledger.FormatTime(ledgertest.Start.Add(ledger.RequestKeyTTL)); got != want {
+		t.Errorf("request key expireTime = %v, want %v", got, want)
+	}
+
 	if _, err := l.Once(t.Context(), "notify/g-shape", time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	sum := sha256.Sum256([]byte("notify/g-shape"))
+	sum = sha256.Sum256([]byte("notify/g-shape"))
 	snap, err = raw.Collection(prefix + firestore.KeysCollection).Doc(hex.EncodeToString(sum[:])).Get(t.Context())
 	if err != nil {
 		t.Fatalf("key document: %v", err)

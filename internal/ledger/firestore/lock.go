@@ -45,6 +45,29 @@ func (k *keyedMutex) lock(ctx context.Context, key string) (unlock func(), err e
 	}
 }
 
+// tryLock takes the lock named key if it is free, without waiting.
+func (k *keyedMutex) tryLock(key string) (unlock func(), ok bool) {
+	k.mu.Lock()
+	l := k.locks[key]
+	if l == nil {
+		l = &keyLock{ch: make(chan struct{}, 1)}
+		k.locks[key] = l
+	}
+	l.refs++
+	k.mu.Unlock()
+
+	select {
+	case l.ch <- struct{}{}:
+		return func() {
+			<-l.ch
+			k.release(key, l)
+		}, true
+	default:
+		k.release(key, l)
+		return nil, false
+	}
+}
+
 func (k *keyedMutex) release(key string, l *keyLock) {
 	k.mu.Lock()
 	defer k.mu.Unlock()

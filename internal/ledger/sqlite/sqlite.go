@@ -9,6 +9,12 @@
 // SQLite's busy handler; across processes BEGIN IMMEDIATE and a busy
 // timeout serialize them, and Update's version check plus a retry on
 // SQLITE_BUSY covers what slips through.
+//
+// Because every write transaction holds SQLite's write lock from its
+// BEGIN, a check made inside it is still true at its COMMIT, across
+// processes too: a concurrency limit is checked by counting the
+// entitlement's grants that hold a slot, and a RequestKey by looking it
+// up in once_keys, in the transaction that writes the grant.
 package sqlite
 
 import (
@@ -32,7 +38,7 @@ import (
 const (
 	// schemaVersion is kept in PRAGMA user_version; migrate brings older
 	// files up to it and refuses newer ones.
-	schemaVersion = 1
+	schemaVersion = 2
 	// busyTimeout is how long SQLite waits for another process's lock.
 	busyTimeout = 10 * time.Second
 	// maxOpenConns bounds the pool: reads run concurrently in WAL mode,
@@ -63,8 +69,9 @@ var _ grant.Ledger = (*Ledger)(nil)
 // Option configures Open.
 type Option func(*Ledger)
 
-// WithClock makes Once read the time from c (default: the system clock),
-// so idempotency keys expire on the pipeline's clock.
+// WithClock makes Once and Create (for a RequestKey) read the time from c
+// (default: the system clock), so idempotency keys expire on the
+// pipeline's clock.
 func WithClock(c clock.Clock) Option {
 	return func(l *Ledger) { l.clock = c }
 }
@@ -110,6 +117,14 @@ func dsn(path string) string {
 	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
 }
 
+// migrations[v] brings a file from schema version v-1 to v.
+var migrations = [schemaVersion + 1]string{
+	1: schema,
+	// The concurrency limit counts an entitlement's grants in the slot
+	// states.
+	2: `CREATE INDEX grants_by_entitlement_state ON grants (entitlement, state);`,
+}
+
 // schema is version 1. Times are ledger.FormatTime strings, which sort as
 // the times do; end_time is NULL while the grant has no end.
 const schema = `
@@ -143,8 +158,8 @@ CREATE TABLE once_keys (
 CREATE INDEX once_keys_by_expire_time ON once_keys (expire_time);
 `
 
-// migrate creates the schema in a new file and refuses a file written by a
-// newer version of this package.
+// migrate creates the schema in a new file, brings an older file up to
+// date, and refuses a file written by a newer version of this package.
 func (l *Ledger) migrate(ctx context.Context) error {
 	if err := l.lockWriter(ctx); err != nil {
 		return err
@@ -161,8 +176,10 @@ func (l *Ledger) migrate(ctx context.Context) error {
 		case v > schemaVersion:
 			return fmt.Errorf("schema version %d is newer than this program's %d", v, schemaVersion)
 		}
-		if _, err := tx.ExecContext(ctx, schema); err != nil {
-			return fmt.Errorf("failed to create schema: %w", err)
+		for next := v + 1; next <= schemaVersion; next++ {
+			if _, err := tx.ExecContext(ctx, migrations[next]); err != nil {
+				return fmt.Errorf("failed to migrate the schema to version %d: %w", next, err)
+			}
 		}
 		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", schemaVersion)); err != nil {
 			return fmt.Errorf("failed to set schema version: %w", err)
@@ -179,8 +196,10 @@ func (l *Ledger) Close() error {
 	return nil
 }
 
-// Create stores g with Version 1; ErrExists if its ID is taken. g itself is
-// not modified.
+// Create stores g with Version 1; ErrExists if its ID is taken,
+// ErrDuplicateRequest if its RequestKey is recorded, ErrLimit if it takes
+// a slot its ConcurrencyLimit does not leave (checked in that order, in
+// the transaction that writes). g itself is not modified.
 func (l *Ledger) Create(ctx context.Context, g *grant.Grant) error {
 	if err := ledger.CheckID(g.ID); err != nil {
 		return fmt.Errorf("failed to create grant: %w", err)
@@ -194,7 +213,8 @@ func (l *Ledger) Create(ctx context.Context, g *grant.Grant) error {
 		return fmt.Errorf("failed to create grant %s: %w", c.ID, err)
 	}
 	defer l.unlockWriter()
-	err = l.inTx(ctx, func(tx *sql.Tx) error {
+	now := l.clock.Now()
+	return l.inTx(ctx, func(tx *sql.Tx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM grants WHERE id = ?", c.ID).Scan(&n); err != nil {
 			return fmt.Errorf("failed to look for grant %s: %w", c.ID, err)
@@ -202,9 +222,44 @@ func (l *Ledger) Create(ctx context.Context, g *grant.Grant) error {
 		if n > 0 {
 			return fmt.Errorf("failed to create grant %s: %w", c.ID, grant.ErrExists)
 		}
+		if c.RequestKey != "" {
+			first, err := recordKey(ctx, tx, c.RequestKey, now, ledger.RequestKeyTTL)
+			if err != nil {
+				return err
+			}
+			if !first {
+				return ledger.DuplicateRequestError(c)
+			}
+		}
+		if err := checkLimit(ctx, tx, nil, c); err != nil {
+			return fmt.Errorf("failed to create grant %s: %w", c.ID, err)
+		}
 		return insert(ctx, tx, c)
 	})
-	return err
+}
+
+// checkLimit refuses the write of g over before (nil for a Create) if it
+// takes a slot that g's ConcurrencyLimit does not leave: as many other
+// grants of the entitlement hold one. The caller's transaction holds the
+// write lock, so the count stays true until it commits.
+func checkLimit(ctx context.Context, tx *sql.Tx, before, g *grant.Grant) error {
+	if g.ConcurrencyLimit <= 0 || !ledger.TakesSlot(before, g) {
+		return nil
+	}
+	states := ledger.SlotStates()
+	args := []any{g.Entitlement, g.ID}
+	for _, s := range states {
+		args = append(args, string(s))
+	}
+	var held int
+	err := tx.QueryRowContext(ctx, "SELECT count(*) FROM grants WHERE entitlement = ? AND id != ? AND state IN ("+placeholders(len(states))+")", args...).Scan(&held)
+	if err != nil {
+		return fmt.Errorf("failed to count the grants holding a slot of %s: %w", g.Entitlement, err)
+	}
+	if held >= g.ConcurrencyLimit {
+		return ledger.LimitError(g)
+	}
+	return nil
 }
 
 // Get returns a copy of the grant; ErrNotFound if there is none.
@@ -225,7 +280,9 @@ func (l *Ledger) Get(ctx context.Context, id string) (*grant.Grant, error) {
 // wait, so it must be quick and must not call the ledger; like the
 // Firestore ledger's, it may run more than once (after a lost race with
 // another process) and must not change the ID. An error from fn other than
-// ErrNoChange is returned as it is, and nothing is written.
+// ErrNoChange is returned as it is, and nothing is written; so is
+// ErrLimit when the result takes a slot its ConcurrencyLimit does not
+// leave.
 func (l *Ledger) Update(ctx context.Context, id string, fn func(*grant.Grant) error) (*grant.Grant, error) {
 	if err := l.lockWriter(ctx); err != nil {
 		return nil, fmt.Errorf("failed to update grant %s: %w", id, err)
@@ -266,6 +323,9 @@ func (l *Ledger) Update(ctx context.Context, id string, fn func(*grant.Grant) er
 		c, err := ledger.Clone(g)
 		if err != nil {
 			return err
+		}
+		if err := checkLimit(ctx, tx, read, c); err != nil {
+			return fmt.Errorf("failed to update grant %s: %w", id, err)
 		}
 		if err := update(ctx, tx, c, version); err != nil {
 			return err
@@ -435,7 +495,7 @@ func (l *Ledger) Once(ctx context.Context, key string, ttl time.Duration) (bool,
 		return false, err
 	}
 	now := l.clock.Now()
-	nowS, expire := ledger.FormatTime(now), ledger.FormatTime(now.Add(ttl))
+	nowS := ledger.FormatTime(now)
 	if err := l.lockWriter(ctx); err != nil {
 		return false, fmt.Errorf("failed to record key %q: %w", key, err)
 	}
@@ -443,17 +503,10 @@ func (l *Ledger) Once(ctx context.Context, key string, ttl time.Duration) (bool,
 	purge := now.Sub(l.lastPurge) >= purgeEvery || now.Before(l.lastPurge)
 	var first bool
 	err := l.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO once_keys (key, expire_time) VALUES (?, ?)
-			ON CONFLICT (key) DO UPDATE SET expire_time = excluded.expire_time
-			WHERE once_keys.expire_time <= ?`, key, expire, nowS)
-		if err != nil {
-			return fmt.Errorf("failed to record key %q: %w", key, err)
+		var err error
+		if first, err = recordKey(ctx, tx, key, now, ttl); err != nil {
+			return err
 		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return fmt.Errorf("failed to record key %q: %w", key, err)
-		}
-		first = n > 0
 		if purge {
 			if _, err := tx.ExecContext(ctx, "DELETE FROM once_keys WHERE expire_time <= ?", nowS); err != nil {
 				return fmt.Errorf("failed to purge expired keys: %w", err)
@@ -468,6 +521,23 @@ func (l *Ledger) Once(ctx context.Context, key string, ttl time.Duration) (bool,
 		l.lastPurge = now
 	}
 	return first, nil
+}
+
+// recordKey records key until now+ttl unless it is there and live, and
+// reports whether it recorded it. An expired key is replaced in the same
+// statement.
+func recordKey(ctx context.Context, tx *sql.Tx, key string, now time.Time, ttl time.Duration) (bool, error) {
+	res, err := tx.ExecContext(ctx, `INSERT INTO once_keys (key, expire_time) VALUES (?, ?)
+		ON CONFLICT (key) DO UPDATE SET expire_time = excluded.expire_time
+		WHERE once_keys.expire_time <= ?`, key, ledger.FormatTime(now.Add(ttl)), ledger.FormatTime(now))
+	if err != nil {
+		return false, fmt.Errorf("failed to record key %q: %w", key, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("failed to record key %q: %w", key, err)
+	}
+	return n > 0, nil
 }
 
 // lockWriter waits for this process's other writes to finish, or for ctx

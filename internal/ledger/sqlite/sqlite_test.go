@@ -2,9 +2,11 @@ package sqlite_test
 
 import (
 	"bufio"
+	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"os/exec"
@@ -148,6 +150,177 @@ func TestTwoHandles(t *testing.T) {
 	}
 	if len(g.Timeline) != 2*perHandle || g.Version != 2*perHandle+1 {
 		t.Errorf("%d entries, version %d; want %d, %d", len(g.Timeline), g.Version, 2*perHandle, 2*perHandle+1)
+	}
+}
+
+// TestTwoHandlesLimit: two Ledgers on one file (two processes' worth of
+// connections, pools and in-process locks) racing for slots and request
+// keys never exceed the limit: the count and the write share a
+// transaction that holds SQLite's write lock from BEGIN IMMEDIATE.
+func TestTwoHandlesLimit(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "ledger.db")
+	ls := []*sqlite.Ledger{open(t, path), open(t, path)}
+	const n = 20
+
+	errs := ledgertest.Race(n, func(i int) error {
+		return ls[i%2].Create(t.Context(), ledgertest.SlotGrant(fmt.Sprint("g-create-", i), "ent-create", grant.Activating, 1))
+	})
+	if ok, refused := ledgertest.Tally(t, errs, grant.ErrLimit); ok != 1 || refused != n-1 {
+		t.Errorf("Creates: %d succeeded, %d refused with ErrLimit; want 1, %d", ok, refused, n-1)
+	}
+
+	for i := range n {
+		if err := ls[0].Create(t.Context(), ledgertest.SlotGrant(fmt.Sprint("g-approve-", i), "ent-approve", grant.ApprovalAwaited, 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	errs = ledgertest.Race(n, func(i int) error {
+		_, err := ls[i%2].Update(t.Context(), fmt.Sprint("g-approve-", i), ledgertest.MoveTo(grant.Activating, 5))
+		return err
+	})
+	if ok, refused := ledgertest.Tally(t, errs, grant.ErrLimit); ok != 5 || refused != n-5 {
+		t.Errorf("approvals: %d succeeded, %d refused with ErrLimit; want 5, %d", ok, refused, n-5)
+	}
+	if got := ledgertest.Holders(t, ls[1], "ent-approve"); len(got) != 5 {
+		t.Errorf("holding a slot: %v, want 5", got)
+	}
+
+	errs = ledgertest.Race(n, func(i int) error {
+		g := ledgertest.SlotGrant(fmt.Sprint("g-keyed-", i), "ent-keyed", grant.ApprovalAwaited, 0)
+		g.RequestKey = "envelope:bot@example.com/once"
+		return ls[i%2].Create(t.Context(), g)
+	})
+	if ok, refused := ledgertest.Tally(t, errs, grant.ErrDuplicateRequest); ok != 1 || refused != n-1 {
+		t.Errorf("Creates with one key: %d succeeded, %d refused with ErrDuplicateRequest; want 1, %d", ok, refused, n-1)
+	}
+}
+
+// TestTwoProcessesLimit: the same race between two real processes (the
+// test binary re-executed), each creating grants for one slot as soon as
+// both are ready: exactly one grant takes it.
+func TestTwoProcessesLimit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("re-executes the test binary; skipped in -short mode")
+	}
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "ledger.db")
+	open(t, path).Close() // create the schema before the race
+	const perProcess = 10
+	type child struct {
+		cmd   *exec.Cmd
+		start io.WriteCloser
+		out   *bufio.Scanner
+	}
+	var children []child
+	for p := range 2 {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestLimitHelperProcess$")
+		cmd.Env = append(os.Environ(), limitHelperEnv+"="+path, "LEDGER_SQLITE_HELPER_PREFIX="+strconv.Itoa(p), "LEDGER_SQLITE_HELPER_N="+strconv.Itoa(perProcess))
+		start, err := cmd.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		c := child{cmd: cmd, start: start, out: bufio.NewScanner(stdout)}
+		if !c.out.Scan() || c.out.Text() != "ready" {
+			t.Fatalf("child %d: %q, want ready", p, c.out.Text())
+		}
+		children = append(children, c)
+	}
+	for _, c := range children {
+		c.start.Close() // go
+	}
+	counts := map[string]int{}
+	for p, c := range children {
+		for c.out.Scan() {
+			counts[c.out.Text()]++
+		}
+		if err := c.cmd.Wait(); err != nil {
+			t.Errorf("child %d: %v", p, err)
+		}
+	}
+	if counts["ok"] != 1 || counts["limit"] != 2*perProcess-1 || len(counts) != 2 {
+		t.Errorf("outcomes %v; want 1 ok and %d limit", counts, 2*perProcess-1)
+	}
+	if got := ledgertest.Holders(t, open(t, path), "prod"); len(got) != 1 {
+		t.Errorf("holding a slot: %v, want one", got)
+	}
+}
+
+// limitHelperEnv switches the test binary into a racer of
+// TestTwoProcessesLimit.
+const limitHelperEnv = "LEDGER_SQLITE_LIMIT_HELPER_PATH"
+
+// TestLimitHelperProcess is not a test: run by TestTwoProcessesLimit as a
+// child, it opens the ledger, says "ready", waits for stdin to close, then
+// creates its grants at once and prints "ok" or "limit" for each.
+func TestLimitHelperProcess(t *testing.T) {
+	path := os.Getenv(limitHelperEnv)
+	if path == "" {
+		t.Skip("helper process for TestTwoProcessesLimit")
+	}
+	l, err := sqlite.Open(path)
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(2)
+	}
+	n, _ := strconv.Atoi(os.Getenv("LEDGER_SQLITE_HELPER_N"))
+	fmt.Println("ready")
+	io.Copy(io.Discard, os.Stdin)
+	errs := ledgertest.Race(n, func(i int) error {
+		return l.Create(context.Background(), ledgertest.SlotGrant(fmt.Sprintf("g-p%s-%d", os.Getenv("LEDGER_SQLITE_HELPER_PREFIX"), i), "prod", grant.Activating, 1))
+	})
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			fmt.Println("ok")
+		case errors.Is(err, grant.ErrLimit):
+			fmt.Println("limit")
+		default:
+			fmt.Println("error", err)
+		}
+	}
+	l.Close()
+	os.Exit(0)
+}
+
+// TestMigrateFromV1: a file of schema version 1 is brought up to date
+// (the index behind the concurrency count) and keeps its grants.
+func TestMigrateFromV1(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "ledger.db")
+	l := open(t, path)
+	if err := l.Create(t.Context(), ledgertest.Full("g-old")); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	db, err := sql.Open("sqlite", rawDSN(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec("DROP INDEX grants_by_entitlement_state; PRAGMA user_version = 1"); err != nil {
+		t.Fatal(err)
+	}
+
+	l = open(t, path)
+	if _, err := l.Get(t.Context(), "g-old"); err != nil {
+		t.Errorf("grant after the migration: %v", err)
+	}
+	var v, idx int
+	if err := db.QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != 2 {
+		t.Errorf("user_version = %d, %v; want 2", v, err)
+	}
+	if err := db.QueryRow("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'grants_by_entitlement_state'").Scan(&idx); err != nil || idx != 1 {
+		t.Errorf("index after the migration: %d, %v", idx, err)
 	}
 }
 

@@ -44,7 +44,7 @@ func Requests(svc *lifecycle.Service, v *envelope.Verifier, log *slog.Logger) fu
 		if err != nil {
 			return err
 		}
-		g, err := svc.RequestOnBehalf(ctx, req.Issuer, lifecycle.Caller{Email: req.User}, lifecycle.RequestInput(req.Body), "envelope:"+req.Issuer+"/"+req.ID)
+		g, err := svc.RequestOnBehalf(ctx, req.Issuer, lifecycle.Caller{Email: req.User}, lifecycle.RequestInput(req.Body), req.Key)
 		if errors.Is(err, grant.ErrDuplicateRequest) {
 			log.WarnContext(ctx, "refused a replayed request",
 				"event/type", "security", "reason", envelope.ReasonReplayed, "issuer", req.Issuer, "user", req.User,

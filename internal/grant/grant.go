@@ -70,6 +70,17 @@ func (s State) Terminal() bool {
 	return false
 }
 
+// HoldsSlot reports whether a grant in state s counts against its
+// entitlement's concurrency limit: from the moment it is cleared to
+// activate until its access has been removed.
+func (s State) HoldsSlot() bool {
+	switch s {
+	case Activating, Active, Withdrawing, Revoking:
+		return true
+	}
+	return false
+}
+
 // CanMove reports whether from → to is a legal transition.
 func CanMove(from, to State) bool { return slices.Contains(transitions[from], to) }
 
@@ -228,8 +239,7 @@ func (g *Grant) MarkPublished(eventID string) bool {
 // read back. Such a grant can always be withdrawn and revoked, and its
 // revocation task keeps being retried.
 func (g *Grant) MayHoldAccess() bool {
-	switch g.State {
-	case Activating, Active, Withdrawing, Revoking:
+	if g.State.HoldsSlot() {
 		return true
 	}
 	return g.State.Terminal() && !g.StartTime.IsZero() && !g.RevocationVerified

@@ -109,9 +109,14 @@ func SlotStates() []grant.State { return slices.Clone(slotStates) }
 // moves the grant into a state that holds a slot: the writes a
 // concurrency limit is checked on (when after.ConcurrencyLimit > 0).
 // Other writes are not re-checked, so lowering a limit never cuts a grant
-// short.
+// short. Nor is a move out of ACTIVATION_FAILED (a withdraw or revoke of a
+// binding whose removal was never verified): taking access away is never
+// refused for want of a slot.
 func TakesSlot(before, after *grant.Grant) bool {
-	return after.State.HoldsSlot() && (before == nil || !before.State.HoldsSlot())
+	if !after.State.HoldsSlot() {
+		return false
+	}
+	return before == nil || (!before.State.HoldsSlot() && before.State != grant.ActivationFailed)
 }
 
 // LimitError is the error of a write refused because other grants of g's

@@ -141,9 +141,10 @@ func (s *Service) RequestOnBehalf(ctx context.Context, serviceAccount string, us
 	return g, err
 }
 
-// RequestKeyTTL is how long a refused request's key is remembered: far
-// beyond the 5 minutes an envelope lives (plus skew).
-const RequestKeyTTL = 7 * 24 * time.Hour
+// RequestKeyTTL is how long a refused request's key is remembered: as
+// long as the ledger remembers an accepted one (ledger.RequestKeyTTL, the
+// longest Pub/Sub can redeliver a message).
+const RequestKeyTTL = 31 * 24 * time.Hour
 
 // justification is the one justification of a request: the field, or the
 // policy input of that name (JIT Groups models it as an input), which must

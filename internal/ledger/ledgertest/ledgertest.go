@@ -63,6 +63,7 @@ func Run(t *testing.T, open Open) {
 		{"LimitFreedOnLeaving", testLimitFreedOnLeaving},
 		{"LimitApprovalAfterFree", testLimitApprovalAfterFree},
 		{"LimitNotRechecked", testLimitNotRechecked},
+		{"LimitRemovalNeverRefused", testLimitRemovalNeverRefused},
 		{"LimitPerEntitlement", testLimitPerEntitlement},
 		{"LimitZero", testLimitZero},
 		{"LimitIntroducedLater", testLimitIntroducedLater},

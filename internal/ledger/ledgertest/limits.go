@@ -182,6 +182,22 @@ func testLimitApprovalAfterFree(t *testing.T, open Open) {
 	}
 }
 
+// testLimitRemovalNeverRefused: a grant whose activation failed with its
+// binding's removal unverified can always be withdrawn or revoked, even
+// when other grants hold every slot (ledger.TakesSlot): taking access away
+// is never refused for want of a slot.
+func testLimitRemovalNeverRefused(t *testing.T, open Open) {
+	l, _ := ledgerAt(t, open)
+	mustCreate(t, l, SlotGrant("g-holder", "prod", grant.Active, 1))
+	for _, to := range []grant.State{grant.Withdrawing, grant.Revoking} {
+		id := "g-failed-" + string(to)
+		mustCreate(t, l, SlotGrant(id, "prod", grant.ActivationFailed, 1))
+		if _, err := l.Update(t.Context(), id, MoveTo(to, 1)); err != nil {
+			t.Errorf("ACTIVATION_FAILED → %s with every slot held: %v, want it written", to, err)
+		}
+	}
+}
+
 // testLimitNotRechecked: writes other than a move into a slot are not
 // checked, even with a lower limit: ACTIVATING → ACTIVE and edits of an
 // active grant succeed after the limit was lowered below the count

@@ -2,6 +2,7 @@ package iamcond
 
 import (
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -163,12 +164,17 @@ func unwrapParens(s string) string {
 }
 
 // Description is the condition description of a temporary binding
-// (jit-access-facts §4): "Self-approved, justification: J" without
-// approvers, else "Approved by A, justification: J", several approvers
-// separated by ", " in the order given.
+// (jit-access-facts §4): "Self-approved, justification: "J"" without
+// approvers, else "Approved by A, justification: "J"", several approvers
+// separated by ", " in the order given. Unlike JIT Access, the
+// justification is a Go-quoted string: its quotes and control characters
+// are escaped, so user text always ends where the quote closes and cannot
+// pose as the system's words ("…, Approved by ciso@…") in the binding or
+// in the audit log's request reason.
 func Description(approvers []string, justification string) string {
+	j := strconv.Quote(justification)
 	if len(approvers) == 0 {
-		return "Self-approved, justification: " + justification
+		return "Self-approved, justification: " + j
 	}
-	return "Approved by " + strings.Join(approvers, ", ") + ", justification: " + justification
+	return "Approved by " + strings.Join(approvers, ", ") + ", justification: " + j
 }

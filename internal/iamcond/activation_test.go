@@ -152,16 +152,21 @@ func TestHasTemporaryClause(t *testing.T) {
 func TestDescription(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		approvers []string
-		want      string
+		approvers     []string
+		justification string
+		want          string
 	}{
-		{nil, "Self-approved, justification: CASE-1"},
-		{[]string{}, "Self-approved, justification: CASE-1"},
-		{[]string{"a@x"}, "Approved by a@x, justification: CASE-1"},
-		{[]string{"a@x", "b@y"}, "Approved by a@x, b@y, justification: CASE-1"},
+		{nil, "CASE-1", `Self-approved, justification: "CASE-1"`},
+		{[]string{}, "CASE-1", `Self-approved, justification: "CASE-1"`},
+		{[]string{"a@x"}, "CASE-1", `Approved by a@x, justification: "CASE-1"`},
+		{[]string{"a@x", "b@y"}, "CASE-1", `Approved by a@x, b@y, justification: "CASE-1"`},
+		// User text cannot close the quote and speak as the system.
+		{nil, `x", Approved by ciso@example.com, justification: "y`,
+			`Self-approved, justification: "x\", Approved by ciso@example.com, justification: \"y"`},
+		{nil, "x\nApproved by ciso@example.com", `Self-approved, justification: "x\nApproved by ciso@example.com"`},
 	} {
-		if got := Description(tc.approvers, "CASE-1"); got != tc.want {
-			t.Errorf("Description(%q) = %q, want %q", tc.approvers, got, tc.want)
+		if got := Description(tc.approvers, tc.justification); got != tc.want {
+			t.Errorf("Description(%q, %q) = %q, want %q", tc.approvers, tc.justification, got, tc.want)
 		}
 	}
 }

@@ -149,12 +149,12 @@ func events(g map[string]any) []string {
 }
 
 // The first acceptance, on a clock 60× faster than real time:
-// alice's self-approved PT1M grant is ACTIVE at once with the DESIGN §3
+// alice's self-approved PT5M grant is ACTIVE at once with the DESIGN §3
 // binding, then ENDED with the binding gone and the removal verified.
 func TestSelfApprovedGrantEndsOnTime(t *testing.T) {
 	t.Parallel()
 	e := start(t, localpipeline.Config{})
-	id := e.request("alice@example.com", "demo.demo-project.viewer", "PT1M")
+	id := e.request("alice@example.com", "demo.demo-project.viewer", "PT5M")
 	g := e.waitState("alice@example.com", id, grant.Active)
 	if !e.hasRole("alice@example.com", "roles/compute.viewer") {
 		t.Error("alice lacks the role while ACTIVE")
@@ -168,7 +168,7 @@ func TestSelfApprovedGrantEndsOnTime(t *testing.T) {
 			if got, want := b.GetCondition().GetExpression(), iamcond.Activation(start, end, ""); got != want {
 				t.Errorf("condition %q, want %q", got, want)
 			}
-			if end.Sub(start) != time.Minute {
+			if end.Sub(start) != 5*time.Minute {
 				t.Errorf("window %v", end.Sub(start))
 			}
 			found = true
@@ -309,7 +309,7 @@ func published(e *env) int {
 func TestDuplicateAndReorderedDelivery(t *testing.T) {
 	t.Parallel()
 	e := start(t, localpipeline.Config{Chaos: pushbridge.Chaos{DuplicateEvery: 1, ReorderWindow: 3, Seed: 7}})
-	self := e.request("alice@example.com", "demo.demo-project.viewer", "PT1M")
+	self := e.request("alice@example.com", "demo.demo-project.viewer", "PT5M")
 	asked := e.request("bob@example.com", "demo.demo-project.admin", "PT5M")
 	e.waitState("bob@example.com", asked, grant.ApprovalAwaited)
 	e.call("POST", "/v1/grants/"+asked+":approve", "carol@example.com", nil)
@@ -416,7 +416,7 @@ func TestWithPubSubEmulator(t *testing.T) {
 	t.Parallel()
 	host := emulators.PubSub(t, localpipeline.Project)
 	e := start(t, localpipeline.Config{PubSubEmulatorHost: host})
-	id := e.request("alice@example.com", "demo.demo-project.viewer", "PT1M")
+	id := e.request("alice@example.com", "demo.demo-project.viewer", "PT5M")
 	e.waitState("alice@example.com", id, grant.Active)
 	g := e.waitState("alice@example.com", id, grant.Ended)
 	if diff := cmp.Diff([]string{"ACTIVATING requested", "ACTIVE activated", "ACTIVE revocation_verified", "ENDED ended"}, events(g)); diff != "" {
@@ -431,7 +431,7 @@ func TestWithPubSubEmulator(t *testing.T) {
 func TestSameEventThreeTimes(t *testing.T) {
 	t.Parallel()
 	e := start(t, localpipeline.Config{})
-	id := e.request("alice@example.com", "demo.demo-project.viewer", "PT1M")
+	id := e.request("alice@example.com", "demo.demo-project.viewer", "PT5M")
 	before := e.waitState("alice@example.com", id, grant.Ended)
 	g, err := e.p.Ledger.Get(t.Context(), id)
 	if err != nil {

@@ -78,6 +78,17 @@ const (
 	DefaultApprovalWindow    = 24 * time.Hour
 )
 
+// The lifetime a grant's lifecycle must fit in (see parser.lifetimes).
+const (
+	// MaxLifecycle is the longest a Cloud Workflows execution may run.
+	MaxLifecycle = 365 * 24 * time.Hour
+	// ActivationAllowance is what the lifecycle needs besides the approval
+	// wait and the grant itself: the activation wait (the workflow's
+	// JIT_ACTIVATION_TIMEOUT, ten minutes by default), the revocation and
+	// its verification, with room to spare.
+	ActivationAllowance = 24 * time.Hour
+)
+
 func (Approvals) Name() string { return approvalsName }
 
 func (a Approvals) DisplayName() string {

@@ -36,7 +36,7 @@ var (
 // Parse reads and checks a policy document. It reports every problem at
 // once; the policy is nil whenever there is at least one issue.
 func Parse(data []byte) (*Policy, Issues) {
-	p := &parser{}
+	p := &parser{expiryMax: map[*Node]*yaml.Node{}}
 	env := p.document(data)
 	if len(p.issues) > 0 {
 		p.issues.sort()
@@ -45,6 +45,10 @@ func Parse(data []byte) (*Policy, Issues) {
 	pol, err := Build(env)
 	if err != nil {
 		return nil, Issues{{Code: EnvironmentInvalid, Line: 1, Column: 1, Scope: env.Name, Message: err.Error()}}
+	}
+	if p.lifetimes(pol); len(p.issues) > 0 {
+		p.issues.sort()
+		return nil, p.issues
 	}
 	pol.Source = data
 	return pol, nil
@@ -56,7 +60,13 @@ func Lint(data []byte) Issues {
 	return issues
 }
 
-type parser struct{ issues Issues }
+type parser struct {
+	issues Issues
+	// expiryMax holds the max node of each level's expiry constraint, so
+	// that the lifetime check after Build can point at it.
+	expiryMax  map[*Node]*yaml.Node
+	pendingMax *yaml.Node
+}
 
 func (p *parser) add(n *yaml.Node, code Code, scope, format string, args ...any) {
 	line, col := 1, 1
@@ -125,6 +135,7 @@ func (p *parser) environment(n *yaml.Node) *Environment {
 		env.ACL = []ACE{{Principal: Principal{ClassPrincipal, ClassIAPUsers}, Mask: View}}
 	}
 	env.Join, env.Approve = p.constraints(f["constraints"], scope)
+	p.keepExpiry(&env.Node)
 	seen := map[string]*yaml.Node{}
 	for _, sn := range p.seq(f["systems"], scope) {
 		if s := p.system(sn, env.Name, seen); s != nil {
@@ -173,7 +184,47 @@ func (p *parser) node(n *yaml.Node, parent string, lv level, seen map[string]*ya
 	nd.Description, _ = p.str(f["description"], scope)
 	nd.ACL = p.acl(f["access"], scope)
 	nd.Join, nd.Approve = p.constraints(f["constraints"], scope)
+	p.keepExpiry(nd)
 	return f, scope
+}
+
+func (p *parser) keepExpiry(nd *Node) {
+	if p.pendingMax != nil {
+		p.expiryMax[nd], p.pendingMax = p.pendingMax, nil
+	}
+}
+
+// lifetimes refuses an expiry maximum that a grant cannot live out within
+// one workflow execution: the lifecycle of a grant — the approval wait,
+// the activation and the whole grant — is one Cloud Workflows execution,
+// and an execution that runs longer than a year fails (gcp-facts §4,
+// https://cloud.google.com/workflows/quotas#limits), so the workflow's own
+// revocation would never run. Each expiry constraint is reported once, at
+// its max, for the first group it fails for.
+func (p *parser) lifetimes(pol *Policy) {
+	reported := map[*yaml.Node]bool{}
+	for _, g := range pol.Groups() {
+		e, ok := g.Expiry()
+		if !ok {
+			continue
+		}
+		window := g.Approvals().Window
+		if e.Max+window+ActivationAllowance <= MaxLifecycle {
+			continue
+		}
+		var at *yaml.Node
+		chain := g.chain()
+		for i := len(chain) - 1; i >= 0 && at == nil; i-- {
+			at = p.expiryMax[chain[i]]
+		}
+		if reported[at] {
+			continue
+		}
+		reported[at] = true
+		p.add(at, ConstraintInvalidExpiry, g.ID(),
+			"The expiry maximum %s is too long for %s: with its approval window of %s and %s for activation, a grant could outlive the one-year limit of a workflow execution; use at most %s",
+			isoduration.Format(e.Max), g.ID(), isoduration.Format(window), isoduration.Human(ActivationAllowance), isoduration.Format(MaxLifecycle-window-ActivationAllowance))
+	}
 }
 
 func (p *parser) system(n *yaml.Node, env string, seen map[string]*yaml.Node) *System {
@@ -373,6 +424,7 @@ func (p *parser) expiry(n *yaml.Node, f map[string]*yaml.Node, scope string, isJ
 	if bad {
 		return nil
 	}
+	p.pendingMax = f["max"]
 	return Expiry{Min: lo, Max: hi}
 }
 

@@ -113,6 +113,9 @@ func TestLintCodes(t *testing.T) {
 		{ConstraintInvalidType, "type: expiry", "type: expiri", 13},
 		{ConstraintInvalidExpiry, "max: PT8H", "max: P1W", 15},
 		{ConstraintInvalidExpiry, "min: PT1H", "min: PT9H", 14},
+		// P364D + the default approval window (P1D) + the activation
+		// allowance (P1D) exceed a workflow execution's year.
+		{ConstraintInvalidExpiry, "max: PT8H", "max: P364D", 15},
 		{ConstraintInvalidExpiry, "            join:\n", "            approve:\n", 13},
 		{ConstraintInvalidExpression, "                max: PT8H\n", "                max: PT8H\n              - type: expression\n                name: ticket\n                expression: \"input.tikcet != ''\"\n                variables:\n                  - type: string\n                    name: ticket\n", 18},
 		{ConstraintInvalidExpression, "                max: PT8H\n", "                max: PT8H\n              - type: expression\n                name: size\n                expression: \"1 + 1\"\n", 18},
@@ -157,5 +160,33 @@ func TestLintReportsEverything(t *testing.T) {
 	want := []Code{FileInvalidVersion, ACLInvalidPermission, ConstraintInvalidExpiry, PrivilegeInvalidRole}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("codes (-want +got):\n%s", diff)
+	}
+}
+
+// The expiry maximum, the approval window and the activation allowance
+// together must fit in one workflow execution (one year): the boundary
+// is exact, and a long approval window counts.
+func TestLintLifetime(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		max, approvals string
+		ok             bool
+	}{
+		{"P363D", "", true},
+		{"P364D", "", false},
+		{"P335D", "              - type: approvals\n                window: P29D\n", true},
+		{"P336D", "              - type: approvals\n                window: P29D\n", false},
+	} {
+		doc := strings.Replace(base, "max: PT8H", "max: "+tc.max, 1)
+		if tc.approvals != "" {
+			doc = strings.Replace(doc, "            join:\n", "            approve:\n"+tc.approvals+"            join:\n", 1)
+		}
+		issues := Lint([]byte(doc))
+		if got := len(issues) == 0; got != tc.ok {
+			t.Errorf("max %s with %q: ok = %v, want %v: %v", tc.max, tc.approvals, got, tc.ok, issues)
+		}
+		if !tc.ok && len(issues) == 1 && (issues[0].Code != ConstraintInvalidExpiry || !strings.Contains(issues[0].Message, "one-year")) {
+			t.Errorf("max %s: %v", tc.max, issues[0])
+		}
 	}
 }

@@ -166,6 +166,11 @@ type Grant struct {
 	// was last moved into a state that HoldsSlot; 0 means no limit. The
 	// ledger enforces it atomically with that write (ErrLimit).
 	ConcurrencyLimit int `json:"concurrencyLimit,omitempty"`
+	// Unreachable are resources of the grant's privileges whose IAM policy
+	// its failed activation could not even read (NOT_FOUND or
+	// PERMISSION_DENIED): no binding of the grant was written there, so
+	// removing its access leaves them out (and can be verified).
+	Unreachable []string `json:"unreachable,omitempty"`
 
 	Timeline []Entry `json:"timeline"`
 	// Version increases with every ledger write (optimistic concurrency).

@@ -157,7 +157,7 @@ func (w *Writer) readModifyWrite(ctx context.Context, resource string, client IA
 				}
 				continue
 			}
-			return nil, writes, false, fmt.Errorf("failed to read the IAM policy of %s (attempt %d): %w", resource, attempt, err)
+			return nil, writes, false, &ReadError{Resource: resource, Attempt: attempt, Err: err}
 		}
 
 		now := w.cfg.Now()
@@ -242,4 +242,44 @@ func (w *Writer) pause(ctx context.Context, bo *gax.Backoff, resource string, at
 		return fmt.Errorf("failed to update the IAM policy of %s: gave up waiting to retry after %w: %w", resource, cause, err)
 	}
 	return nil
+}
+
+// ReadError is the failure to read a resource's policy before writing
+// it: nothing was written there by that call.
+type ReadError struct {
+	Resource string
+	Attempt  int
+	Err      error
+}
+
+func (e *ReadError) Error() string {
+	return fmt.Sprintf("failed to read the IAM policy of %s (attempt %d): %v", e.Resource, e.Attempt, e.Err)
+}
+
+func (e *ReadError) Unwrap() error { return e.Err }
+
+// Unreadable lists the resources of err (an Apply error, joined or
+// wrapped) whose policy could not be read because IAM answered NOT_FOUND
+// or PERMISSION_DENIED ("or it may not exist"): that Apply wrote nothing
+// there, and no retry will.
+func Unreadable(err error) []string {
+	var out []string
+	var walk func(error)
+	walk = func(err error) {
+		switch e := err.(type) {
+		case nil:
+		case *ReadError:
+			if c := status.Code(e.Err); c == codes.NotFound || c == codes.PermissionDenied {
+				out = append(out, e.Resource)
+			}
+		case interface{ Unwrap() []error }:
+			for _, x := range e.Unwrap() {
+				walk(x)
+			}
+		case interface{ Unwrap() error }:
+			walk(e.Unwrap())
+		}
+	}
+	walk(err)
+	return out
 }

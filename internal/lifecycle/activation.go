@@ -200,6 +200,7 @@ func (s *Service) failActivation(ctx context.Context, g *grant.Grant, cause erro
 			return grant.ErrNoChange
 		}
 		_, err := cur.Transition(grant.ActivationFailed, events.ActivationFailed, s.now(), "grant-function", cause.Error())
+		cur.Unreachable = iamgrant.Unreadable(cause)
 		return err
 	})
 	if err != nil {
@@ -297,6 +298,9 @@ func (s *Service) scheduleRevocation(ctx context.Context, g *grant.Grant, prev t
 func bindingKeys(g *grant.Grant) []iamgrant.Key {
 	keys := make([]iamgrant.Key, 0, len(g.Privileges))
 	for _, p := range g.Privileges {
+		if slices.Contains(g.Unreachable, p.Resource) {
+			continue // nothing was written there (Grant.Unreachable)
+		}
 		keys = append(keys, iamgrant.Key{Resource: p.Resource, Role: p.Role, Condition: p.Condition, Member: member(g.Requester)})
 	}
 	return keys

@@ -101,7 +101,7 @@ func (s *Service) decide(ctx context.Context, caller Caller, id, reason string, 
 	if approve && !samePrivileges(privileges(d.Group), g.Privileges) {
 		return nil, conflict("%s can no longer be approved: the privileges of %s changed since it was requested; the requester must ask again", id, g.Entitlement)
 	}
-	now := s.now()
+	now, entitlement := s.now(), g.Entitlement
 	g, err = s.cfg.Ledger.Update(ctx, id, func(cur *grant.Grant) error {
 		if cur.State != grant.ApprovalAwaited {
 			return conflict("%s is %s, not awaiting approval", id, cur.State)
@@ -134,7 +134,7 @@ func (s *Service) decide(ctx context.Context, caller Caller, id, reason string, 
 	})
 	if errors.Is(err, grant.ErrLimit) {
 		return nil, &Error{Status: http.StatusConflict, Code: "FAILED_PRECONDITION", Field: "entitlement",
-			Message: fmt.Sprintf("%s cannot be approved now: %s allows at most %d active grants at once (%v); approve again when one has ended", id, g.Entitlement, d.Group.MaxActive(), err)}
+			Message: fmt.Sprintf("%s cannot be approved now: %s allows at most %d active grants at once (%v); approve again when one has ended", id, entitlement, d.Group.MaxActive(), err)}
 	}
 	if err != nil {
 		return nil, err

@@ -100,6 +100,9 @@ const (
 	FlowSA          = "jit-lifecycle" + domainSA
 	EventsSA        = "jit-eventarc" + domainSA
 	TasksSA         = "jit-tasks" + domainSA
+	// SchedulerSA is Cloud Scheduler's identity: the only caller of the
+	// sweep entry point, POST /functions/sweep (as on Google Cloud).
+	SchedulerSA = "jit-scheduler" + domainSA
 	// RequestsTopic carries signed requests from other systems;
 	// RequestsAudience is the audience their envelopes name. The demo
 	// policy trusts IncidentBotSA to request on behalf of users.
@@ -124,8 +127,9 @@ type Config struct {
 	PubSubEmulatorHost string
 	// Chaos makes event delivery duplicate and reorder, for tests.
 	Chaos pushbridge.Chaos
-	// SweepInterval is how often unpublished events are re-published
-	// (default 30 s).
+	// SweepInterval is how often the built-in scheduler runs the sweep
+	// (default 30 s); negative leaves it to calls of POST /functions/sweep,
+	// as on Google Cloud without a Cloud Scheduler job.
 	SweepInterval time.Duration
 	// IAP, if set, is production-auth mode: people are authenticated by
 	// IAP assertions verified against these settings (a test key set
@@ -432,6 +436,9 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 	mux.Handle("POST /functions/revoke-task", revoke.Tasks(revokeSvc,
 		auth.Service{Verifier: serviceVerifier, Audience: cloud.HTTPURL + "/functions/revoke-task", Allowed: []string{TasksSA}},
 		log.With("function", "revoke")))
+	mux.Handle("POST /functions/sweep", revoke.Sweep(revokeSvc,
+		auth.Service{Verifier: serviceVerifier, Audience: cloud.HTTPURL + "/functions/sweep", Allowed: []string{SchedulerSA}},
+		log.With("function", "sweep")))
 	if cfg.IAP == nil {
 		// Local conveniences exist in local mode only.
 		mux.Handle("GET /local/iam/{resource...}", localIAM(operator))
@@ -442,7 +449,9 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 
 	sweepCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	p.cancel = cancel
-	go p.sweep(sweepCtx, revokeSvc, cfg.SweepInterval, log)
+	if cfg.SweepInterval > 0 {
+		go p.sweep(sweepCtx, revokeSvc, cfg.SweepInterval, log)
+	}
 	mode := "local"
 	if cfg.IAP != nil {
 		mode = "production-auth"

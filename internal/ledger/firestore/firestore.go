@@ -810,9 +810,10 @@ type grantDoc struct {
 	EndCallback        string `firestore:"endCallback"`
 	RevocationVerified bool   `firestore:"revocationVerified"`
 
-	RequesterHostedDomain string `firestore:"requesterHostedDomain"`
-	RequestKey            string `firestore:"requestKey"`
-	ConcurrencyLimit      int64  `firestore:"concurrencyLimit"`
+	RequesterHostedDomain string   `firestore:"requesterHostedDomain"`
+	RequestKey            string   `firestore:"requestKey"`
+	ConcurrencyLimit      int64    `firestore:"concurrencyLimit"`
+	Unreachable           []string `firestore:"unreachable,omitempty"`
 
 	Timeline       []entryDoc `firestore:"timeline"`
 	Version        int64      `firestore:"version"`
@@ -854,6 +855,7 @@ func toDoc(g *grant.Grant) (*grantDoc, error) {
 		Execution: g.Execution, ApprovalCallback: g.ApprovalCallback, EndCallback: g.EndCallback,
 		RevocationVerified: g.RevocationVerified, Version: g.Version, HasUnpublished: ledger.HasUnpublished(g),
 		RequesterHostedDomain: g.RequesterHostedDomain, RequestKey: g.RequestKey, ConcurrencyLimit: int64(g.ConcurrencyLimit),
+		Unreachable: g.Unreachable,
 	}
 	if len(g.Inputs) > 0 {
 		in, err := json.Marshal(g.Inputs)
@@ -891,6 +893,7 @@ func fromSnapshot(snap *firestore.DocumentSnapshot) (*grant.Grant, error) {
 		Execution: d.Execution, ApprovalCallback: d.ApprovalCallback, EndCallback: d.EndCallback,
 		RevocationVerified: d.RevocationVerified, Version: d.Version,
 		RequesterHostedDomain: d.RequesterHostedDomain, RequestKey: d.RequestKey, ConcurrencyLimit: int(d.ConcurrencyLimit),
+		Unreachable: d.Unreachable,
 	}
 	var errs []error
 	parse := func(s string) time.Time {

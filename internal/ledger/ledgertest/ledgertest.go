@@ -137,6 +137,7 @@ func Full(id string) *grant.Grant {
 		// Ample for the tests that create several Full grants of one
 		// entitlement: it is stored, not exercised, here.
 		ConcurrencyLimit: 50,
+		Unreachable:      []string{"projects/gone-project"},
 		Timeline: []grant.Entry{
 			{Time: at(0), State: grant.ApprovalAwaited, EventType: "jit.grant.requested", EventID: id + "-1", Actor: "alice@example.com", Message: "awaiting", Published: true},
 			{Time: at(3 * time.Minute), State: grant.Active, EventType: "jit.grant.activated", EventID: id + "-2"},

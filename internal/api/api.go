@@ -22,6 +22,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/jitpipeline/jit/internal/auth"
+	"github.com/jitpipeline/jit/internal/emailaddr"
 	"github.com/jitpipeline/jit/internal/grant"
 	"github.com/jitpipeline/jit/internal/isoduration"
 	"github.com/jitpipeline/jit/internal/jsonstrict"
@@ -58,12 +59,17 @@ func (LocalAuthenticator) Caller(r *http.Request) (string, error) {
 	if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
 		return "", errors.New("the debug principal header is honoured only from loopback")
 	}
-	v := strings.TrimSpace(r.Header.Get(DebugPrincipalHeader))
-	email, ok := strings.CutPrefix(v, "user:")
-	if !ok || !strings.Contains(email, "@") || strings.ContainsAny(email, " ,<>") {
+	// Nothing is trimmed or folded: a look-alike of someone's address is
+	// refused, not taken for them.
+	email, ok := strings.CutPrefix(r.Header.Get(DebugPrincipalHeader), "user:")
+	if !ok {
 		return "", fmt.Errorf("set %s: user:EMAIL to say who you are (local mode)", DebugPrincipalHeader)
 	}
-	return strings.ToLower(email), nil
+	canonical, err := emailaddr.Canonical(email)
+	if err != nil {
+		return "", fmt.Errorf("set %s: user:EMAIL to say who you are (local mode): %w", DebugPrincipalHeader, err)
+	}
+	return canonical, nil
 }
 
 // RateLimit bounds, per caller, the calls that make the pipeline send
@@ -85,7 +91,10 @@ type limiter struct {
 	buckets map[string]*rate.Limiter
 }
 
+// allow takes a token from the caller's bucket, keyed by emailaddr.Key so
+// that spellings of one address share one bucket.
 func (l *limiter) allow(caller string) bool {
+	caller = emailaddr.Key(caller)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b, ok := l.buckets[caller]
@@ -206,16 +215,30 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // identify authenticates the request with the Identifier, or the plain
-// Authenticator.
+// Authenticator. Whatever the authenticator, the caller's address must be
+// canonical (package emailaddr): the policy, the ledger and the rate limit
+// key people by it, so a look-alike would be someone else, or nobody.
 func (h *Handler) identify(r *http.Request) (*auth.Identity, error) {
+	var who *auth.Identity
 	if id, ok := h.auth.(Identifier); ok {
-		return id.Identify(r)
+		var err error
+		if who, err = id.Identify(r); err != nil {
+			return nil, err
+		}
+	} else {
+		email, err := h.auth.Caller(r)
+		if err != nil {
+			return nil, err
+		}
+		who = &auth.Identity{Email: email}
 	}
-	email, err := h.auth.Caller(r)
+	email, err := emailaddr.Canonical(who.Email)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("the caller's address is refused: %w", err)
 	}
-	return &auth.Identity{Email: email}, nil
+	cp := *who
+	cp.Email = email
+	return &cp, nil
 }
 
 type identified struct {

@@ -12,8 +12,9 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
-	"strings"
 	"time"
+
+	"github.com/jitpipeline/jit/internal/emailaddr"
 )
 
 const (
@@ -96,7 +97,7 @@ type IAP struct {
 
 // Identity is a person IAP vouches for, with what the audit record keeps.
 type Identity struct {
-	Email        string // lower-cased; the principal
+	Email        string // canonical (emailaddr), ASCII-lower-cased; the principal
 	Subject      string // stable account id (sub)
 	HostedDomain string // hd; empty for consumer accounts
 	DeviceID     string // google.device_id, with context-aware access
@@ -147,10 +148,12 @@ func (v *IAP) Verify(ctx context.Context, assertion string) (*Identity, error) {
 	if err != nil {
 		return nil, err
 	}
-	email := strings.ToLower(c.Email)
+	// Refused, not repaired: an address that only looks like someone's
+	// (a trailing U+00A0, a dotted İ) must not become theirs.
+	email, err := emailaddr.Canonical(c.Email)
 	switch {
-	case !validEmail(email):
-		return nil, fmt.Errorf("%w: no valid email", ErrClaims)
+	case err != nil:
+		return nil, fmt.Errorf("%w: email: %w", ErrClaims, err)
 	case c.Subject == "":
 		return nil, fmt.Errorf("%w: no sub", ErrClaims)
 	}

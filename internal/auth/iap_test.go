@@ -332,3 +332,40 @@ func TestIAPKeyFile(t *testing.T) {
 		}
 	}
 }
+
+// identityVariants are addresses that differ from an approver's,
+// alice@example.com, only by characters that Unicode folding or trimming
+// would remove or map: signed by IAP's key, each is still refused with
+// 401, never taken for alice.
+var identityVariants = []struct{ name, email string }{
+	{"no-break space U+00A0", "alice@example.com\u00a0"},
+	{"ideographic space U+3000", "alice@example.com\u3000"},
+	{"next line U+0085", "\u0085alice@example.com"},
+	{"dotted capital I U+0130", "al\u0130ce@example.com"},
+	{"zero-width space U+200B", "alice\u200b@example.com"},
+	{"fullwidth at U+FF20", "alice\uff20example.com"},
+}
+
+func TestIAPRefusesIdentityVariants(t *testing.T) {
+	t.Parallel()
+	f := newIAPFixture(t)
+	for _, tc := range identityVariants {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := httptest.NewRequest(http.MethodGet, "/v1/grants", nil)
+			r.Header.Set(IAPHeader, f.token(t, with(iapClaimsFor(backendAud), "email", tc.email)))
+			if got, err := f.v.Caller(r); err == nil || !errors.Is(err, ErrClaims) {
+				t.Errorf("Caller = %q, %v; want a refusal wrapping ErrClaims", got, err)
+			}
+			if id, err := f.v.Identify(r); err == nil {
+				t.Errorf("Identify = %+v, want a refusal", id)
+			}
+		})
+	}
+	// The control: the same token with alice's own address passes.
+	r := httptest.NewRequest(http.MethodGet, "/v1/grants", nil)
+	r.Header.Set(IAPHeader, f.token(t, with(iapClaimsFor(backendAud), "email", "alice@example.com")))
+	if got, err := f.v.Caller(r); err != nil || got != "alice@example.com" {
+		t.Fatalf("control: Caller = %q, %v", got, err)
+	}
+}

@@ -279,21 +279,6 @@ func contains(list []string, s string) bool {
 	return false
 }
 
-// validEmail is a plausibility check, not RFC 5322: one @, something on
-// each side, no spaces or control characters.
-func validEmail(s string) bool {
-	at := strings.IndexByte(s, '@')
-	if at <= 0 || at == len(s)-1 || strings.Count(s, "@") != 1 || len(s) > 320 {
-		return false
-	}
-	for _, r := range s {
-		if r <= ' ' || r == 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
 // verifySigned is the part both verifiers share: the strict parse for one
 // algorithm, the key named by kid (which must be of type K), the signature,
 // and the claims decoded into claims. The claims' meaning is the caller's.

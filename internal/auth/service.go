@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/jitpipeline/jit/internal/emailaddr"
 	"github.com/jitpipeline/jit/internal/localgcp/localoidc"
 )
 
@@ -42,15 +43,19 @@ func (s Service) Check(r *http.Request) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("invalid token: %w", err)
 	}
-	switch {
-	case c.Email == "" || !c.EmailVerified:
+	if c.Email == "" || !c.EmailVerified {
 		return "", errors.New("token without a verified email")
-	case !slices.ContainsFunc(s.Allowed, func(a string) bool { return strings.EqualFold(a, c.Email) }):
-		return "", fmt.Errorf("%s may not call this endpoint", c.Email)
 	}
-	// Emails are case-insensitive in practice; allow-lists and audit
-	// records use the lower-case form.
-	return strings.ToLower(c.Email), nil
+	// Allow-lists and audit records use the canonical form; a look-alike
+	// of an allowed account is not that account.
+	email, err := emailaddr.Canonical(c.Email)
+	if err != nil {
+		return "", fmt.Errorf("invalid token: %w", err)
+	}
+	if !slices.ContainsFunc(s.Allowed, func(a string) bool { return emailaddr.Equal(a, email) }) {
+		return "", fmt.Errorf("%s may not call this endpoint", email)
+	}
+	return email, nil
 }
 
 // Middleware refuses requests that fail Check with 401 or 403.

@@ -3,6 +3,7 @@ package auth
 import (
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 )
 
@@ -49,5 +50,19 @@ func TestServiceCheck(t *testing.T) {
 	}
 	if _, err := (Service{Audience: revokeURL, Allowed: []string{tasksSA}}).Check(httptest.NewRequest(http.MethodPost, "/", nil)); err == nil {
 		t.Error("Service without a verifier accepted a request")
+	}
+}
+
+// A service account's look-alike is not the allowed service account.
+func TestServiceCheckRefusesVariants(t *testing.T) {
+	t.Parallel()
+	g := newGoogleFixture(t)
+	svc := Service{Verifier: g, Audience: revokeURL, Allowed: []string{tasksSA}}
+	for _, email := range []string{tasksSA + "\u00a0", "\u3000" + tasksSA, strings.Replace(tasksSA, "i", "\u0130", 1), strings.Replace(tasksSA, "@", "\uff20", 1)} {
+		r := httptest.NewRequest(http.MethodPost, "/tasks", nil)
+		r.Header.Set("Authorization", "Bearer "+googleToken(t, with(googleClaimsFor(revokeURL), "email", email)))
+		if got, err := svc.Check(r); err == nil {
+			t.Errorf("Check accepted %q as %q", email, got)
+		}
 	}
 }

@@ -11,8 +11,8 @@ import (
 	"log/slog"
 	"strings"
 	"time"
-	"unicode"
 
+	"github.com/jitpipeline/jit/internal/emailaddr"
 	"github.com/jitpipeline/jit/internal/jsonstrict"
 )
 
@@ -216,10 +216,12 @@ func (v *Verifier) Verify(ctx context.Context, data []byte, attrs map[string]str
 	if err != nil || claimed == "" {
 		return nil, refuse(ReasonMalformed, "", "iss is required and must be a string")
 	}
-	if !isEmail(claimed) {
+	// Canonical, not repaired: a look-alike of a trusted signer is not
+	// that signer.
+	iss, err := emailaddr.Canonical(claimed)
+	if err != nil {
 		return nil, refuse(ReasonMalformed, "", "iss %s is not a service account email", quote(claimed))
 	}
-	iss := strings.ToLower(claimed)
 	if !v.cfg.Trusted(iss) {
 		return nil, refuse(ReasonUntrustedSigner, iss, "%s is not trusted to request access for others", iss)
 	}
@@ -291,7 +293,7 @@ func (v *Verifier) checkClaims(iss string, c map[string]json.RawMessage) (*Reque
 		return nil, refuse(ReasonMalformed, iss, format, args...)
 	}
 	sub, err := stringMember(c, "sub")
-	if err != nil || !strings.EqualFold(sub, iss) {
+	if err != nil || !emailaddr.Equal(sub, iss) {
 		return malformed("sub %s must equal iss %s", quote(sub), iss)
 	}
 	var aud string
@@ -323,9 +325,10 @@ func (v *Verifier) checkClaims(iss string, c map[string]json.RawMessage) (*Reque
 	case exp-iat > int64(v.cfg.MaxLifetime/time.Second):
 		return nil, refuse(ReasonTooLongLived, iss, "lives %s, more than %s", time.Duration(exp-iat)*time.Second, v.cfg.MaxLifetime)
 	}
-	user, err := stringMember(c, "user")
-	if err != nil || !isEmail(user) {
-		return malformed("user %s must be the requester's email", quote(user))
+	raw, err := stringMember(c, "user")
+	user, errUser := emailaddr.Canonical(raw)
+	if err != nil || errUser != nil {
+		return malformed("user %s must be the requester's email, in canonical form", quote(raw))
 	}
 	ent, err := stringMember(c, "entitlement")
 	if err != nil || strings.TrimSpace(ent) == "" {
@@ -335,7 +338,7 @@ func (v *Verifier) checkClaims(iss string, c map[string]json.RawMessage) (*Reque
 	if err != nil || jti == "" || len(jti) > maxJTI || strings.IndexFunc(jti, notPrintableASCII) >= 0 {
 		return malformed("jti must be 1 to %d printable ASCII characters", maxJTI)
 	}
-	return &Request{Issuer: iss, User: strings.ToLower(user), Entitlement: ent, ID: jti}, nil
+	return &Request{Issuer: iss, User: user, Entitlement: ent, ID: jti}, nil
 }
 
 // checkBody checks data against body_sha256 and decodes it strictly
@@ -402,18 +405,6 @@ func NewClaims(serviceAccount, audience, user, id string, data []byte, now time.
 		Expires:     now.Add(lifetime).Unix(),
 		BodySHA256:  BodyHash(data),
 	}, nil
-}
-
-// isEmail is a deliberately narrow email check: one @, a non-empty local
-// part, a dotted domain, no spaces, controls or address-list syntax.
-func isEmail(s string) bool {
-	local, domain, ok := strings.Cut(s, "@")
-	return ok && local != "" && len(s) <= 254 &&
-		strings.Contains(domain, ".") && !strings.HasPrefix(domain, ".") && !strings.HasSuffix(domain, ".") &&
-		!strings.Contains(domain, "@") &&
-		strings.IndexFunc(s, func(r rune) bool {
-			return unicode.IsSpace(r) || unicode.IsControl(r) || strings.ContainsRune(`<>,;:"()[]\`, r) || r > unicode.MaxASCII
-		}) < 0
 }
 
 func notPrintableASCII(r rune) bool { return r < 0x21 || r > 0x7e }

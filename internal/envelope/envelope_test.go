@@ -124,6 +124,16 @@ func TestAttacks(t *testing.T) {
 		{name: "user missing", token: sign(t, trusted, with(map[string]any{"user": nil})), want: ReasonMalformed},
 		{name: "user not an email", token: sign(t, trusted, with(map[string]any{"user": "alice"})), want: ReasonMalformed},
 		{name: "user is an address list", token: sign(t, trusted, with(map[string]any{"user": "alice@example.com, root@example.com"})), want: ReasonMalformed},
+		// Look-alikes of a user's or the signer's address are refused, not
+		// trimmed or folded into theirs.
+		{name: "user with a no-break space", token: sign(t, trusted, with(map[string]any{"user": "alice@example.com\u00a0"})), want: ReasonMalformed},
+		{name: "user with an ideographic space", token: sign(t, trusted, with(map[string]any{"user": "\u3000alice@example.com"})), want: ReasonMalformed},
+		{name: "user with NEL", token: sign(t, trusted, with(map[string]any{"user": "alice@example.com\u0085"})), want: ReasonMalformed},
+		{name: "user with dotted I", token: sign(t, trusted, with(map[string]any{"user": "al\u0130ce@example.com"})), want: ReasonMalformed},
+		{name: "user with zero-width space", token: sign(t, trusted, with(map[string]any{"user": "alice\u200b@example.com"})), want: ReasonMalformed},
+		{name: "user with fullwidth at", token: sign(t, trusted, with(map[string]any{"user": "alice\uff20example.com"})), want: ReasonMalformed},
+		{name: "issuer with a no-break space", token: sign(t, trusted, with(map[string]any{"iss": caller + "\u00a0", "sub": caller + "\u00a0"})), want: ReasonMalformed},
+		{name: "sub a look-alike of iss", token: sign(t, trusted, with(map[string]any{"sub": strings.Replace(caller, "i", "\u0130", 1)})), want: ReasonMalformed},
 		{name: "jti missing", token: sign(t, trusted, with(map[string]any{"jti": nil})), want: ReasonMalformed},
 		{name: "jti with spaces", token: sign(t, trusted, with(map[string]any{"jti": "a b"})), want: ReasonMalformed},
 		{name: "body with an unknown field", data: `{"entitlement":"prod-admin","role":"owner"}`, token: sign(t, trusted, with(map[string]any{"body_sha256": BodyHash([]byte(`{"entitlement":"prod-admin","role":"owner"}`))})), want: ReasonMalformed},

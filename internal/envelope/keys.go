@@ -7,9 +7,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/jitpipeline/jit/internal/emailaddr"
 )
 
 // TrustSet is a Trusted function for a fixed set of service accounts
@@ -17,9 +18,9 @@ import (
 func TrustSet(emails ...string) func(string) bool {
 	set := make(map[string]bool, len(emails))
 	for _, e := range emails {
-		set[strings.ToLower(e)] = true
+		set[emailaddr.Key(e)] = true
 	}
-	return func(email string) bool { return set[strings.ToLower(email)] }
+	return func(email string) bool { return set[emailaddr.Key(email)] }
 }
 
 // StaticKeys is a KeySource of fixed JWKS per issuer (lower-case email):
@@ -28,7 +29,7 @@ type StaticKeys map[string][]byte
 
 // Keys returns the issuer's JWKS, or ErrUnknownIssuer.
 func (s StaticKeys) Keys(_ context.Context, issuer string) ([]byte, error) {
-	jwks, ok := s[strings.ToLower(issuer)]
+	jwks, ok := s[emailaddr.Key(issuer)]
 	if !ok {
 		return nil, fmt.Errorf("%s: %w", issuer, ErrUnknownIssuer)
 	}

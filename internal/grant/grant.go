@@ -17,6 +17,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/jitpipeline/jit/internal/emailaddr"
 )
 
 // State is a grant's lifecycle state (DESIGN §2, PAM's names).
@@ -261,7 +263,9 @@ func (g *Grant) Approvals() []Decision {
 	return out
 }
 
-// DecidedBy reports whether approver has already answered.
+// DecidedBy reports whether approver has already answered. Addresses
+// compare by ASCII case only (emailaddr.Equal): Unicode folding would take
+// a look-alike for the approver.
 func (g *Grant) DecidedBy(approver string) bool {
-	return slices.ContainsFunc(g.Decisions, func(d Decision) bool { return strings.EqualFold(d.Approver, approver) })
+	return slices.ContainsFunc(g.Decisions, func(d Decision) bool { return emailaddr.Equal(d.Approver, approver) })
 }

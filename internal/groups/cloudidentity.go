@@ -11,6 +11,8 @@ import (
 	"google.golang.org/api/cloudidentity/v1"
 	"google.golang.org/api/googleapi"
 	"google.golang.org/api/option"
+
+	"github.com/jitpipeline/jit/internal/emailaddr"
 )
 
 // discussionForumLabel marks a Google Group; searchTransitiveGroups requires
@@ -47,15 +49,27 @@ func NewCloudIdentity(ctx context.Context, opts ...option.ClientOption) (*CloudI
 // indirectly, with groups.memberships.searchTransitiveGroups across all
 // groups (parent "groups/-"). Identity-mapped groups (those with a
 // namespace) have no email and are skipped.
-func (c *CloudIdentity) GroupsOf(ctx context.Context, email string) ([]string, error) {
-	email = Normalize(email)
-	if err := checkEmail(email); err != nil {
-		return nil, fmt.Errorf("failed to search the groups of %q: %w", email, err)
+//
+// The search matches member_key_id whatever kind of member holds it, and
+// cannot filter by kind; so the address is first looked up as a group
+// (groups.lookup): if a group has it, the caller is not that group's
+// members' peer but someone sharing its address (an account outside the
+// directory, say), and gets no group — never the group's own parents.
+func (c *CloudIdentity) GroupsOf(ctx context.Context, raw string) ([]string, error) {
+	email, err := queryEmail(raw)
+	if err != nil {
+		return nil, fmt.Errorf("failed to search the groups of %q: %w", raw, err)
+	}
+	switch _, err := c.svc.Groups.Lookup().GroupKeyId(email).Context(ctx).Do(); {
+	case err == nil:
+		return []string{}, nil // a group's address: the user is not the group
+	case !isStatus(err, http.StatusNotFound):
+		return nil, fmt.Errorf("failed to check whether %s is a group's address: %w", email, err)
 	}
 	query := fmt.Sprintf("member_key_id == '%s' && '%s' in labels", email, discussionForumLabel)
 	call := c.svc.Groups.Memberships.SearchTransitiveGroups("groups/-").Query(query).PageSize(maxPageSize)
 	seen := map[string]bool{}
-	err := call.Pages(ctx, func(page *cloudidentity.SearchTransitiveGroupsResponse) error {
+	err = call.Pages(ctx, func(page *cloudidentity.SearchTransitiveGroupsResponse) error {
 		for _, m := range page.Memberships {
 			if k := m.GroupKey; k != nil && k.Namespace == "" && k.Id != "" {
 				seen[Normalize(k.Id)] = true
@@ -74,10 +88,10 @@ func (c *CloudIdentity) GroupsOf(ctx context.Context, email string) ([]string, e
 // users (member "users/…") by their preferred member key, the email. Nested
 // groups are expanded by the API itself; service accounts and
 // identity-mapped members are skipped.
-func (c *CloudIdentity) MembersOf(ctx context.Context, group string) ([]string, error) {
-	group = Normalize(group)
-	if err := checkEmail(group); err != nil {
-		return nil, fmt.Errorf("failed to list the members of %q: %w", group, err)
+func (c *CloudIdentity) MembersOf(ctx context.Context, raw string) ([]string, error) {
+	group, err := queryEmail(raw)
+	if err != nil {
+		return nil, fmt.Errorf("failed to list the members of %q: %w", raw, err)
 	}
 	found, err := c.svc.Groups.Lookup().GroupKeyId(group).Context(ctx).Do()
 	if err != nil {
@@ -109,6 +123,16 @@ func (c *CloudIdentity) MembersOf(ctx context.Context, group string) ([]string, 
 		return nil, fmt.Errorf("failed to search the members of group %s (%s): %w", group, found.Name, err)
 	}
 	return sortedKeys(seen), nil
+}
+
+// queryEmail is the canonical form of an address that is safe to quote in
+// a search query.
+func queryEmail(raw string) (string, error) {
+	email, err := emailaddr.Canonical(raw)
+	if err != nil {
+		return "", err
+	}
+	return email, checkEmail(email)
 }
 
 // checkEmail refuses what cannot be an email, in particular anything that

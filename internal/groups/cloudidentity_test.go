@@ -37,7 +37,10 @@ func TestCloudIdentityGroupsOf(t *testing.T) {
 	}{
 		{"nested through two levels, paged", "bob@example.com", []string{"all@example.com", "eng@example.com", "oncall@example.com", "sre@example.com"}},
 		{"email is case-insensitive", "Alice@Example.COM", []string{"all@example.com", "eng@example.com", "sre@example.com"}},
-		{"a group's own groups", "sre@example.com", []string{"all@example.com", "eng@example.com"}},
+		// An account with a group's address is not the group: it gets
+		// none of the groups the group is in.
+		{"a group's address gets no groups", "sre@example.com", []string{}},
+		{"a group's address in another case", "SRE@Example.com", []string{}},
 		{"unknown user has no groups", "nobody@example.com", []string{}},
 	}
 	f := demoIdentity()
@@ -115,6 +118,8 @@ func TestCloudIdentityErrors(t *testing.T) {
 		{"groups of, edition without the feature", func() error { _, err := ciBasic.GroupsOf(t.Context(), "bob@example.com"); return err }, http.StatusForbidden, false},
 		{"members of, edition without the feature", func() error { _, err := ciBasic.MembersOf(t.Context(), "sre@example.com"); return err }, http.StatusForbidden, false},
 		{"not an email", func() error { _, err := ci.GroupsOf(t.Context(), "x' || true || '"); return err }, 0, false},
+		{"look-alike address", func() error { _, err := ci.GroupsOf(t.Context(), "bob@example.com\u00a0"); return err }, 0, false},
+		{"look-alike group", func() error { _, err := ci.MembersOf(t.Context(), "sre@example.com\u3000"); return err }, 0, false},
 		{"empty group", func() error { _, err := ci.MembersOf(t.Context(), ""); return err }, 0, false},
 	}
 	for _, tc := range tests {

@@ -13,7 +13,8 @@ package groups
 import (
 	"context"
 	"errors"
-	"strings"
+
+	"github.com/jitpipeline/jit/internal/emailaddr"
 )
 
 // Resolver resolves group membership. Emails are compared case-insensitively
@@ -32,9 +33,10 @@ type Resolver interface {
 // ErrNotFound is wrapped by MembersOf errors for a group that does not exist.
 var ErrNotFound = errors.New("group not found")
 
-// Normalize is the canonical form of an email: trimmed and lower-cased.
-// Google treats email addresses case-insensitively; IAM stores members
-// lower-cased.
+// Normalize is the key of an email: lower-cased by ASCII rules only
+// (emailaddr.Key). Google treats addresses case-insensitively and IAM
+// stores members lower-cased; nothing is trimmed or Unicode-folded, so a
+// look-alike never resolves to another's groups.
 func Normalize(email string) string {
-	return strings.ToLower(strings.TrimSpace(email))
+	return emailaddr.Key(email)
 }

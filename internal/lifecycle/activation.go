@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/jitpipeline/jit/internal/emailaddr"
 	"github.com/jitpipeline/jit/internal/events"
 	"github.com/jitpipeline/jit/internal/grant"
 	"github.com/jitpipeline/jit/internal/iamcond"
@@ -311,7 +312,7 @@ func bindingKeys(g *grant.Grant) []iamgrant.Key {
 // ones, that have not ended yet. The binding spans their union, so
 // overlapping grants never cut each other short (DESIGN §3).
 func (s *Service) wanted(ctx context.Context, requester string, keys []iamgrant.Key) ([]iamgrant.Change, error) {
-	gs, err := s.cfg.Ledger.List(ctx, grant.Query{Requester: strings.ToLower(requester), States: []grant.State{grant.Activating, grant.Active}})
+	gs, err := s.cfg.Ledger.List(ctx, grant.Query{Requester: emailaddr.Key(requester), States: []grant.State{grant.Activating, grant.Active}})
 	if err != nil {
 		return nil, fmt.Errorf("failed to list the grants of %s: %w", requester, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jitpipeline/jit/internal/emailaddr"
 	"github.com/jitpipeline/jit/internal/events"
 	"github.com/jitpipeline/jit/internal/grant"
 	"github.com/jitpipeline/jit/internal/isoduration"
@@ -485,14 +486,4 @@ func (s *Service) RevokeByAdmin(ctx context.Context, caller Caller, id, reason s
 }
 
 // sameEmail compares two canonical addresses by ASCII case only.
-func sameEmail(a, b string) bool { return asciiLower(a) == asciiLower(b) }
-
-func asciiLower(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
-	}
-	return string(b)
-}
+func sameEmail(a, b string) bool { return emailaddr.Equal(a, b) }

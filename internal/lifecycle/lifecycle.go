@@ -19,7 +19,6 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -28,6 +27,7 @@ import (
 	"github.com/googleapis/gax-go/v2"
 
 	"github.com/jitpipeline/jit/internal/clock"
+	"github.com/jitpipeline/jit/internal/emailaddr"
 	"github.com/jitpipeline/jit/internal/events"
 	"github.com/jitpipeline/jit/internal/grant"
 	"github.com/jitpipeline/jit/internal/groups"
@@ -184,6 +184,11 @@ type Caller struct {
 // whether their account is internal — decided from the verified hosted
 // domain (or the directory), never from the address alone.
 func (s *Service) subject(ctx context.Context, c Caller) (policy.Subject, error) {
+	// The entry points refuse look-alike addresses; this is the last line,
+	// for any entry point that forgets.
+	if _, err := emailaddr.Canonical(c.Email); err != nil {
+		return policy.Subject{}, &Error{Status: http.StatusUnauthorized, Code: "UNAUTHENTICATED", Message: fmt.Sprintf("the caller's address is refused: %v", err)}
+	}
 	var gs []string
 	if s.cfg.Groups != nil {
 		var err error
@@ -208,7 +213,8 @@ func (s *Service) hostedDomain(ctx context.Context, c Caller) string {
 	if hd == "" && s.cfg.Directory != nil {
 		hd = s.cfg.Directory(ctx, c.Email)
 	}
-	return strings.ToLower(hd)
+	// A domain, lower-cased by ASCII rules only, like addresses.
+	return emailaddr.Key(hd)
 }
 
 // requesterSubject is the requester of a grant, with the hosted domain
@@ -295,7 +301,7 @@ func (s *Service) publishAfter(ctx context.Context, g *grant.Grant) {
 	}
 }
 
-func member(email string) string { return "user:" + strings.ToLower(email) }
+func member(email string) string { return "user:" + emailaddr.Key(email) }
 
 // StateDuplicate answers a workflow execution that is not the one that
 // owns the grant (Eventarc delivers at least once, so a grant.requested

@@ -108,6 +108,15 @@ func TestLintCodes(t *testing.T) {
 		{GroupInvalid, "        - name: grp\n", "        - name: a-group-name-that-is-far-too-long\n", 7},
 		{ACLInvalidPrincipal, "user:ann@example.com", "serviceAccount:robot@p.iam.gserviceaccount.com", 9},
 		{ACLInvalidPrincipal, "user:ann@example.com", "class:everyone", 9},
+		// Look-alikes of ann's address are not canonical: refused, never
+		// trimmed or folded into hers.
+		{ACLInvalidPrincipal, "user:ann@example.com", `"user:ann@example.com\u00a0"`, 9},
+		{ACLInvalidPrincipal, "user:ann@example.com", `"user:ann@example.com\u3000"`, 9},
+		{ACLInvalidPrincipal, "user:ann@example.com", `"user:ann@example.com\u0085"`, 9},
+		{ACLInvalidPrincipal, "user:ann@example.com", `"user:\u0130ann@example.com"`, 9},
+		{ACLInvalidPrincipal, "user:ann@example.com", `"user:ann\u200b@example.com"`, 9},
+		{ACLInvalidPrincipal, "user:ann@example.com", `"group:ann\uff20example.com"`, 9},
+		{ACLInvalidPrincipal, "user:ann@example.com", `"serviceAccount:robot@p.iam.gserviceaccount.com\u00a0"`, 9},
 		{ACLInvalidPermission, "allow: JOIN", "allow: JOYN", 10},
 		{ACLInvalidPermission, "allow: JOIN", "allow: JOIN\n              deny: VIEW", 11},
 		{ConstraintInvalidType, "type: expiry", "type: expiri", 13},

@@ -17,6 +17,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/jitpipeline/jit/internal/emailaddr"
 )
 
 // Policy is a compiled policy: an environment and an index from principals
@@ -221,7 +223,7 @@ func (p *Policy) MayRequestOnBehalf(serviceAccount, entitlement string) bool {
 // REQUEST_ON_BEHALF anywhere in the policy: a cheap first check before its
 // keys are fetched (MayRequestOnBehalf decides per entitlement).
 func (p *Policy) TrustsRequester(serviceAccount string) bool {
-	pr := Principal{Type: ServiceAccountPrincipal, Value: strings.ToLower(strings.TrimSpace(serviceAccount))}
+	pr := Principal{Type: ServiceAccountPrincipal, Value: emailaddr.Key(serviceAccount)}
 	for _, n := range p.byPrincipal[pr] {
 		for _, ace := range n.ACL {
 			if ace.Principal == pr && !ace.Deny && ace.Mask&RequestOnBehalf == RequestOnBehalf {
@@ -246,7 +248,7 @@ func (g *Group) Approvers(requester string) []Principal {
 				continue
 			}
 			seen[pr] = true
-			if pr.Type == UserPrincipal && pr.Value == strings.ToLower(requester) {
+			if pr.Type == UserPrincipal && pr.Value == emailaddr.Key(requester) {
 				continue
 			}
 			var allow, deny Permission

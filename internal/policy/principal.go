@@ -2,9 +2,10 @@ package policy
 
 import (
 	"fmt"
-	"net/mail"
 	"regexp"
 	"strings"
+
+	"github.com/jitpipeline/jit/internal/emailaddr"
 )
 
 // PrincipalType is the kind of an ACL principal.
@@ -40,27 +41,31 @@ var domainRE = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]
 
 // ParsePrincipal reads an ACL principal. serviceAccount: principals are
 // refused, as in JIT Groups; the policy parser admits them only for
-// REQUEST_ON_BEHALF (parseACLPrincipal).
+// REQUEST_ON_BEHALF (parseACLPrincipal). Emails must be canonical
+// (package emailaddr) and are only ASCII-lower-cased: a principal is never
+// trimmed or folded into another's address. Only ASCII blanks around the
+// whole principal are ignored.
 func ParsePrincipal(s string) (Principal, error) {
-	typ, value, ok := strings.Cut(strings.TrimSpace(s), ":")
+	typ, value, ok := strings.Cut(strings.Trim(s, " \t"), ":")
 	if !ok || value == "" {
 		return Principal{}, fmt.Errorf("principal %q must be user:EMAIL, group:EMAIL, domain:DOMAIN or class:CLASS", s)
 	}
-	switch PrincipalType(strings.ToLower(typ)) {
+	switch pt := PrincipalType(emailaddr.Key(typ)); pt {
 	case UserPrincipal, GroupPrincipal:
-		if !isEmail(value) {
-			return Principal{}, fmt.Errorf("principal %q: %q is not an email address", s, value)
+		email, err := emailaddr.Canonical(value)
+		if err != nil {
+			return Principal{}, fmt.Errorf("principal %q: %q is not an email address in canonical form: %w", s, value, err)
 		}
-		return Principal{Type: PrincipalType(strings.ToLower(typ)), Value: strings.ToLower(value)}, nil
+		return Principal{Type: pt, Value: email}, nil
 	case DomainPrincipal:
-		v := strings.ToLower(value)
+		v := emailaddr.Key(value)
 		if !domainRE.MatchString(v) {
 			return Principal{}, fmt.Errorf("principal %q: %q is not a domain name", s, value)
 		}
 		return Principal{Type: DomainPrincipal, Value: v}, nil
 	case ClassPrincipal:
 		for _, c := range []string{ClassIAPUsers, ClassInternalUsers, ClassExternalUsers} {
-			if strings.EqualFold(value, c) {
+			if emailaddr.Key(value) == emailaddr.Key(c) {
 				return Principal{Type: ClassPrincipal, Value: c}, nil
 			}
 		}
@@ -70,24 +75,23 @@ func ParsePrincipal(s string) (Principal, error) {
 	}
 }
 
-func isEmail(s string) bool {
-	a, err := mail.ParseAddress(s)
-	return err == nil && a.Address == s && strings.Count(s, "@") == 1 && !strings.ContainsAny(s, " <>")
-}
-
 // parseServiceAccount reads serviceAccount:EMAIL.
 func parseServiceAccount(s string) (Principal, bool) {
-	typ, value, ok := strings.Cut(strings.TrimSpace(s), ":")
-	if !ok || typ != string(ServiceAccountPrincipal) || !isEmail(value) {
+	typ, value, ok := strings.Cut(strings.Trim(s, " \t"), ":")
+	if !ok || typ != string(ServiceAccountPrincipal) {
 		return Principal{}, false
 	}
-	return Principal{Type: ServiceAccountPrincipal, Value: strings.ToLower(value)}, true
+	email, err := emailaddr.Canonical(value)
+	if err != nil {
+		return Principal{}, false
+	}
+	return Principal{Type: ServiceAccountPrincipal, Value: email}, true
 }
 
 // NewServiceSubject is a calling system, for REQUEST_ON_BEHALF checks: its
 // only principal is serviceAccount:EMAIL.
 func NewServiceSubject(email string) Subject {
-	p := Principal{Type: ServiceAccountPrincipal, Value: strings.ToLower(strings.TrimSpace(email))}
+	p := Principal{Type: ServiceAccountPrincipal, Value: emailaddr.Key(email)}
 	return Subject{Email: p.Value, Principals: []Principal{p}, keys: map[Principal]bool{p: true}}
 }
 
@@ -105,11 +109,13 @@ type Subject struct {
 // service came through IAP or the local equivalent) and class:internalUsers
 // or class:externalUsers.
 func NewSubject(email string, groups []string, internal bool) Subject {
-	email = strings.ToLower(strings.TrimSpace(email))
+	// ASCII case only: callers pass canonical addresses, and anything else
+	// keeps its odd bytes and so matches nobody's principal.
+	email = emailaddr.Key(email)
 	s := Subject{Email: email}
 	s.Principals = append(s.Principals, Principal{UserPrincipal, email})
 	for _, g := range groups {
-		s.Principals = append(s.Principals, Principal{GroupPrincipal, strings.ToLower(g)})
+		s.Principals = append(s.Principals, Principal{GroupPrincipal, emailaddr.Key(g)})
 	}
 	if _, dom, ok := strings.Cut(email, "@"); ok {
 		s.Principals = append(s.Principals, Principal{DomainPrincipal, dom})

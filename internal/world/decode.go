@@ -9,6 +9,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/jitpipeline/jit/internal/emailaddr"
 	"github.com/jitpipeline/jit/internal/groups"
 )
 
@@ -63,7 +64,7 @@ func (d *decoder) organization(n *yaml.Node) Organization {
 	f := d.fields(n, "organization", "id", "domain", "name")
 	return Organization{
 		ID:     d.required(n, f, "organization", "id"),
-		Domain: strings.ToLower(d.required(n, f, "organization", "domain")),
+		Domain: emailaddr.Key(d.required(n, f, "organization", "domain")),
 		Name:   d.str(f["name"], "organization.name"),
 		line:   n.Line,
 	}
@@ -102,12 +103,16 @@ func (d *decoder) project(n *yaml.Node, path string) Project {
 }
 
 func (d *decoder) user(n *yaml.Node, path string) User {
-	f := d.fields(n, path, "email", "name")
-	return User{
+	f := d.fields(n, path, "email", "name", "hostedDomain")
+	u := User{
 		Email: groups.Normalize(d.required(n, f, path, "email")),
 		Name:  d.str(f["name"], path+".name"),
 		line:  n.Line,
 	}
+	if hd := f["hostedDomain"]; hd != nil {
+		u.HostedDomain, u.hdSet = emailaddr.Key(d.str(hd, path+".hostedDomain")), true
+	}
+	return u
 }
 
 func (d *decoder) group(n *yaml.Node, path string) Group {
@@ -226,7 +231,9 @@ func (d *decoder) str(n *yaml.Node, path string) string {
 	if n.Tag == "!!null" {
 		return ""
 	}
-	return strings.TrimSpace(n.Value)
+	// ASCII blanks only: Unicode trimming would turn a look-alike address
+	// (a trailing U+00A0, say) into someone's real one unnoticed.
+	return strings.Trim(n.Value, " \t\r\n")
 }
 
 func (d *decoder) int64(n *yaml.Node, path string) (int64, bool) {

@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/jitpipeline/jit/internal/emailaddr"
 )
 
 // lineError is one problem in a world file, at a line (0 if none).
@@ -116,6 +118,9 @@ func (w *World) validate() []error {
 		if !validEmail(u.Email) {
 			add(errAt(u.line, "user email %q is not an email address", u.Email))
 		}
+		if u.hdSet && u.HostedDomain != NoHostedDomain && !validDomain(u.HostedDomain) {
+			add(errAt(u.line, "user %s: hostedDomain %q is neither a domain nor %q", u.Email, u.HostedDomain, NoHostedDomain))
+		}
 		if prev, dup := userLine[u.Email]; dup {
 			add(errAt(u.line, "user %s is already defined at line %d", u.Email, prev))
 			continue
@@ -217,7 +222,7 @@ func canonicalMember(m string) (string, error) {
 	if !ok || value == "" {
 		return "", fmt.Errorf("member %q: want user:EMAIL, group:EMAIL, serviceAccount:EMAIL or domain:DOMAIN", m)
 	}
-	value = strings.ToLower(value)
+	value = emailaddr.Key(value) // ASCII case only: look-alikes stay invalid
 	switch typ {
 	case "user", "group":
 		if !validEmail(value) {
@@ -237,19 +242,10 @@ func canonicalMember(m string) (string, error) {
 	return typ + ":" + value, nil
 }
 
+// validEmail accepts canonical addresses (package emailaddr) without
+// quotes, which the Cloud Identity queries could not carry either.
 func validEmail(s string) bool {
-	local, domain, ok := strings.Cut(s, "@")
-	return ok && local != "" && !strings.ContainsAny(local, " \t\r\n/:?'\"\\@") && validDomain(domain)
+	return emailaddr.Valid(s) && !strings.ContainsRune(s, '\'')
 }
 
-func validDomain(s string) bool {
-	if !strings.Contains(s, ".") || strings.HasPrefix(s, ".") || strings.HasSuffix(s, ".") || strings.Contains(s, "..") {
-		return false
-	}
-	for _, r := range s {
-		if !(r == '.' || r == '-' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
-			return false
-		}
-	}
-	return true
-}
+func validDomain(s string) bool { return emailaddr.CheckDomain(s) == nil }

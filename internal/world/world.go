@@ -56,6 +56,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/jitpipeline/jit/internal/emailaddr"
 	"github.com/jitpipeline/jit/internal/groups"
 )
 
@@ -107,13 +108,23 @@ type Project struct {
 // ResourceName is "projects/ID".
 func (p Project) ResourceName() string { return "projects/" + p.ID }
 
-// User is a person who can sign in: internal (the organization's domain) or
-// external.
+// User is a person who can sign in: internal (an account of the
+// organization's domain) or external.
 type User struct {
 	Email string // lower-cased
 	Name  string
-	line  int
+	// HostedDomain is the account's Google Workspace or Cloud Identity
+	// domain, what IAP's hd claim would say: from the file's hostedDomain,
+	// or by default the organization's domain for addresses in it, ""
+	// otherwise. NoHostedDomain in the file (a consumer account) is "".
+	HostedDomain string
+	hdSet        bool
+	line         int
 }
+
+// NoHostedDomain, as a user's hostedDomain, declares a consumer account:
+// one with no hosted domain, whatever its address says.
+const NoHostedDomain = "none"
 
 // Group is a group of users, service accounts and other groups.
 type Group struct {
@@ -188,12 +199,35 @@ func Parse(data []byte) (*World, error) {
 	return w, nil
 }
 
-// IsInternal reports whether email belongs to the organization's domain
-// (class:internalUsers, as opposed to class:externalUsers; jit-access-facts
-// §3.3). Subdomains are other domains.
+// HostedDomain is the directory's answer for email: the hosted domain of
+// the declared user with that (canonical) address, "" for anyone else —
+// an address alone proves nothing, even one in the organization's domain.
+// Its signature is lifecycle.Config.Directory.
+func (w *World) HostedDomain(_ context.Context, email string) string {
+	if !emailaddr.Valid(email) {
+		return ""
+	}
+	u, ok := w.index().users[groups.Normalize(email)]
+	switch {
+	case !ok:
+		return ""
+	case u.hdSet && u.HostedDomain == NoHostedDomain:
+		return ""
+	case u.hdSet:
+		return u.HostedDomain
+	}
+	if _, domain, _ := strings.Cut(u.Email, "@"); domain == w.Organization.Domain {
+		return w.Organization.Domain
+	}
+	return ""
+}
+
+// IsInternal reports whether email is an account of the organization's
+// domain (class:internalUsers, as opposed to class:externalUsers;
+// jit-access-facts §3.3), by the directory (HostedDomain), never by the
+// address's suffix: an undeclared address in the domain is external.
 func (w *World) IsInternal(email string) bool {
-	_, domain, ok := strings.Cut(groups.Normalize(email), "@")
-	return ok && domain == w.Organization.Domain
+	return w.Organization.Domain != "" && w.HostedDomain(context.Background(), email) == w.Organization.Domain
 }
 
 // Resolver answers group membership from the world's groups: transitive,

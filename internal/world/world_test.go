@@ -210,7 +210,11 @@ func TestIsInternal(t *testing.T) {
 	t.Parallel()
 	// jit-access-facts §3.3: class:internalUsers are the users of the
 	// organization's Cloud Identity account, class:externalUsers the others.
-	w, err := Parse([]byte(minimal))
+	w, err := Parse([]byte(minimal + `users:
+  - {email: alice@example.com}
+  - {email: xavier@partner.example.org}
+  - {email: gmail-style@example.com, hostedDomain: none}
+`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,6 +226,8 @@ func TestIsInternal(t *testing.T) {
 		{"Alice@EXAMPLE.com", true},
 		{"xavier@partner.example.org", false},
 		{"eve@sub.example.com", false},
+		{"eve@example.com", false},         // in the domain, but no account of it
+		{"gmail-style@example.com", false}, // declared without a hosted domain
 		{"eve@example.com.evil.org", false},
 		{"example.com", false},
 		{"", false},
@@ -268,8 +274,11 @@ func TestResolver(t *testing.T) {
 		{"dave@example.com", []string{"all@example.com", "eng@example.com"}},
 		{"bot@p-1234.iam.gserviceaccount.com", []string{"all@example.com", "eng@example.com", "oncall@example.com", "sre@example.com"}},
 		{"carol@example.com", []string{"ring-a@example.com", "ring-b@example.com"}}, // through the cycle
-		{"ring-a@example.com", []string{"ring-b@example.com"}},                      // not a member of itself
-		{"sre@example.com", []string{"all@example.com", "eng@example.com"}},
+		// A group's own address is no account: signing in with it gives
+		// nobody the memberships of the group (user: and group: principals
+		// are different identities).
+		{"ring-a@example.com", []string{}},
+		{"sre@example.com", []string{}},
 		{"nobody@example.com", []string{}},
 	}
 	for _, tc := range groupsOf {

@@ -96,8 +96,9 @@ type ctl struct {
 }
 
 // frame is one routine invocation: a stack of scopes, the innermost last.
-// for loops push a scope per iteration, so variables first assigned in a
-// loop do not exist after it (Workflows "workflows-loop-scope" sample).
+// for loops push a scope per iteration, and except blocks one per run, so
+// variables first assigned there do not exist after them (Workflows
+// "workflows-loop-scope" sample; syntax/variables#variable-scope).
 type frame struct {
 	routine *routine
 	scopes  []map[string]any
@@ -357,11 +358,25 @@ func (ex *execution) execTry(fr *frame, t *tryStep, b *block) (ctl, error) {
 		if t.except == nil {
 			return ctl{}, rz
 		}
-		if t.exceptAs != "" {
-			fr.set(t.exceptAs, rz.value)
-		}
-		return ex.execBlock(fr, t.except)
+		return ex.execExcept(fr, t, rz.value)
 	}
+}
+
+// execExcept runs an except block in a scope of its own: the `as` variable
+// and any variable the block creates exist only inside it, while variables
+// that existed before the try are assigned through. "A variable created
+// inside an except block belongs to the local scope of that block, and is
+// accessible only in that scope" —
+// https://cloud.google.com/workflows/docs/reference/syntax/catching-errors#variable-scope
+// and https://cloud.google.com/workflows/docs/reference/syntax/variables#variable-scope.
+func (ex *execution) execExcept(fr *frame, t *tryStep, e any) (ctl, error) {
+	scope := map[string]any{}
+	if t.exceptAs != "" {
+		scope[t.exceptAs] = e
+	}
+	fr.scopes = append(fr.scopes, scope)
+	defer func() { fr.scopes = fr.scopes[:len(fr.scopes)-1] }()
+	return ex.execBlock(fr, t.except)
 }
 
 func (ex *execution) readPolicy(fr *frame, rp *retryPolicy) (maxRetries int64, initial, maxDelay, mult float64, err error) {

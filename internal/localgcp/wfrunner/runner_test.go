@@ -415,6 +415,8 @@ main:
     - woke:
         assign:
           - t1: ${sys.now()}
+          - tags: null # declared before the tries: an except block's own variables end with it
+          - t2: null
     - create:
         call: events.create_callback_endpoint
         result: cb

@@ -324,7 +324,7 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 	workflow := fmt.Sprintf("projects/%s/locations/%s/workflows/%s", Project, Location, Workflow)
 	base := lifecycle.Config{
 		Ledger: p.Ledger, Policy: p.Policy, Groups: cfg.World.Resolver(),
-		InternalDomains: []string{cfg.World.Organization.Domain}, Directory: directory(cfg.World),
+		InternalDomains: []string{cfg.World.Organization.Domain}, Directory: cfg.World.HostedDomain,
 		Events: eventsPub, Lifecycle: lifecyclePub, Revocations: revokePub, Clock: cfg.Clock,
 		RevokeQueue: fmt.Sprintf("projects/%s/locations/%s/queues/%s", Project, Location, Queue),
 		RevokeURL:   cloud.HTTPURL + "/functions/revoke-task", RevokeServiceAccount: TasksSA,
@@ -458,17 +458,6 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 	}
 	log.Info("embedded pipeline started", "url", p.URL, "data_dir", cfg.DataDir, "mode", mode)
 	return p, nil
-}
-
-// directory is the world file as the directory of accounts: the hosted
-// domain of a user it lists as the organization's.
-func directory(w *world.World) func(context.Context, string) string {
-	return func(_ context.Context, email string) string {
-		if w.IsInternal(email) {
-			return w.Organization.Domain
-		}
-		return ""
-	}
 }
 
 func deployWorkflows(cloud *embedded.Cloud) error {

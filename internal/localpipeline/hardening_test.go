@@ -123,11 +123,11 @@ func TestForgedCommandsSendNothingAway(t *testing.T) {
 		for _, u := range urls {
 			n++
 			d := evs.Data{
-				GrantID: g.ID, Entitlement: g.Entitlement, Requester: g.Requester, State: g.State,
+				GrantID: g.ID, Entitlement: g.Entitlement, Requester: g.Requester, State: grant.ApprovalAwaited,
 				CallbackURL: u,
 			}
 			if cmd.typ == evs.ActivationRequested {
-				d.EndCallbackURL = u
+				d.EndCallbackURL, d.State = u, grant.Activating
 			}
 			ev, err := evs.New(cmd.typ, fmt.Sprintf("forged-%d", n), time.Now(), d)
 			if err != nil {

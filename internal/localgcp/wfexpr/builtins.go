@@ -339,27 +339,36 @@ func fnFloor(a []any) (any, error) {
 	return nil, typeErr("math.floor", "a number", a[0])
 }
 
-// minMax returns the larger (sign 1) or smaller (sign -1) argument, keeping
-// its type.
+// minMax returns the larger (sign 1) or smaller (sign -1) argument: an
+// integer when both are integers, otherwise a double ("If both numbers are
+// integers, returns an integer; otherwise, a floating-point number" —
+// https://cloud.google.com/workflows/docs/reference/stdlib/math/max and
+// .../math/min).
 func minMax(a []any, sign int) (any, error) {
 	name := "math.max"
 	if sign < 0 {
 		name = "math.min"
 	}
-	if _, ok := toFloat(a[0]); !ok {
+	x, ok := toFloat(a[0])
+	if !ok {
 		return nil, typeErr(name, "numbers", a[0])
 	}
-	if _, ok := toFloat(a[1]); !ok {
+	y, ok := toFloat(a[1])
+	if !ok {
 		return nil, typeErr(name, "numbers", a[1])
 	}
-	gt, err := compare(tGt, a[1], a[0])
-	if err != nil {
-		return nil, err
+	xi, xInt := a[0].(int64)
+	yi, yInt := a[1].(int64)
+	if xInt && yInt {
+		if (yi > xi) == (sign > 0) && yi != xi {
+			return yi, nil
+		}
+		return xi, nil
 	}
-	if gt.(bool) == (sign > 0) && !equal(a[0], a[1]) {
-		return a[1], nil
+	if (y > x) == (sign > 0) && y != x {
+		return y, nil
 	}
-	return a[0], nil
+	return x, nil
 }
 
 func strFn(name string, v any, f func(string) string) (any, error) {

@@ -110,6 +110,9 @@ func TestEval(t *testing.T) {
 		{name: "field_of_string", src: "s.x", wantTag: TagTypeError},
 		{name: "field_of_null", src: "nul.x", wantTag: TagTypeError},
 		{name: "index_of_int", src: "i[0]", wantTag: TagTypeError},
+		{name: "math_max_string", src: `math.max("9", 1)`, wantTag: TagTypeError},
+		{name: "math_min_bool", src: "math.min(1, t)", wantTag: TagTypeError},
+		{name: "math_max_null", src: "math.max(nul, 1)", wantTag: TagTypeError},
 		{name: "map_int_key", src: "m[1]", wantTag: TagTypeError},
 		{name: "keyword_field_name", src: `{"in": 1}.in`, want: int64(1)},
 
@@ -215,7 +218,10 @@ func TestEval(t *testing.T) {
 		{name: "list_prepend", src: `list.prepend([1], 0)`, want: []any{int64(0), int64(1)}},
 		{name: "math_abs", src: "math.abs(n)", want: int64(7)},
 		{name: "math_floor", src: "math.floor(-2.5)", want: int64(-3)},
-		{name: "math_max_keeps_type", src: "math.max(2, 1.5)", want: int64(2)},
+		{name: "math_max_mixed_is_double", src: "math.max(2, 1.5)", want: float64(2)},
+		{name: "math_max_ints", src: "math.max(2, 7)", want: int64(7)},
+		{name: "math_min_ints", src: "math.min(2, 7)", want: int64(2)},
+		{name: "math_max_doc_example", src: "math.max(123, -456.7)", want: float64(123)},
 		{name: "math_min", src: "math.min(2, 1.5)", want: 1.5},
 
 		// text, base64, json [text], [json].

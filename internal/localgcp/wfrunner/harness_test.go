@@ -115,6 +115,7 @@ func newTestEnv(t *testing.T, o envOptions) *testEnv {
 	r, err := New(Config{
 		Project:           testProject,
 		Location:          testLocation,
+		ProjectNumber:     "123456789012",
 		Dir:               o.dir,
 		CallbackBaseURL:   te.callbacks.URL,
 		AuthorizeCallback: o.authorize,

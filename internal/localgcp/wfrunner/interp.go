@@ -69,7 +69,7 @@ const (
 	MaxArgumentBytes = 32 * 1024
 	// MaxResultBytes bounds the JSON result, using the documented 512 KB
 	// memory limit for variables (gcp-facts §4, [2nd]).
-	MaxResultBytes = 512 * 1024
+	MaxResultBytes = MaxMemoryBytes
 	// MaxCallDepth bounds subworkflow recursion.
 	MaxCallDepth = 20
 	// DefaultMaxSteps is the default step budget of one execution.
@@ -178,6 +178,8 @@ func (ex *execution) callRoutine(r *routine, args map[string]any) (any, error) {
 	ex.depth++
 	defer func() { ex.depth-- }()
 	fr := &frame{routine: r, scopes: []map[string]any{{}}}
+	ex.frames = append(ex.frames, fr)
+	defer func() { ex.frames = ex.frames[:len(ex.frames)-1] }()
 	for _, p := range r.params {
 		if v, ok := args[p.name]; ok {
 			fr.scopes[0][p.name] = v
@@ -195,6 +197,9 @@ func (ex *execution) callRoutine(r *routine, args map[string]any) (any, error) {
 			return nil, err
 		}
 		fr.scopes[0][p.name] = v
+	}
+	if err := ex.checkMemory(); err != nil {
+		return nil, err
 	}
 	c, err := ex.execBlock(fr, r.body)
 	if err != nil {
@@ -240,6 +245,9 @@ func (ex *execution) execStep(fr *frame, s *step, b *block) (ctl, error) {
 	if ex.steps > ex.maxSteps {
 		return ctl{}, newError("ResourceLimitError", fmt.Sprintf("step budget of %d steps exhausted", ex.maxSteps))
 	}
+	if err := ex.overdue(); err != nil {
+		return ctl{}, err
+	}
 	return ex.doStep(fr, s, b)
 }
 
@@ -268,7 +276,7 @@ func (ex *execution) action(fr *frame, s *step, b *block) (ctl, error) {
 			if err != nil {
 				return ctl{}, err
 			}
-			if err := ex.setPath(fr, a.target, v); err != nil {
+			if err := ex.assignChecked(fr, a.target, v); err != nil {
 				return ctl{}, err
 			}
 		}
@@ -278,7 +286,7 @@ func (ex *execution) action(fr *frame, s *step, b *block) (ctl, error) {
 			return ctl{}, err
 		}
 		if s.call.result != nil {
-			if err := ex.setPath(fr, s.call.result, v); err != nil {
+			if err := ex.assignChecked(fr, s.call.result, v); err != nil {
 				return ctl{}, err
 			}
 		}
@@ -486,6 +494,10 @@ func (ex *execution) execFor(fr *frame, f *forStep) (ctl, error) {
 			scope[f.index] = int64(i)
 		}
 		fr.scopes = append(fr.scopes, scope)
+		if err := ex.checkMemory(); err != nil {
+			fr.scopes = fr.scopes[:len(fr.scopes)-1]
+			return ctl{}, err
+		}
 		c, err := ex.execBlock(fr, f.body)
 		fr.scopes = fr.scopes[:len(fr.scopes)-1]
 		if err != nil {

@@ -26,12 +26,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -54,6 +57,9 @@ type Config struct {
 	// projects/{Project}/locations/{Location}/workflows/{name}.
 	Project  string
 	Location string
+	// ProjectNumber is what GOOGLE_CLOUD_PROJECT_NUMBER returns; default a
+	// stable 12-digit number derived from Project.
+	ProjectNumber string
 	// Dir holds deployed definitions and execution journals. Required.
 	Dir string
 	// CallbackBaseURL is the scheme and host callback URLs are built on, e.g.
@@ -79,7 +85,9 @@ type Config struct {
 	PubSubOptions []option.ClientOption
 	TasksOptions  []option.ClientOption
 	// Env are the user variables sys.get_env returns (beside the built-in
-	// GOOGLE_CLOUD_* ones).
+	// GOOGLE_CLOUD_* ones). As on Google, a key may not be empty or start
+	// with GOOGLE_ or WORKFLOWS_ —
+	// https://cloud.google.com/workflows/docs/use-environment-variables#reserved_names.
 	Env map[string]string
 	// Clock is the time of sys.now, execution and callback timestamps, and
 	// the deadlines of sys.sleep, sys.sleep_until, await_callback timeouts
@@ -116,6 +124,11 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxSteps < 0 {
 		errs = append(errs, fmt.Errorf("MaxSteps must not be negative, got %d", c.MaxSteps))
+	}
+	for _, k := range slices.Sorted(maps.Keys(c.Env)) {
+		if k == "" || strings.HasPrefix(k, "GOOGLE_") || strings.HasPrefix(k, "WORKFLOWS_") {
+			errs = append(errs, fmt.Errorf("Env key %q is reserved: keys may not be empty or start with GOOGLE_ or WORKFLOWS_", k))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -160,6 +173,14 @@ func New(cfg Config) (*Runner, error) {
 	}
 	if cfg.MaxSteps == 0 {
 		cfg.MaxSteps = DefaultMaxSteps
+	}
+	if cfg.ProjectNumber == "" {
+		sum := sha256.Sum256([]byte(cfg.Project))
+		n := uint64(0)
+		for _, b := range sum[:8] {
+			n = n<<8 | uint64(b)
+		}
+		cfg.ProjectNumber = strconv.FormatUint(100000000000+n%900000000000, 10)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -486,6 +507,7 @@ type execution struct {
 	steps     int
 	maxSteps  int
 	depth     int
+	frames    []*frame // the call stack, for the memory limit
 	curStep   string
 }
 
@@ -558,7 +580,10 @@ func (ex *execution) finish(v any, err error) {
 
 func (ex *execution) errorRecord(err error) *errorRec {
 	rz, ok := asRaised(err)
-	if !ok {
+	switch {
+	case errors.Is(err, errDurationExceeded):
+		rz = newError("ResourceLimitError", err.Error())
+	case !ok:
 		rz = newError("InternalError", err.Error())
 	}
 	payload, encErr := encodeJSON(rz.value)
@@ -698,17 +723,22 @@ func (ex *execution) deadline(kind string, next func() time.Time) (time.Time, er
 	return d, nil
 }
 
-// waitUntil sleeps until d or until the execution stops.
+// waitUntil sleeps until d or until the execution stops; a wait past the
+// execution's one-year limit ends it at the limit.
 func (ex *execution) waitUntil(d time.Time) error {
+	var over error
+	if lim := ex.limit(); d.After(lim) {
+		d, over = lim, errDurationExceeded
+	}
 	wait := d.Sub(ex.r.cfg.Clock.Now())
 	if wait <= 0 {
-		return nil
+		return over
 	}
 	t := ex.r.cfg.Clock.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case <-t.C():
-		return nil
+		return over
 	case <-ex.ctx.Done():
 		return errStopped
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -390,14 +391,85 @@ func TestResumeInProcess(t *testing.T) {
 // TestConfigValidate checks that Validate reports every problem at once.
 func TestConfigValidate(t *testing.T) {
 	t.Parallel()
-	err := (&Config{MaxSteps: -1, CallbackBaseURL: "ftp://x"}).Validate()
+	err := (&Config{MaxSteps: -1, CallbackBaseURL: "ftp://x", Env: map[string]string{
+		"": "x", "GOOGLE_CLOUD_PROJECT_ID": "other", "WORKFLOWS_X": "y", "JIT_OK": "fine",
+	}}).Validate()
 	if err == nil {
 		t.Fatal("Validate accepted an empty config")
 	}
-	for _, s := range []string{"Project", "Location", "Dir", "CallbackBaseURL", "MaxSteps"} {
+	// Reserved user variable names, as Google refuses them at deployment:
+	// https://cloud.google.com/workflows/docs/use-environment-variables#reserved_names
+	for _, s := range []string{"Project", "Location", "Dir", "CallbackBaseURL", "MaxSteps", `Env key ""`, `"GOOGLE_CLOUD_PROJECT_ID" is reserved`, `"WORKFLOWS_X" is reserved`} {
 		if !strings.Contains(err.Error(), s) {
 			t.Errorf("Validate error %q does not mention %s", err, s)
 		}
+	}
+}
+
+// TestProjectNumberDefault checks that GOOGLE_CLOUD_PROJECT_NUMBER has a
+// project number's shape even when the config names none.
+func TestProjectNumberDefault(t *testing.T) {
+	t.Parallel()
+	r, err := New(Config{Project: "p", Location: "l", Dir: t.TempDir(), CallbackBaseURL: "http://127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if n := r.cfg.ProjectNumber; !regexp.MustCompile(`^[1-9][0-9]{11}$`).MatchString(n) {
+		t.Errorf("ProjectNumber = %q, want 12 digits", n)
+	}
+}
+
+const yearWorkflow = `
+main:
+  steps:
+    - nap:
+        try:
+          call: sys.sleep
+          args:
+            seconds: 31536000
+        except:
+          as: e
+          steps:
+            - caught:
+                return: "caught"
+    - never:
+        return: "finished after a year"
+`
+
+// TestOneYearLimit runs a workflow on a manual clock that sleeps the longest
+// sys.sleep allows: the execution's year ends during the wait (its steps
+// before took time too), and it fails with ResourceLimitError that no except
+// catches. Facts: maximum execution duration one year, sys.sleep at most
+// 31536000 s (https://cloud.google.com/workflows/quotas; gcp-facts §4).
+func TestOneYearLimit(t *testing.T) {
+	t.Parallel()
+	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	clk := clock.NewManual(start)
+	te := newTestEnv(t, envOptions{clock: clk})
+	if err := te.runner.Deploy("yearly", []byte(yearWorkflow)); err != nil {
+		t.Fatal(err)
+	}
+	name, err := te.runner.Run(t.Context(), "yearly", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := clk.WaitForTimers(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(MaxExecutionDuration - time.Second)
+	if ex, err := te.client.GetExecution(ctx, &executionspb.GetExecutionRequest{Name: name}); err != nil || ex.GetState() != executionspb.Execution_ACTIVE {
+		t.Fatalf("a second before the year: state %v, %v; want ACTIVE", ex.GetState(), err)
+	}
+	clk.Advance(time.Second)
+	got := waitDone(t, te.client, name)
+	if got.GetState() != executionspb.Execution_FAILED || !strings.Contains(got.GetError().GetPayload(), "ResourceLimitError") {
+		t.Fatalf("state = %v, error = %v; want FAILED with ResourceLimitError", got.GetState(), got.GetError())
+	}
+	if et := got.GetEndTime().AsTime(); !et.Equal(start.Add(MaxExecutionDuration)) {
+		t.Errorf("end time = %v, want the end of the year %v", et, start.Add(MaxExecutionDuration))
 	}
 }
 

@@ -61,23 +61,30 @@ func (ex *execution) sysNow() (any, error) {
 	})
 }
 
-// getEnv serves sys.get_env: the built-in GOOGLE_CLOUD_* variables, then
-// Config.Env; def (or null) when unset.
+// getEnv serves sys.get_env: the documented built-in variables, then
+// Config.Env; def (or null) when unset. Only the seven documented names are
+// built in, and name and default must be strings ("TypeError: If either name
+// or default is not a string") —
+// https://cloud.google.com/workflows/docs/reference/stdlib/sys/get_env and
+// https://cloud.google.com/workflows/docs/reference/environment-variables.
 func (ex *execution) getEnv(name, def any) (any, error) {
 	n, ok := name.(string)
 	if !ok {
 		return nil, newError("TypeError", fmt.Sprintf("sys.get_env name must be a string, got %s", wfexpr.TypeName(name)))
 	}
+	if _, isStr := def.(string); def != nil && !isStr {
+		return nil, newError("TypeError", fmt.Sprintf("sys.get_env default must be a string, got %s", wfexpr.TypeName(def)))
+	}
 	return ex.effect("sys.get_env", func() (any, error) {
 		parts := strings.Split(ex.rec.Name, "/")
 		builtin := map[string]string{
-			"GOOGLE_CLOUD_PROJECT_ID":              ex.r.cfg.Project,
-			"GOOGLE_CLOUD_LOCATION":                ex.r.cfg.Location,
-			"GOOGLE_CLOUD_WORKFLOW_ID":             ex.rec.Workflow,
-			"GOOGLE_CLOUD_WORKFLOW_REVISION_ID":    ex.rec.RevisionID,
-			"GOOGLE_CLOUD_WORKFLOW_EXECUTION_ID":   parts[len(parts)-1],
-			"GOOGLE_CLOUD_SERVICE_ACCOUNT_EMAIL":   ex.r.cfg.ServiceAccount,
-			"GOOGLE_CLOUD_WORKFLOW_EXECUTION_NAME": ex.rec.Name,
+			"GOOGLE_CLOUD_LOCATION":              ex.r.cfg.Location,
+			"GOOGLE_CLOUD_PROJECT_ID":            ex.r.cfg.Project,
+			"GOOGLE_CLOUD_PROJECT_NUMBER":        ex.r.cfg.ProjectNumber,
+			"GOOGLE_CLOUD_SERVICE_ACCOUNT_NAME":  ex.r.cfg.ServiceAccount,
+			"GOOGLE_CLOUD_WORKFLOW_EXECUTION_ID": parts[len(parts)-1],
+			"GOOGLE_CLOUD_WORKFLOW_ID":           ex.rec.Workflow,
+			"GOOGLE_CLOUD_WORKFLOW_REVISION_ID":  ex.rec.RevisionID,
 		}
 		if v, ok := builtin[n]; ok {
 			return v, nil
@@ -469,6 +476,10 @@ func (ex *execution) awaitCallback(args map[string]any) (any, error) {
 	if e != nil {
 		return e.outcome()
 	}
+	var over error // the execution's year ends before the timeout
+	if lim := ex.limit(); deadline.After(lim) {
+		deadline, over = lim, errDurationExceeded
+	}
 	timer := ex.r.cfg.Clock.NewTimer(deadline.Sub(ex.r.cfg.Clock.Now()))
 	defer timer.Stop()
 	for {
@@ -492,6 +503,9 @@ func (ex *execution) awaitCallback(args map[string]any) (any, error) {
 		select {
 		case <-ex.signal:
 		case <-timer.C():
+			if over != nil {
+				return nil, over
+			}
 			tErr := newError("TimeoutError", fmt.Sprintf("timed out after %v seconds waiting for callback %s", timeout, u))
 			if err := ex.append(entry{Kind: "await_result", Err: &storedValue{tErr.value}}, nil); err != nil {
 				return nil, err

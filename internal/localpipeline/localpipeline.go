@@ -34,6 +34,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -64,6 +65,7 @@ import (
 	"github.com/jitpipeline/jit/internal/localgcp/embedded"
 	"github.com/jitpipeline/jit/internal/localgcp/localiam"
 	"github.com/jitpipeline/jit/internal/localgcp/pushbridge"
+	"github.com/jitpipeline/jit/internal/localgcp/wfrunner"
 	"github.com/jitpipeline/jit/internal/policy"
 	"github.com/jitpipeline/jit/internal/policy/source"
 	"github.com/jitpipeline/jit/internal/world"
@@ -233,21 +235,14 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 			"JIT_REVOKE_TOPIC":       RevokeTopic,
 			"JIT_ACTIVATION_TIMEOUT": strconv.Itoa(int(cfg.ActivationTimeout.Seconds())),
 		},
-		Queues:       []string{Queue},
-		Seed:         cfg.World.Seed,
-		GroupMembers: cfg.World.DirectMembers,
-		Routes:       routes,
-		Clock:        cfg.Clock,
-		AuthorizeCallback: func(r *http.Request) error {
-			v := p.ServiceVerifier
-			if v == nil {
-				return errors.New("starting")
-			}
-			_, err := auth.Service{Verifier: v, Audience: cloud.HTTPURL, Allowed: []string{IntakeSA, ApproveSA, GrantSA, RevokeSA}}.Check(r)
-			return err
-		},
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*handler.Load()).ServeHTTP(w, r) }),
-		Logger:  log,
+		Queues:            []string{Queue},
+		Seed:              cfg.World.Seed,
+		GroupMembers:      cfg.World.DirectMembers,
+		Routes:            routes,
+		Clock:             cfg.Clock,
+		AuthorizeCallback: func(r *http.Request) error { return authorizeCallback(cloud, r) },
+		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*handler.Load()).ServeHTTP(w, r) }),
+		Logger:            log,
 	})
 	if err != nil {
 		return nil, err
@@ -333,7 +328,7 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 	service := func(name, sa string, iam lifecycle.IAM, withTasks bool) (*lifecycle.Service, error) {
 		c := base
 		c.Logger = log.With("function", name)
-		c.Callbacks = lifecycle.HTTPCallbacks{Endpoint: cloud.HTTPURL, Token: func(context.Context) (string, error) { return cloud.Signer.IDToken(sa, cloud.HTTPURL) }}
+		c.Callbacks = lifecycle.HTTPCallbacks{Endpoint: cloud.HTTPURL, Token: func(context.Context) (string, error) { return cloud.Signer.AccessToken(sa) }}
 		c.IAM = iam
 		if withTasks {
 			c.Tasks = tasks
@@ -609,4 +604,31 @@ type staticLoader []byte
 
 func (s staticLoader) Load(context.Context) ([]byte, string, error) {
 	return []byte(s), "embedded-demo", nil
+}
+
+// CallbackSenders are the identities that hold workflows.callbacks.send on
+// the lifecycle workflow: the functions that resume its executions.
+var CallbackSenders = []string{IntakeSA, ApproveSA, GrantSA, RevokeSA}
+
+// authorizeCallback checks a workflow callback as Google does: the bearer
+// must be an OAuth 2.0 access token (an ID token, an IAP assertion or none
+// is 401), issued to an identity with workflows.callbacks.send (otherwise
+// 403) — https://cloud.google.com/workflows/docs/creating-callback-endpoints,
+// gcp-facts §4.
+func authorizeCallback(cloud *embedded.Cloud, r *http.Request) error {
+	if cloud == nil {
+		return fmt.Errorf("%w: starting", wfrunner.ErrUnauthenticated)
+	}
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || tok == "" {
+		return wfrunner.ErrUnauthenticated
+	}
+	email, ok := cloud.Signer.LookupAccessToken(tok)
+	if !ok {
+		return wfrunner.ErrUnauthenticated
+	}
+	if !slices.Contains(CallbackSenders, email) {
+		return fmt.Errorf("permission workflows.callbacks.send denied for %s", email)
+	}
+	return nil
 }

@@ -209,6 +209,15 @@ func (s *secEnv) serviceToken(sa, audience string) string {
 	return tok
 }
 
+func (s *secEnv) accessToken(sa string) string {
+	s.t.Helper()
+	tok, err := s.p.Cloud.Signer.AccessToken(sa)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return tok
+}
+
 func hs256(key []byte, header, claims map[string]any) string {
 	h, _ := json.Marshal(header)
 	c, _ := json.Marshal(claims)
@@ -397,9 +406,17 @@ func TestSecuritySuite(t *testing.T) {
 			return tok
 		}()), body: push, want: 401},
 		{name: "workflow trigger without a token", method: "POST", path: "/eventarc/grant-lifecycle", headers: ceHeaders(""), body: push, want: 401},
-		{name: "workflow callback without a token", method: "POST", path: callback, headers: map[string]string{"Content-Type": "application/json"}, body: `{"state":"ACTIVATING"}`, want: 403},
-		{name: "workflow callback from an unlisted service account", method: "POST", path: callback, headers: withAuth(s.serviceToken(localpipeline.TasksSA, s.url)), body: `{"state":"ACTIVATING"}`, want: 403},
-		{name: "workflow callback with a person's assertion", method: "POST", path: callback, headers: withAuth(s.token(carol, nil)), body: `{"state":"ACTIVATING"}`, want: 403},
+		// Workflow callbacks want an OAuth 2.0 access token with
+		// workflows.callbacks.send, as on Google: an ID token, even a
+		// sender's, is not one (401); an access token of another identity
+		// lacks the permission (403).
+		{name: "workflow callback without a token", method: "POST", path: callback, headers: map[string]string{"Content-Type": "application/json"}, body: `{"state":"ACTIVATING"}`, want: 401},
+		{name: "workflow callback with a sender's ID token", method: "POST", path: callback, headers: withAuth(s.serviceToken(localpipeline.GrantSA, s.url)), body: `{"state":"ACTIVATING"}`, want: 401},
+		{name: "workflow callback with an unknown access token", method: "POST", path: callback, headers: withAuth("ya29.local.forged"), body: `{"state":"ACTIVATING"}`, want: 401},
+		{name: "workflow callback from an unlisted service account", method: "POST", path: callback, headers: withAuth(s.accessToken(localpipeline.TasksSA)), body: `{"state":"ACTIVATING"}`, want: 403},
+		{name: "workflow callback from the events service account", method: "POST", path: callback, headers: withAuth(s.accessToken(localpipeline.EventsSA)), body: `{"state":"ACTIVATING"}`, want: 403},
+		{name: "workflow callback with a person's assertion", method: "POST", path: callback, headers: withAuth(s.token(carol, nil)), body: `{"state":"ACTIVATING"}`, want: 401},
+		{name: "workflow callback with a sender's access token, unknown execution", method: "POST", path: callback, headers: withAuth(s.accessToken(localpipeline.GrantSA)), body: `{"state":"ACTIVATING"}`, want: 404},
 	}
 	if len(cases) < 60 {
 		t.Fatalf("only %d attack cases", len(cases))

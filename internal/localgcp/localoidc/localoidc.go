@@ -26,6 +26,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jitpipeline/jit/internal/localgcp/durable"
@@ -37,11 +38,21 @@ const Issuer = "https://accounts.google.com"
 // TokenLifetime is how long minted tokens are valid, as for Google's.
 const TokenLifetime = time.Hour
 
-// Signer mints and verifies ID tokens with one RSA key.
+// Signer mints and verifies ID tokens with one RSA key, and issues opaque
+// OAuth 2.0 access tokens.
 type Signer struct {
 	key *rsa.PrivateKey
 	kid string
 	now func() time.Time
+
+	mu     sync.Mutex
+	access map[string]accessGrant // by token
+}
+
+// accessGrant is what an access token stands for.
+type accessGrant struct {
+	email   string
+	expires time.Time
 }
 
 // Open loads the signing key from dir/oidc-key.pem, creating it on first use.
@@ -83,7 +94,7 @@ func Open(dir string) (*Signer, error) {
 
 func newSigner(key *rsa.PrivateKey) *Signer {
 	sum := sha256.Sum256(x509.MarshalPKCS1PublicKey(&key.PublicKey))
-	return &Signer{key: key, kid: fmt.Sprintf("%x", sum[:10]), now: time.Now}
+	return &Signer{key: key, kid: fmt.Sprintf("%x", sum[:10]), now: time.Now, access: map[string]accessGrant{}}
 }
 
 // Claims are the claims of a Google ID token that receivers check.
@@ -183,6 +194,48 @@ func (s *Signer) Verify(token, audience string) (*Claims, error) {
 		return nil, errors.New("localoidc: token issued in the future")
 	}
 	return &c, nil
+}
+
+// AccessTokenPrefix starts every local access token; Google's start "ya29.".
+const AccessTokenPrefix = "ya29.local."
+
+// AccessToken issues an OAuth 2.0 access token for the service account
+// email, valid for TokenLifetime. Like Google's, it is opaque: a bearer of
+// the string, not a JWT, so an API that wants an access token can tell an
+// ID token apart (gcp-facts §7). Tokens live in memory; after a restart
+// callers get new ones, as they refresh Google's.
+func (s *Signer) AccessToken(email string) (string, error) {
+	if email == "" {
+		return "", errors.New("localoidc: email is required")
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", fmt.Errorf("localoidc: %w", err)
+	}
+	tok := AccessTokenPrefix + b64(raw)
+	now := s.now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for t, g := range s.access {
+		if !now.Before(g.expires) {
+			delete(s.access, t)
+		}
+	}
+	s.access[tok] = accessGrant{email: email, expires: now.Add(TokenLifetime)}
+	return tok, nil
+}
+
+// LookupAccessToken answers what Google's tokeninfo answers for an access
+// token: the email it was issued to, or ok false for an unknown or expired
+// token (an ID token is unknown here).
+func (s *Signer) LookupAccessToken(tok string) (email string, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g, found := s.access[tok]
+	if !found || !s.now().Before(g.expires) {
+		return "", false
+	}
+	return g.email, true
 }
 
 // JWKS is the public key set, in the JSON form Google serves at

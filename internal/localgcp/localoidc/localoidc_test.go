@@ -65,3 +65,43 @@ func TestTokenRoundTripAndRefusals(t *testing.T) {
 		t.Errorf("JWKS = %s (%v)", s.JWKS(), err)
 	}
 }
+
+// TestAccessTokens checks that access tokens are opaque (not JWTs), name
+// their service account, expire after TokenLifetime, and that an ID token
+// is not an access token.
+func TestAccessTokens(t *testing.T) {
+	t.Parallel()
+	s, err := Open("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	s.now = func() time.Time { return now }
+	tok, err := s.AccessToken("grant@p.iam.gserviceaccount.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Verify(tok, "https://x"); !strings.HasPrefix(tok, AccessTokenPrefix) || err == nil {
+		t.Errorf("token %q is not an opaque access token (Verify: %v)", tok, err)
+	}
+	if email, ok := s.LookupAccessToken(tok); !ok || email != "grant@p.iam.gserviceaccount.com" {
+		t.Errorf("LookupAccessToken = %q, %v", email, ok)
+	}
+	other, _ := s.AccessToken("grant@p.iam.gserviceaccount.com")
+	if other == tok {
+		t.Error("two access tokens are equal")
+	}
+	id, _ := s.IDToken("grant@p.iam.gserviceaccount.com", "https://x")
+	for _, bad := range []string{id, "", AccessTokenPrefix, tok + "x"} {
+		if _, ok := s.LookupAccessToken(bad); ok {
+			t.Errorf("LookupAccessToken(%.20q) accepted", bad)
+		}
+	}
+	now = now.Add(TokenLifetime)
+	if _, ok := s.LookupAccessToken(tok); ok {
+		t.Error("an expired access token was accepted")
+	}
+	if _, err := s.AccessToken(""); err == nil {
+		t.Error("AccessToken accepted an empty email")
+	}
+}

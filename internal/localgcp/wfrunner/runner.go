@@ -67,10 +67,13 @@ type Config struct {
 	// CallbackHandler. Callbacks are matched by path only, so the base may
 	// change across restarts. Required.
 	CallbackBaseURL string
-	// AuthorizeCallback, if set, vets every callback request; a non-nil error
-	// answers 403. Nil allows every request (on Google Cloud the caller needs
-	// workflows.callbacks.send, gcp-facts §4; the embedded pipeline wires that
-	// check here).
+	// AuthorizeCallback, if set, vets every callback request: an error that
+	// wraps ErrUnauthenticated answers 401 (no OAuth 2.0 access token), any
+	// other 403 (the caller lacks workflows.callbacks.send). Nil allows every
+	// request. On Google Cloud a callback needs an access token of an
+	// identity with workflows.callbacks.send (gcp-facts §4,
+	// https://cloud.google.com/workflows/docs/creating-callback-endpoints);
+	// the embedded pipeline wires that check here.
 	AuthorizeCallback func(*http.Request) error
 	// Signer mints the OIDC tokens of http.* calls with auth type OIDC.
 	Signer *localoidc.Signer
@@ -161,6 +164,10 @@ type deployed struct {
 }
 
 var errShutdown = errors.New("runner closed")
+
+// ErrUnauthenticated is what AuthorizeCallback wraps for a request without
+// a valid OAuth 2.0 access token.
+var ErrUnauthenticated = errors.New("request had invalid authentication credentials: expected an OAuth 2 access token")
 
 // New creates a runner and loads the deployed workflows from cfg.Dir.
 // Executions resume only when Start is called.

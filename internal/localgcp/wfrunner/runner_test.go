@@ -154,23 +154,35 @@ func TestSecondCallbackIs429(t *testing.T) {
 }
 
 // TestCallbackAuthorization checks that Config.AuthorizeCallback vets
-// callbacks (403 when it refuses) and that unknown callback paths are 404.
+// callbacks (401 unauthenticated, 403 when it refuses) and that unknown callback paths are 404.
 func TestCallbackAuthorization(t *testing.T) {
 	t.Parallel()
 	te := newTestEnv(t, envOptions{authorize: func(r *http.Request) error {
-		if r.Header.Get("Authorization") != "Bearer ok" {
-			return errors.New("missing workflows.callbacks.send")
+		switch r.Header.Get("Authorization") {
+		case "Bearer ok":
+			return nil
+		case "":
+			return ErrUnauthenticated
 		}
-		return nil
+		return errors.New("missing workflows.callbacks.send")
 	}})
 	name, url := startAwait(t, te, "await-auth", awaitWorkflow)
-	if code := post(t, http.MethodPost, url, `{}`); code != http.StatusForbidden {
-		t.Errorf("unauthorized callback = %d, want 403", code)
+	if code := post(t, http.MethodPost, url, `{}`); code != http.StatusUnauthorized {
+		t.Errorf("unauthenticated callback = %d, want 401", code)
 	}
-	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, url+"-nope", strings.NewReader("{}"))
-	req.Header.Set("Authorization", "Bearer ok")
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, url, strings.NewReader("{}"))
+	req.Header.Set("Authorization", "Bearer other")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("unauthorized callback = %d, want 403", resp.StatusCode)
+	}
+	req, _ = http.NewRequestWithContext(t.Context(), http.MethodPost, url+"-nope", strings.NewReader("{}"))
+	req.Header.Set("Authorization", "Bearer ok")
+	if resp, err = http.DefaultClient.Do(req); err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()

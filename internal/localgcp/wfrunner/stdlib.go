@@ -590,7 +590,11 @@ func (r *Runner) CallbackHandler() http.Handler {
 		name, id := rest[:i], rest[i+len("/callbacks/"):]
 		if r.cfg.AuthorizeCallback != nil {
 			if err := r.cfg.AuthorizeCallback(req); err != nil {
-				writeStatus(w, http.StatusForbidden, err.Error())
+				code := http.StatusForbidden
+				if errors.Is(err, ErrUnauthenticated) {
+					code = http.StatusUnauthorized
+				}
+				writeStatus(w, code, err.Error())
 				return
 			}
 		}

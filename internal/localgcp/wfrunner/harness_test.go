@@ -59,6 +59,7 @@ type envOptions struct {
 	clock     clock.Clock // nil: clock.Real()
 	maxSteps  int
 	authorize func(*http.Request) error
+	env       map[string]string // nil: {"GREETING": "hello"}
 }
 
 func newTestEnv(t *testing.T, o envOptions) *testEnv {
@@ -112,6 +113,9 @@ func newTestEnv(t *testing.T, o envOptions) *testEnv {
 	}))
 	t.Cleanup(te.callbacks.Close)
 
+	if o.env == nil {
+		o.env = map[string]string{"GREETING": "hello"}
+	}
 	r, err := New(Config{
 		Project:           testProject,
 		Location:          testLocation,
@@ -123,7 +127,7 @@ func newTestEnv(t *testing.T, o envOptions) *testEnv {
 		ServiceAccount:    testSA,
 		PubSubOptions:     psOpts,
 		TasksOptions:      tasksSrv.ClientOptions(),
-		Env:               map[string]string{"GREETING": "hello"},
+		Env:               o.env,
 		Clock:             o.clock,
 		MaxSteps:          o.maxSteps,
 		Logger:            slog.New(te.logs),

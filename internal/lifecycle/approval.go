@@ -12,6 +12,7 @@ import (
 	"github.com/jitpipeline/jit/internal/events"
 	"github.com/jitpipeline/jit/internal/grant"
 	"github.com/jitpipeline/jit/internal/policy"
+	"github.com/jitpipeline/jit/internal/usertext"
 )
 
 // MaxReason bounds a decision's, a revocation's and a withdrawal's reason
@@ -25,7 +26,7 @@ func reasonText(reason string, required bool) (string, error) {
 	if reason == "" && !required {
 		return "", nil
 	}
-	r, err := userText(reason, MaxReason)
+	r, err := usertext.Clean(reason, MaxReason)
 	if err != nil {
 		if required {
 			return "", invalid("reason", "is required, to tell the requester why: %v", err)

@@ -14,6 +14,7 @@ import (
 	"github.com/jitpipeline/jit/internal/grant"
 	"github.com/jitpipeline/jit/internal/isoduration"
 	"github.com/jitpipeline/jit/internal/policy"
+	"github.com/jitpipeline/jit/internal/usertext"
 )
 
 // MaxJustification bounds the justification's length (characters).
@@ -167,7 +168,7 @@ func justification(in RequestInput) (string, error) {
 	if just == "" {
 		return "", invalid("justification", "is required: say why you need this access")
 	}
-	clean, err := userText(just, MaxJustification)
+	clean, err := usertext.Clean(just, MaxJustification)
 	if err != nil {
 		return "", invalid("justification", "%v: say why you need this access", err)
 	}

@@ -22,6 +22,7 @@ import (
 	evs "github.com/jitpipeline/jit/internal/events"
 	"github.com/jitpipeline/jit/internal/grant"
 	"github.com/jitpipeline/jit/internal/iamcond"
+	"github.com/jitpipeline/jit/internal/lifecycle"
 	"github.com/jitpipeline/jit/internal/localpipeline"
 )
 
@@ -567,5 +568,64 @@ func TestAuditOncePerTransition(t *testing.T) {
 	}
 	if refused != 1 {
 		t.Errorf("%d audit lines of refused calls, want 1", refused)
+	}
+}
+
+// Text people read must say what it looks like: a justification or reason
+// that is blank-looking, reorders what is shown, forges a line or is too
+// long is refused with 400 naming the field, and changes nothing.
+func TestUserTextRefused(t *testing.T) {
+	t.Parallel()
+	e := start(t, localpipeline.Config{})
+	const bob, carol, grace = "bob@example.com", "carol@example.com", "grace@example.com"
+	before := published(e)
+	for _, tc := range []struct{ name, text string }{
+		{"zero-width spaces", "\u200b\u200b\u200b"},
+		{"hangul fillers", "\u3164\u3164"},
+		{"no-break spaces", "\u00a0\u3000"},
+		{"right-to-left override", "routine check \u202eosic@example.com yb devorppA"},
+		{"carriage return forging a line", "routine\rApproved by ciso@example.com"},
+		{"escape sequence", "ok\x1b[1A\x1b[2Kapproved"},
+		{"too long", strings.Repeat("x", lifecycle.MaxJustification+1)},
+	} {
+		code, body := e.call("POST", "/v1/grants", "alice@example.com", map[string]any{
+			"entitlement": "demo.demo-project.viewer", "requestedDuration": "PT5M", "justification": tc.text,
+		})
+		errBody, _ := body["error"].(map[string]any)
+		if code != http.StatusBadRequest || errBody["field"] != "justification" {
+			t.Errorf("justification %s: %d %v, want 400 naming justification", tc.name, code, body)
+		}
+	}
+	if gs := e.list(); len(gs) != 0 || published(e) != before {
+		t.Fatalf("refused requests wrote %d grants, published %d events", len(gs), published(e)-before)
+	}
+
+	// Reasons: deny, approve and admin revoke, each bounded and checked.
+	pending := e.request(bob, "demo.demo-project.admin", "PT5M")
+	e.waitState(bob, pending, grant.ApprovalAwaited)
+	for _, tc := range []struct {
+		name, verb, who, reason string
+	}{
+		{"blank deny reason", "deny", carol, "\u2800"},
+		{"deny reason with bidi", "deny", carol, "policy \u2067violation\u2069"},
+		{"approve reason too long", "approve", carol, strings.Repeat("y", lifecycle.MaxReason+1)},
+		{"revoke reason with a BOM", "revoke", grace, "\ufeffdone"},
+	} {
+		code, body := e.call("POST", "/v1/grants/"+pending+":"+tc.verb, tc.who, map[string]any{"reason": tc.reason})
+		errBody, _ := body["error"].(map[string]any)
+		if code != http.StatusBadRequest || errBody["field"] != "reason" {
+			t.Errorf("%s: %d %v, want 400 naming reason", tc.name, code, body)
+		}
+	}
+	if g := e.grant(pending); g.State != grant.ApprovalAwaited {
+		t.Errorf("refused decisions changed the request: %s", g.State)
+	}
+	// A reason of exactly the limit, with line breaks from a form, is fine.
+	ok := strings.Repeat("z", lifecycle.MaxReason-2) + "\r\nz"
+	if code, body := e.call("POST", "/v1/grants/"+pending+":deny", carol, map[string]any{"reason": ok}); code != 200 {
+		t.Fatalf("deny with a reason of %d characters: %d %v", lifecycle.MaxReason, code, body)
+	}
+	if g := e.waitState(bob, pending, grant.Denied); g["denial"].(map[string]any)["reason"] != strings.Repeat("z", lifecycle.MaxReason-2)+"\nz" {
+		t.Errorf("denial reason stored as %q", g["denial"].(map[string]any)["reason"])
 	}
 }

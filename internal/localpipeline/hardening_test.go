@@ -18,6 +18,7 @@ import (
 	"cloud.google.com/go/iam/apiv1/iampb"
 	"google.golang.org/genproto/googleapis/type/expr"
 
+	"github.com/jitpipeline/jit/internal/api"
 	"github.com/jitpipeline/jit/internal/clock"
 	evs "github.com/jitpipeline/jit/internal/events"
 	"github.com/jitpipeline/jit/internal/grant"
@@ -627,5 +628,43 @@ func TestUserTextRefused(t *testing.T) {
 	}
 	if g := e.waitState(bob, pending, grant.Denied); g["denial"].(map[string]any)["reason"] != strings.Repeat("z", lifecycle.MaxReason-2)+"\nz" {
 		t.Errorf("denial reason stored as %q", g["denial"].(map[string]any)["reason"])
+	}
+}
+
+// A caller's rate limit is keyed by the one canonical form of their
+// address: spelling it in other letter cases shares the caller's burst, and
+// look-alike spellings (no-break space, ideographic space, NEL, dotted
+// capital I, a zero-width space) are not that caller at all — 401, and
+// nobody's budget. Before, a principal variant got 30 requests through a
+// burst of 10.
+func TestRateLimitKeyedByCanonicalIdentity(t *testing.T) {
+	t.Parallel()
+	e := start(t, localpipeline.Config{RateLimit: &api.DefaultRateLimit})
+	bad := map[string]any{"entitlement": "demo.demo-project.viewer", "requestedDuration": "P1D", "justification": "x"}
+	spellings := []string{"alice@example.com", "ALICE@example.com", "Alice@Example.COM", "alice@EXAMPLE.com"}
+	for i := range api.DefaultRateLimit.Burst {
+		who := spellings[i%len(spellings)]
+		if code, body := e.call("POST", "/v1/grants", who, bad); code != 400 {
+			t.Fatalf("call %d as %s: %d %v", i, who, code, body)
+		}
+	}
+	for _, who := range spellings {
+		if code, body := e.call("POST", "/v1/grants", who, bad); code != 429 {
+			t.Errorf("%s past alice's burst: %d %v, want 429", who, code, body)
+		}
+	}
+	for _, who := range []string{
+		"alice@example.com\u00a0", "alice\u3000@example.com", "alice@example.com\u0085",
+		"al\u0130ce@example.com", "alice\u200b@example.com", " alice@example.com",
+	} {
+		for range 3 {
+			if code, body := e.call("POST", "/v1/grants", who, bad); code != http.StatusUnauthorized {
+				t.Errorf("%q: %d %v, want 401", who, code, body)
+			}
+		}
+	}
+	// Another caller still has a budget of their own.
+	if code, _ := e.call("POST", "/v1/grants", "carol@example.com", bad); code != 400 {
+		t.Errorf("carol was limited by alice's calls: %d", code)
 	}
 }

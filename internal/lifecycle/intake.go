@@ -386,8 +386,8 @@ func (s *Service) Withdraw(ctx context.Context, caller Caller, id string) (*gran
 		case cur.State == grant.ApprovalAwaited, cur.State == grant.Scheduled:
 			_, err := cur.Transition(grant.Withdrawn, events.WithdrawnType, now, caller.Email, "withdrawn by the requester before approval")
 			return err
-		case cur.State == grant.Withdrawing:
-			return grant.ErrNoChange // again: the revoke command goes out again
+		case cur.State == grant.Withdrawing, cur.State == grant.Revoking:
+			return grant.ErrNoChange // being removed: the revoke command goes out again
 		case cur.MayHoldAccess() && grant.CanMove(cur.State, grant.Withdrawing):
 			_, err := cur.Transition(grant.Withdrawing, events.WithdrawingType, now, caller.Email, "withdrawn by the requester")
 			return err
@@ -404,11 +404,12 @@ func (s *Service) Withdraw(ctx context.Context, caller Caller, id string) (*gran
 		if err := s.callback(ctx, g.Execution, g.ApprovalCallback, map[string]any{"state": g.State}); err != nil {
 			s.log.WarnContext(ctx, "workflow not resumed after withdrawal", "grant_id", id, "error", err)
 		}
-	case grant.Withdrawing:
-		if err := s.requestRevoke(ctx, g, ReasonWithdraw); err != nil {
+	case grant.Withdrawing, grant.Revoking:
+		reason := removalReason(g.State)
+		if err := s.requestRevoke(ctx, g, reason); err != nil {
 			return nil, err
 		}
-		if err := s.callback(ctx, g.Execution, g.EndCallback, map[string]any{"reason": ReasonWithdraw}); err != nil {
+		if err := s.callback(ctx, g.Execution, g.EndCallback, map[string]any{"reason": reason}); err != nil {
 			s.log.WarnContext(ctx, "workflow not resumed after withdrawal", "grant_id", id, "error", err)
 		}
 	}
@@ -464,8 +465,8 @@ func (s *Service) RevokeByAdmin(ctx context.Context, caller Caller, id, reason s
 	}
 	g, err = s.cfg.Ledger.Update(ctx, id, func(cur *grant.Grant) error {
 		switch {
-		case cur.State == grant.Revoking:
-			return grant.ErrNoChange // again: the revoke command goes out again
+		case cur.State == grant.Revoking, cur.State == grant.Withdrawing:
+			return grant.ErrNoChange // being removed: the revoke command goes out again
 		case cur.MayHoldAccess() && grant.CanMove(cur.State, grant.Revoking):
 			_, err := cur.Transition(grant.Revoking, events.RevokingType, s.now(), subj.Email, msg)
 			return err
@@ -477,13 +478,24 @@ func (s *Service) RevokeByAdmin(ctx context.Context, caller Caller, id, reason s
 		return nil, err
 	}
 	s.publishAfter(ctx, g)
-	if err := s.requestRevoke(ctx, g, ReasonRevoke); err != nil {
+	if err := s.requestRevoke(ctx, g, removalReason(g.State)); err != nil {
 		return nil, err
 	}
-	if err := s.callback(ctx, g.Execution, g.EndCallback, map[string]any{"reason": ReasonRevoke}); err != nil {
+	if err := s.callback(ctx, g.Execution, g.EndCallback, map[string]any{"reason": removalReason(g.State)}); err != nil {
 		s.log.WarnContext(ctx, "workflow not resumed after revocation", "grant_id", id, "error", err)
 	}
 	return g, nil
+}
+
+// removalReason is the revoke command's reason for a grant whose access is
+// being removed: the one its state records, so that a withdrawal asked for
+// again during an administrator's revocation (or the other way round)
+// drives the removal already under way instead of refusing.
+func removalReason(s grant.State) string {
+	if s == grant.Withdrawing {
+		return ReasonWithdraw
+	}
+	return ReasonRevoke
 }
 
 // sameEmail compares two canonical addresses by ASCII case only.

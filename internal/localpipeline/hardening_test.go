@@ -16,6 +16,8 @@ import (
 
 	"cloud.google.com/go/cloudtasks/apiv2/cloudtaskspb"
 	"cloud.google.com/go/iam/apiv1/iampb"
+	"cloud.google.com/go/pubsub/v2"
+	"cloud.google.com/go/workflows/executions/apiv1/executionspb"
 	"google.golang.org/genproto/googleapis/type/expr"
 
 	"github.com/jitpipeline/jit/internal/api"
@@ -666,5 +668,101 @@ func TestRateLimitKeyedByCanonicalIdentity(t *testing.T) {
 	// Another caller still has a budget of their own.
 	if code, _ := e.call("POST", "/v1/grants", "carol@example.com", bad); code != 400 {
 		t.Errorf("carol was limited by alice's calls: %d", code)
+	}
+}
+
+// Eventarc Pub/Sub triggers cannot filter on message attributes, so every
+// message on a trigger's topic starts its target. Each topic therefore
+// carries one kind of message, the one its target is for; the events
+// topic (the audit trail) starts nothing of ours; and a stray event on the
+// workflow's topic starts an execution that ends at once ("ignored"),
+// sending nothing.
+func TestEachTopicStartsOneThing(t *testing.T) {
+	t.Parallel()
+	e := start(t, localpipeline.Config{})
+	f := e.p.Cloud.PubSub.Fake()
+	if f == nil {
+		t.Skip("needs the in-process Pub/Sub fake")
+	}
+	const bob, carol = "bob@example.com", "carol@example.com"
+	ended := e.request("alice@example.com", "demo.demo-project.viewer", "PT5M")
+	withdrawn := e.request(bob, "demo.demo-project.admin", "PT5M")
+	denied := e.request(bob, "demo.demo-project.admin", "PT5M")
+	e.waitState(bob, withdrawn, grant.ApprovalAwaited)
+	e.waitState(bob, denied, grant.ApprovalAwaited)
+	if code, body := e.call("POST", "/v1/grants/"+withdrawn+":approve", carol, nil); code != 200 {
+		t.Fatalf("approve: %d %v", code, body)
+	}
+	if code, body := e.call("POST", "/v1/grants/"+denied+":deny", carol, map[string]any{"reason": "not now"}); code != 200 {
+		t.Fatalf("deny: %d %v", code, body)
+	}
+	e.waitState(bob, withdrawn, grant.Active)
+	if code, body := e.call("POST", "/v1/grants/"+withdrawn+":withdraw", bob, nil); code != 200 {
+		t.Fatalf("withdraw: %d %v", code, body)
+	}
+	e.waitState(bob, withdrawn, grant.Withdrawn)
+	e.waitState(bob, denied, grant.Denied)
+	e.waitState("alice@example.com", ended, grant.Ended)
+
+	// A stray event on the workflow's trigger topic.
+	ps, err := e.p.Cloud.PubSub.NewClient(t.Context(), localpipeline.Project)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ps.Close()
+	pub := ps.Publisher(localpipeline.LifecycleTopic)
+	defer pub.Stop()
+	stray := `{"grantId":"` + ended + `","entitlement":"demo.demo-project.viewer","requester":"alice@example.com","state":"ACTIVE"}`
+	if _, err := pub.Publish(t.Context(), &pubsub.Message{Data: []byte(stray), Attributes: map[string]string{
+		"ce-specversion": "1.0", "ce-type": evs.RevokeRequested, "ce-source": "//elsewhere", "ce-id": "stray-1",
+	}}).Get(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	workflow := "projects/" + localpipeline.Project + "/locations/" + localpipeline.Location + "/workflows/" + localpipeline.Workflow
+	var ignored *executionspb.Execution
+	for deadline := time.Now().Add(20 * time.Second); ignored == nil && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		list, err := e.p.Cloud.Workflows.ListExecutions(t.Context(), &executionspb.ListExecutionsRequest{Parent: workflow, View: executionspb.ExecutionView_FULL})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(list.GetExecutions()); n != 4 {
+			continue
+		}
+		for _, x := range list.GetExecutions() {
+			if x.GetState() == executionspb.Execution_SUCCEEDED && x.GetResult() == `"ignored"` {
+				ignored = x
+			}
+		}
+	}
+	if ignored == nil {
+		t.Fatal("the stray event did not end in an ignored execution (4 executions in all)")
+	}
+	time.Sleep(200 * time.Millisecond) // anything the stray would have sent is out by now
+
+	want := map[string]string{
+		localpipeline.LifecycleTopic:  evs.Requested,
+		localpipeline.ApprovalTopic:   evs.ApprovalRequested,
+		localpipeline.ActivationTopic: evs.ActivationRequested,
+		localpipeline.RevokeTopic:     evs.RevokeRequested,
+	}
+	counts := map[string]int{}
+	for _, m := range f.Messages() {
+		topic := m.Topic[strings.LastIndex(m.Topic, "/")+1:]
+		typ := m.Attributes["ce-type"]
+		counts[topic]++
+		switch w, ok := want[topic]; {
+		case m.Attributes["ce-id"] == "stray-1":
+		case ok && typ != w:
+			t.Errorf("%s carries %s, want only %s", topic, typ, w)
+		case topic == localpipeline.Topic && (typ == evs.ApprovalRequested || typ == evs.ActivationRequested || typ == evs.RevokeRequested):
+			t.Errorf("the events topic carries the command %s", typ)
+		}
+	}
+	// Three grants: three lifecycles (plus the stray); two approval
+	// requests and two activations, none from the stray execution; and the
+	// audit trail has the transitions.
+	if counts[localpipeline.LifecycleTopic] < 4 || counts[localpipeline.ApprovalTopic] != 2 || counts[localpipeline.ActivationTopic] != 2 ||
+		counts[localpipeline.Topic] == 0 || counts[localpipeline.RevokeTopic] == 0 {
+		t.Errorf("messages per topic %v; want ≥4 lifecycle, 2 approval, 2 activation, and some revocations and audit events", counts)
 	}
 }

@@ -766,3 +766,20 @@ func TestEachTopicStartsOneThing(t *testing.T) {
 		t.Errorf("messages per topic %v; want ≥4 lifecycle, 2 approval, 2 activation, and some revocations and audit events", counts)
 	}
 }
+
+// A zero duration is refused with a message that says what was wrong
+// (before: "…such as PT1H: <nil>").
+func TestZeroDurationMessage(t *testing.T) {
+	t.Parallel()
+	e := start(t, localpipeline.Config{})
+	for _, d := range []string{"PT0S", "P0D", "-PT1H"} {
+		code, body := e.call("POST", "/v1/grants", "alice@example.com", map[string]any{
+			"entitlement": "demo.demo-project.viewer", "requestedDuration": d, "justification": "INC-1",
+		})
+		errBody, _ := body["error"].(map[string]any)
+		msg, _ := errBody["message"].(string)
+		if code != 400 || errBody["field"] != "requestedDuration" || strings.Contains(msg, "<nil>") || !strings.Contains(msg, "PT1H") {
+			t.Errorf("%s: %d %v", d, code, body)
+		}
+	}
+}

@@ -607,8 +607,10 @@ func (s staticLoader) Load(context.Context) ([]byte, string, error) {
 }
 
 // CallbackSenders are the identities that hold workflows.callbacks.send on
-// the lifecycle workflow: the functions that resume its executions.
-var CallbackSenders = []string{IntakeSA, ApproveSA, GrantSA, RevokeSA}
+// the lifecycle workflow: the functions that resume its executions —
+// intake (withdraw, admin revoke), approval (decisions) and grant
+// (activation). The revoke function never calls back.
+var CallbackSenders = []string{IntakeSA, ApproveSA, GrantSA}
 
 // authorizeCallback checks a workflow callback as Google does: the bearer
 // must be an OAuth 2.0 access token (an ID token, an IAP assertion or none

@@ -414,6 +414,7 @@ func TestSecuritySuite(t *testing.T) {
 		{name: "workflow callback with a sender's ID token", method: "POST", path: callback, headers: withAuth(s.serviceToken(localpipeline.GrantSA, s.url)), body: `{"state":"ACTIVATING"}`, want: 401},
 		{name: "workflow callback with an unknown access token", method: "POST", path: callback, headers: withAuth("ya29.local.forged"), body: `{"state":"ACTIVATING"}`, want: 401},
 		{name: "workflow callback from an unlisted service account", method: "POST", path: callback, headers: withAuth(s.accessToken(localpipeline.TasksSA)), body: `{"state":"ACTIVATING"}`, want: 403},
+		{name: "workflow callback from the revoke function", method: "POST", path: callback, headers: withAuth(s.accessToken(localpipeline.RevokeSA)), body: `{"state":"ACTIVATING"}`, want: 403},
 		{name: "workflow callback from the events service account", method: "POST", path: callback, headers: withAuth(s.accessToken(localpipeline.EventsSA)), body: `{"state":"ACTIVATING"}`, want: 403},
 		{name: "workflow callback with a person's assertion", method: "POST", path: callback, headers: withAuth(s.token(carol, nil)), body: `{"state":"ACTIVATING"}`, want: 401},
 		{name: "workflow callback with a sender's access token, unknown execution", method: "POST", path: callback, headers: withAuth(s.accessToken(localpipeline.GrantSA)), body: `{"state":"ACTIVATING"}`, want: 404},

@@ -313,13 +313,14 @@ func TestDuplicateAndReorderedDelivery(t *testing.T) {
 	asked := e.request("bob@example.com", "demo.demo-project.admin", "PT5M")
 	e.waitState("bob@example.com", asked, grant.ApprovalAwaited)
 	e.call("POST", "/v1/grants/"+asked+":approve", "carol@example.com", nil)
-	g := e.waitState("alice@example.com", self, grant.Ended)
-	if diff := cmp.Diff([]string{"ACTIVATING requested", "ACTIVE activated", "ACTIVE revocation_verified", "ENDED ended"}, events(g)); diff != "" {
-		t.Errorf("alice's timeline (-want +got):\n%s", diff)
-	}
-	g = e.waitState("bob@example.com", asked, grant.Active)
+	// Bob's first: his grant may end soon after alice's on a loaded machine.
+	g := e.waitState("bob@example.com", asked, grant.Active)
 	if diff := cmp.Diff([]string{"APPROVAL_AWAITED requested", "ACTIVATING approved", "ACTIVE activated"}, events(g)); diff != "" {
 		t.Errorf("bob's timeline (-want +got):\n%s", diff)
+	}
+	g = e.waitState("alice@example.com", self, grant.Ended)
+	if diff := cmp.Diff([]string{"ACTIVATING requested", "ACTIVE activated", "ACTIVE revocation_verified", "ENDED ended"}, events(g)); diff != "" {
+		t.Errorf("alice's timeline (-want +got):\n%s", diff)
 	}
 	st := e.p.Cloud.Bridge.Stats("projects/jit-local/subscriptions/grant")
 	if st.Duplicated == 0 {

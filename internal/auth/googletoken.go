@@ -14,7 +14,9 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/jitpipeline/jit/internal/localgcp/localoidc"
+	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/jitpipeline/jit/internal/token"
 )
 
 // GoogleCertsURL is Google's ID token signing key set (JWKS).
@@ -38,10 +40,11 @@ type GoogleConfig struct {
 	MinFetchInterval time.Duration    // least time between key fetches; default 30 s
 }
 
-func (c GoogleConfig) keySource() keySourceConfig {
-	src := keySourceConfig{
+func (c GoogleConfig) keySet() token.KeySetConfig {
+	src := token.KeySetConfig{
 		KeysURL: c.KeysURL, KeysFile: c.KeysFile, KeysJSON: c.KeysJSON, HTTPClient: c.HTTPClient,
 		RefreshInterval: c.RefreshInterval, MinFetchInterval: c.MinFetchInterval,
+		Algorithms: []jose.SignatureAlgorithm{jose.RS256},
 	}
 	if src.KeysURL == "" && src.KeysFile == "" && len(src.KeysJSON) == 0 {
 		src.KeysURL = GoogleCertsURL
@@ -51,7 +54,7 @@ func (c GoogleConfig) keySource() keySourceConfig {
 
 // Validate reports every problem at once.
 func (c GoogleConfig) Validate() error {
-	errs := c.keySource().validate()
+	errs := c.keySet().Validate()
 	if c.Skew < 0 || c.Skew > 5*time.Minute {
 		errs = append(errs, fmt.Errorf("Skew %s is outside 0..5m", c.Skew))
 	}
@@ -60,11 +63,7 @@ func (c GoogleConfig) Validate() error {
 
 // Google verifies Google-signed (RS256) ID tokens. It implements
 // TokenVerifier and is safe for concurrent use.
-type Google struct {
-	skew time.Duration
-	now  func() time.Time
-	keys *keySource
-}
+type Google struct{ verifier *token.Verifier }
 
 // NewGoogle validates cfg and builds the verifier; with KeysFile or
 // KeysJSON it parses the keys now, so bad keys stop the server at start.
@@ -78,23 +77,22 @@ func NewGoogle(cfg GoogleConfig) (*Google, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	keys, err := newKeySource(cfg.keySource(), cfg.Now, parseRSAKeys)
+	keys, err := token.NewKeySet(cfg.keySet(), cfg.Now)
 	if err != nil {
 		return nil, fmt.Errorf("failed to load the Google ID token keys: %w", err)
 	}
-	return &Google{skew: cfg.Skew, now: cfg.Now, keys: keys}, nil
-}
-
-// googleClaims are the claims of a Google ID token that we read.
-type googleClaims struct {
-	stdClaims
-	AuthorizedBy  string `json:"azp"`
-	Email         string `json:"email"`
-	EmailVerified bool   `json:"email_verified"`
+	v, err := token.New(token.Kind{
+		Name: "Google ID token", Algorithms: []jose.SignatureAlgorithm{jose.RS256},
+		Issuers: googleIssuers, Skew: cfg.Skew,
+	}, keys, cfg.Now)
+	if err != nil {
+		return nil, err
+	}
+	return &Google{verifier: v}, nil
 }
 
 // Verify implements TokenVerifier, with a 10 s bound on any key fetch.
-func (g *Google) Verify(token, audience string) (*localoidc.Claims, error) {
+func (g *Google) Verify(token, audience string) (*Claims, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
 	defer cancel()
 	return g.VerifyContext(ctx, token, audience)
@@ -104,23 +102,25 @@ func (g *Google) Verify(token, audience string) (*localoidc.Claims, error) {
 // audience (exact; an empty audience is refused, unlike idtoken, which then
 // skips the check), times and sub. Email, email_verified and the allow-list
 // are the caller's (Service.Check).
-func (g *Google) VerifyContext(ctx context.Context, token, audience string) (*localoidc.Claims, error) {
+func (g *Google) VerifyContext(ctx context.Context, raw, audience string) (*Claims, error) {
 	if audience == "" {
 		return nil, fmt.Errorf("%w: no audience to check against", ErrAudience)
 	}
-	var c googleClaims
-	if err := verifySigned(ctx, g.keys, token, "RS256", verifyRS256, &c); err != nil {
-		return nil, err
-	}
-	aud, err := c.check(googleIssuers, []string{audience}, g.now(), g.skew)
+	tok, err := g.verifier.Verify(ctx, raw, audience)
 	if err != nil {
 		return nil, err
+	}
+	c := &Claims{
+		Issuer: tok.Issuer, Audience: tok.Audience, Subject: tok.Subject,
+		IssuedAt: tok.IssuedAt.Unix(), Expires: tok.Expires.Unix(),
+	}
+	for name, dst := range map[string]any{"azp": &c.AuthorizedBy, "email": &c.Email, "email_verified": &c.EmailVerified} {
+		if _, err := tok.Claim(name, dst); err != nil {
+			return nil, err
+		}
 	}
 	if c.Subject == "" {
 		return nil, fmt.Errorf("%w: no sub", ErrClaims)
 	}
-	return &localoidc.Claims{
-		Issuer: c.Issuer, Audience: aud, AuthorizedBy: c.AuthorizedBy, Subject: c.Subject,
-		Email: c.Email, EmailVerified: c.EmailVerified, IssuedAt: *c.IssuedAt, Expires: *c.Expires,
-	}, nil
+	return c, nil
 }

@@ -68,7 +68,7 @@ func TestGoogleVerifyAccepts(t *testing.T) {
 			t.Errorf("%s: %v", tc.name, err)
 			continue
 		}
-		want := &localoidc.Claims{
+		want := &Claims{
 			Issuer: tc.claims["iss"].(string), Audience: revokeURL, AuthorizedBy: "1122334455", Subject: "1122334455",
 			Email: tasksSA, EmailVerified: true, IssuedAt: testNow.Unix() - 5, Expires: testNow.Unix() + 3595,
 		}
@@ -184,7 +184,7 @@ func TestGoogleConfig(t *testing.T) {
 	if err := (GoogleConfig{}).Validate(); err != nil {
 		t.Errorf("defaults (Google's certs URL): %v", err)
 	}
-	if got := (GoogleConfig{}).keySource().KeysURL; got != GoogleCertsURL {
+	if got := (GoogleConfig{}).keySet().KeysURL; got != GoogleCertsURL {
 		t.Errorf("default KeysURL = %q", got)
 	}
 	err := GoogleConfig{KeysURL: "https://x/", KeysFile: "/f", Skew: -1}.Validate()

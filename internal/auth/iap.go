@@ -8,13 +8,17 @@ package auth
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"regexp"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
+
 	"github.com/jitpipeline/jit/internal/emailaddr"
+	"github.com/jitpipeline/jit/internal/token"
 )
 
 const (
@@ -72,27 +76,25 @@ func (c IAPConfig) Validate() error {
 				"nor /projects/NUMBER/locations/REGION/services/NAME", a))
 		}
 	}
-	src := c.keySource()
-	errs = append(errs, src.validate()...)
+	errs = append(errs, c.keySet().Validate()...)
 	if c.Skew < 0 || c.Skew > 5*time.Minute {
 		errs = append(errs, fmt.Errorf("Skew %s is outside 0..5m", c.Skew))
 	}
 	return errors.Join(errs...)
 }
 
-func (c IAPConfig) keySource() keySourceConfig {
-	return keySourceConfig{
+func (c IAPConfig) keySet() token.KeySetConfig {
+	return token.KeySetConfig{
 		KeysURL: c.KeysURL, KeysFile: c.KeysFile, KeysJSON: c.KeysJSON, HTTPClient: c.HTTPClient,
 		RefreshInterval: c.RefreshInterval, MinFetchInterval: c.MinFetchInterval,
+		Algorithms: []jose.SignatureAlgorithm{jose.ES256},
 	}
 }
 
 // IAP verifies IAP assertions. It is safe for concurrent use.
 type IAP struct {
 	audiences []string
-	skew      time.Duration
-	now       func() time.Time
-	keys      *keySource
+	verifier  *token.Verifier
 }
 
 // Identity is a person IAP vouches for, with what the audit record keeps.
@@ -119,50 +121,56 @@ func NewIAP(cfg IAPConfig) (*IAP, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	keys, err := newKeySource(cfg.keySource(), cfg.Now, parseECKeys)
+	keys, err := token.NewKeySet(cfg.keySet(), cfg.Now)
 	if err != nil {
 		return nil, fmt.Errorf("failed to load the IAP keys: %w", err)
 	}
-	return &IAP{audiences: cfg.Audiences, skew: cfg.Skew, now: cfg.Now, keys: keys}, nil
-}
-
-// iapClaims are the claims of an IAP assertion.
-type iapClaims struct {
-	stdClaims
-	Email        string `json:"email"`
-	HostedDomain string `json:"hd"`
-	Google       *struct {
-		DeviceID     string   `json:"device_id"`
-		AccessLevels []string `json:"access_levels"`
-	} `json:"google"`
+	v, err := token.New(token.Kind{
+		Name: "IAP assertion", Algorithms: []jose.SignatureAlgorithm{jose.ES256},
+		Issuers: []string{IAPIssuer}, Skew: cfg.Skew,
+	}, keys, cfg.Now)
+	if err != nil {
+		return nil, err
+	}
+	return &IAP{audiences: cfg.Audiences, verifier: v}, nil
 }
 
 // Verify checks an assertion: form, ES256 signature by a known IAP key,
 // issuer, audience, times, subject and email.
 func (v *IAP) Verify(ctx context.Context, assertion string) (*Identity, error) {
-	var c iapClaims
-	if err := verifySigned(ctx, v.keys, assertion, "ES256", verifyES256, &c); err != nil {
-		return nil, err
-	}
-	aud, err := c.check([]string{IAPIssuer}, v.audiences, v.now(), v.skew)
+	tok, err := v.verifier.Verify(ctx, assertion, v.audiences...)
 	if err != nil {
 		return nil, err
 	}
+	var rawEmail, hd string
+	var google map[string]json.RawMessage
+	for name, dst := range map[string]any{"email": &rawEmail, "hd": &hd, "google": &google} {
+		if _, err := tok.Claim(name, dst); err != nil {
+			return nil, err
+		}
+	}
 	// Refused, not repaired: an address that only looks like someone's
 	// (a trailing U+00A0, a dotted İ) must not become theirs.
-	email, err := emailaddr.Canonical(c.Email)
+	email, err := emailaddr.Canonical(rawEmail)
 	switch {
 	case err != nil:
 		return nil, fmt.Errorf("%w: email: %w", ErrClaims, err)
-	case c.Subject == "":
+	case tok.Subject == "":
 		return nil, fmt.Errorf("%w: no sub", ErrClaims)
 	}
 	id := &Identity{
-		Email: email, Subject: c.Subject, HostedDomain: c.HostedDomain, Audience: aud,
-		IssuedAt: time.Unix(*c.IssuedAt, 0).UTC(), Expires: time.Unix(*c.Expires, 0).UTC(),
+		Email: email, Subject: tok.Subject, HostedDomain: hd, Audience: tok.Audience,
+		IssuedAt: tok.IssuedAt, Expires: tok.Expires,
 	}
-	if c.Google != nil {
-		id.DeviceID, id.AccessLevels = c.Google.DeviceID, c.Google.AccessLevels
+	if raw, ok := google["device_id"]; ok {
+		if err := json.Unmarshal(raw, &id.DeviceID); err != nil {
+			return nil, fmt.Errorf("%w: google.device_id: %w", ErrMalformed, err)
+		}
+	}
+	if raw, ok := google["access_levels"]; ok {
+		if err := json.Unmarshal(raw, &id.AccessLevels); err != nil {
+			return nil, fmt.Errorf("%w: google.access_levels: %w", ErrMalformed, err)
+		}
 	}
 	return id, nil
 }

@@ -14,13 +14,25 @@ import (
 	"strings"
 
 	"github.com/jitpipeline/jit/internal/emailaddr"
-	"github.com/jitpipeline/jit/internal/localgcp/localoidc"
 )
 
-// TokenVerifier checks an ID token for an audience and returns its claims
-// (localoidc.Signer locally; Google's keys on Google Cloud).
+// Claims are the claims of a verified Google ID token that callers use.
+type Claims struct {
+	Issuer        string
+	Audience      string
+	AuthorizedBy  string // azp
+	Subject       string
+	Email         string
+	EmailVerified bool
+	IssuedAt      int64
+	Expires       int64
+}
+
+// TokenVerifier checks an ID token for an audience and returns its claims.
+// Google is the one implementation (fed the local token service's keys by
+// the embedded pipeline); tests may have others.
 type TokenVerifier interface {
-	Verify(token, audience string) (*localoidc.Claims, error)
+	Verify(token, audience string) (*Claims, error)
 }
 
 // Service is an entry point's rule: who may call it, for which audience.

@@ -357,18 +357,22 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 		return nil, err
 	}
 
+	// Service tokens go through the production verifier, fed the local
+	// token service's keys: one verification path in both modes.
+	// Tokens live in real time (the local signer mints them so), whatever
+	// the pipeline clock says.
+	google, err := auth.NewGoogle(auth.GoogleConfig{KeysJSON: cloud.Signer.JWKS()})
+	if err != nil {
+		return nil, fmt.Errorf("failed to build the service token verifier: %w", err)
+	}
 	var userAuth api.Authenticator = api.LocalAuthenticator{}
-	var serviceVerifier auth.TokenVerifier = cloud.Signer
+	var serviceVerifier auth.TokenVerifier = google
 	if cfg.IAP != nil {
 		iap, err := auth.NewIAP(*cfg.IAP)
 		if err != nil {
 			return nil, fmt.Errorf("production-auth mode: %w", err)
 		}
-		google, err := auth.NewGoogle(auth.GoogleConfig{KeysJSON: cloud.Signer.JWKS()})
-		if err != nil {
-			return nil, fmt.Errorf("production-auth mode: %w", err)
-		}
-		userAuth, serviceVerifier = iap, google
+		userAuth = iap
 	}
 	p.ServiceVerifier = serviceVerifier
 	pushAuth := auth.Service{Verifier: serviceVerifier, Allowed: []string{EventsSA}}

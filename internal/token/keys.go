@@ -1,4 +1,4 @@
-package auth
+package token
 
 // This file: where verification keys come from. Google rotates both key
 // sets and says how long to cache them with Cache-Control max-age; a key id
@@ -8,7 +8,6 @@ package auth
 
 import (
 	"context"
-	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
@@ -18,13 +17,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/jitpipeline/jit/internal/jsonstrict"
 )
 
 const (
@@ -32,20 +35,25 @@ const (
 	defaultMinFetch = 30 * time.Second // at most one fetch per this, whatever happens
 	maxKeyTTL       = 24 * time.Hour   // cap on a max-age, against a misconfigured server
 	maxKeysBytes    = 1 << 20
-	fetchTimeout    = 10 * time.Second // when the caller gives no HTTP client
+	// FetchTimeout bounds a key fetch when the caller gives no HTTP client.
+	FetchTimeout = 10 * time.Second
 )
 
 // keySet maps key ids to public keys.
-type keySet map[string]crypto.PublicKey
+type keySet map[string]any
 
-// keySourceConfig says where a verifier's public keys come from: exactly
+// KeySetConfig says where a verifier's public keys come from: exactly
 // one of KeysURL, KeysFile and KeysJSON.
-type keySourceConfig struct {
+type KeySetConfig struct {
 	KeysURL  string // fetched with HTTPClient, cached per Cache-Control max-age
 	KeysFile string // read at start (missing or garbled: refuse to start), reread every RefreshInterval
 	KeysJSON []byte // fixed keys, e.g. localoidc.Signer.JWKS()
 
 	HTTPClient *http.Client // default: a client with a 10 s timeout
+
+	// Algorithms keeps only the keys that verify these (RS256: RSA keys,
+	// ES256: P-256 keys); a set with none of them is unusable. Required.
+	Algorithms []jose.SignatureAlgorithm
 
 	// RefreshInterval is how long keys are kept when the server sends no
 	// max-age (default 1 h), and how often a key file is reread.
@@ -55,7 +63,7 @@ type keySourceConfig struct {
 	MinFetchInterval time.Duration
 }
 
-func (c keySourceConfig) validate() []error {
+func (c KeySetConfig) Validate() []error {
 	var errs []error
 	n := 0
 	for _, set := range []bool{c.KeysURL != "", c.KeysFile != "", len(c.KeysJSON) > 0} {
@@ -69,15 +77,19 @@ func (c keySourceConfig) validate() []error {
 	if c.KeysURL != "" && !strings.HasPrefix(c.KeysURL, "https://") && !strings.HasPrefix(c.KeysURL, "http://") {
 		errs = append(errs, fmt.Errorf("KeysURL %q is not an http(s) URL", c.KeysURL))
 	}
+	if len(c.Algorithms) == 0 {
+		errs = append(errs, errors.New("Algorithms is required"))
+	}
 	if c.RefreshInterval < 0 || c.MinFetchInterval < 0 {
 		errs = append(errs, errors.New("RefreshInterval and MinFetchInterval must not be negative"))
 	}
 	return errs
 }
 
-// keySource caches one key set.
-type keySource struct {
-	cfg   keySourceConfig
+// KeySet is the one cached JWKS fetcher: one key set, from a URL, a file
+// or fixed JSON.
+type KeySet struct {
+	cfg   KeySetConfig
 	now   func() time.Time
 	parse func([]byte) (keySet, error)
 
@@ -87,9 +99,19 @@ type keySource struct {
 	lastTry time.Time // zero: never fetched
 }
 
-func newKeySource(cfg keySourceConfig, now func() time.Time, parse func([]byte) (keySet, error)) (*keySource, error) {
+// NewKeySet returns the key set cfg describes; now nil means time.Now. Fixed
+// keys and a key file are read at once: a server that cannot read its keys
+// must not start.
+func NewKeySet(cfg KeySetConfig, now func() time.Time) (*KeySet, error) {
+	if errs := cfg.Validate(); len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if now == nil {
+		now = time.Now
+	}
+	parse := func(data []byte) (keySet, error) { return parseKeys(data, cfg.Algorithms) }
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: fetchTimeout}
+		cfg.HTTPClient = &http.Client{Timeout: FetchTimeout}
 	}
 	if cfg.RefreshInterval == 0 {
 		cfg.RefreshInterval = defaultRefresh
@@ -97,7 +119,7 @@ func newKeySource(cfg keySourceConfig, now func() time.Time, parse func([]byte) 
 	if cfg.MinFetchInterval == 0 {
 		cfg.MinFetchInterval = defaultMinFetch
 	}
-	s := &keySource{cfg: cfg, now: now, parse: parse}
+	s := &KeySet{cfg: cfg, now: now, parse: parse}
 	switch {
 	case len(cfg.KeysJSON) > 0:
 		keys, err := parse(cfg.KeysJSON)
@@ -118,7 +140,7 @@ func newKeySource(cfg keySourceConfig, now func() time.Time, parse func([]byte) 
 
 // key returns the key with id kid, fetching when the cache is stale or the
 // kid unknown, at most once per MinFetchInterval.
-func (s *keySource) key(ctx context.Context, kid string) (crypto.PublicKey, error) {
+func (s *KeySet) Key(ctx context.Context, kid string) (any, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
@@ -151,7 +173,7 @@ func (s *keySource) key(ctx context.Context, kid string) (crypto.PublicKey, erro
 
 // load fetches or reads the key set and replaces the cache. On failure the
 // cache is left as it was (and expires when it expires).
-func (s *keySource) load(ctx context.Context, now time.Time) error {
+func (s *KeySet) load(ctx context.Context, now time.Time) error {
 	var data []byte
 	ttl := s.cfg.RefreshInterval
 	if s.cfg.KeysFile != "" {
@@ -179,7 +201,7 @@ func (s *keySource) load(ctx context.Context, now time.Time) error {
 }
 
 // fetch GETs the key URL and returns the body and the max-age (-1 if none).
-func (s *keySource) fetch(ctx context.Context) ([]byte, time.Duration, error) {
+func (s *KeySet) fetch(ctx context.Context) ([]byte, time.Duration, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.cfg.KeysURL, nil)
 	if err != nil {
 		return nil, 0, fmt.Errorf("failed to build the key request: %w", err)
@@ -189,6 +211,9 @@ func (s *keySource) fetch(ctx context.Context) ([]byte, time.Duration, error) {
 		return nil, 0, fmt.Errorf("failed to fetch the keys: %w", err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return nil, 0, ErrNoKeys
+	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, 0, fmt.Errorf("failed to fetch the keys: HTTP %d", resp.StatusCode)
 	}
@@ -218,74 +243,25 @@ func maxAge(cc string) time.Duration {
 	return -1
 }
 
-// jwk is one JSON Web Key, with the members we use.
-type jwk struct {
-	Kty string `json:"kty"`
-	Alg string `json:"alg"`
-	Use string `json:"use"`
-	Kid string `json:"kid"`
-	Crv string `json:"crv"`
-	X   string `json:"x"`
-	Y   string `json:"y"`
-	N   string `json:"n"`
-	E   string `json:"e"`
-}
-
-// parseJWKS decodes {"keys": [...]}, keeping the keys conv accepts (conv
-// returns nil, nil for a key of another type, which is skipped).
-func parseJWKS(data []byte, conv func(jwk) (crypto.PublicKey, error)) (keySet, error) {
-	if err := checkObject(data); err != nil {
+// parseKeys reads a key set in either form Google publishes: a JWKS
+// ({"keys": [...]}: https://www.googleapis.com/oauth2/v3/certs, IAP's
+// https://www.gstatic.com/iap/verify/public_key-jwk, a service account's
+// .../service_accounts/v1/metadata/jwk/EMAIL), or IAP's kid → PEM map
+// (https://www.gstatic.com/iap/verify/public_key). JWKs are decoded by
+// go-jose; we keep the signing keys we can use: RSA of 2048 to 8192 bits
+// (alg absent or RS256) and P-256 EC (alg absent or ES256). Keys of other
+// types are skipped; a usable key without a kid, or a kid twice, refuses
+// the whole set.
+func parseKeys(data []byte, algs []jose.SignatureAlgorithm) (keySet, error) {
+	var top map[string]json.RawMessage
+	if err := jsonstrict.Unmarshal(data, &top); err != nil {
 		return nil, err
 	}
-	var set struct {
-		Keys []jwk `json:"keys"`
-	}
-	if err := json.Unmarshal(data, &set); err != nil {
-		return nil, err
+	if raw, ok := top["keys"]; ok {
+		return parseJWKS(raw, algs)
 	}
 	keys := keySet{}
-	for i, k := range set.Keys {
-		if k.Use != "" && k.Use != "sig" {
-			continue
-		}
-		pub, err := conv(k)
-		if err != nil {
-			return nil, fmt.Errorf("key %d: %w", i, err)
-		}
-		if pub == nil {
-			continue
-		}
-		if k.Kid == "" {
-			return nil, fmt.Errorf("key %d: no kid", i)
-		}
-		if _, dup := keys[k.Kid]; dup {
-			return nil, fmt.Errorf("key id %q appears twice", k.Kid)
-		}
-		keys[k.Kid] = pub
-	}
-	if len(keys) == 0 {
-		return nil, errors.New("no usable keys")
-	}
-	return keys, nil
-}
-
-// parseECKeys reads IAP's keys in either published form: the JWKS of
-// https://www.gstatic.com/iap/verify/public_key-jwk, or the kid → PEM map
-// of https://www.gstatic.com/iap/verify/public_key (gcp-facts §7). Only
-// P-256 keys are kept: IAP signs with ES256.
-func parseECKeys(data []byte) (keySet, error) {
-	var probe map[string]json.RawMessage
-	if err := json.Unmarshal(data, &probe); err != nil {
-		return nil, err
-	}
-	if _, ok := probe["keys"]; ok {
-		return parseJWKS(data, ecFromJWK)
-	}
-	if err := checkObject(data); err != nil {
-		return nil, err
-	}
-	keys := keySet{}
-	for kid, raw := range probe {
+	for kid, raw := range top {
 		var text string
 		if err := json.Unmarshal(raw, &text); err != nil {
 			return nil, fmt.Errorf("key %q: not a PEM string", kid)
@@ -298,11 +274,13 @@ func parseECKeys(data []byte) (keySet, error) {
 		if err != nil {
 			return nil, fmt.Errorf("key %q: %w", kid, err)
 		}
-		ec, ok := pub.(*ecdsa.PublicKey)
-		if !ok || ec.Curve != elliptic.P256() {
-			return nil, fmt.Errorf("key %q: not a P-256 key", kid)
+		if err := usable(pub); err != nil {
+			return nil, fmt.Errorf("key %q: %w", kid, err)
 		}
-		keys[kid] = ec
+		if !verifies(pub, algs) {
+			continue
+		}
+		keys[kid] = pub
 	}
 	if len(keys) == 0 {
 		return nil, errors.New("no usable keys")
@@ -310,46 +288,89 @@ func parseECKeys(data []byte) (keySet, error) {
 	return keys, nil
 }
 
-func ecFromJWK(k jwk) (crypto.PublicKey, error) {
-	if k.Kty != "EC" || k.Crv != "P-256" {
-		return nil, nil
+func parseJWKS(raw json.RawMessage, algs []jose.SignatureAlgorithm) (keySet, error) {
+	var list []json.RawMessage
+	if err := json.Unmarshal(raw, &list); err != nil {
+		return nil, errors.New("keys is not an array")
 	}
-	if k.Alg != "" && k.Alg != "ES256" {
-		return nil, nil
+	keys := keySet{}
+	for i, item := range list {
+		var head struct {
+			Kty, Alg, Use, Kid string
+		}
+		if err := jsonstrict.Unmarshal(item, &map[string]json.RawMessage{}); err != nil {
+			return nil, fmt.Errorf("key %d: %w", i, err)
+		}
+		if err := json.Unmarshal(item, &head); err != nil {
+			return nil, fmt.Errorf("key %d: %w", i, err)
+		}
+		switch {
+		case head.Use != "" && head.Use != "sig":
+			continue
+		case head.Kty == "RSA" && (head.Alg == "" || head.Alg == string(jose.RS256)):
+		case head.Kty == "EC" && (head.Alg == "" || head.Alg == string(jose.ES256)):
+		default:
+			continue // not a kind of key this project verifies with
+		}
+		var k jose.JSONWebKey
+		if err := k.UnmarshalJSON(item); err != nil {
+			return nil, fmt.Errorf("key %d: %w", i, err)
+		}
+		if !k.Valid() || !k.IsPublic() {
+			return nil, fmt.Errorf("key %d: not a valid public key", i)
+		}
+		if err := usable(k.Key); err != nil {
+			if _, ec := k.Key.(*ecdsa.PublicKey); ec && errors.Is(err, errOtherCurve) {
+				continue
+			}
+			return nil, fmt.Errorf("key %d: %w", i, err)
+		}
+		if !verifies(k.Key, algs) {
+			continue
+		}
+		if k.KeyID == "" {
+			return nil, fmt.Errorf("key %d: no kid", i)
+		}
+		if _, dup := keys[k.KeyID]; dup {
+			return nil, fmt.Errorf("key id %q appears twice", k.KeyID)
+		}
+		keys[k.KeyID] = k.Key
 	}
-	x, errX := decodeSegment(k.X)
-	y, errY := decodeSegment(k.Y)
-	if errX != nil || errY != nil || len(x) != 32 || len(y) != 32 {
-		return nil, errors.New("x and y must be 32-byte base64url values")
+	if len(keys) == 0 {
+		return nil, errors.New("no usable keys")
 	}
-	// ParseUncompressedPublicKey refuses points off the curve (invalid-curve attacks).
-	pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), append(append([]byte{4}, x...), y...))
-	if err != nil {
-		return nil, fmt.Errorf("bad P-256 point: %w", err)
-	}
-	return pub, nil
+	return keys, nil
 }
 
-// parseRSAKeys reads Google's JWKS (https://www.googleapis.com/oauth2/v3/certs).
-func parseRSAKeys(data []byte) (keySet, error) { return parseJWKS(data, rsaFromJWK) }
+var errOtherCurve = errors.New("not a P-256 key")
 
-func rsaFromJWK(k jwk) (crypto.PublicKey, error) {
-	if k.Kty != "RSA" || (k.Alg != "" && k.Alg != "RS256") {
-		return nil, nil
+// verifies reports whether pub verifies one of algs.
+func verifies(pub any, algs []jose.SignatureAlgorithm) bool {
+	switch pub.(type) {
+	case *rsa.PublicKey:
+		return slices.Contains(algs, jose.RS256)
+	case *ecdsa.PublicKey:
+		return slices.Contains(algs, jose.ES256)
 	}
-	n, errN := decodeSegment(k.N)
-	e, errE := decodeSegment(k.E)
-	if errN != nil || errE != nil {
-		return nil, errors.New("n and e must be base64url values")
+	return false
+}
+
+// usable accepts the public keys this project verifies with.
+func usable(pub any) error {
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		if bits := k.N.BitLen(); bits < 2048 || bits > 8192 {
+			return fmt.Errorf("RSA modulus of %d bits", bits)
+		}
+		if k.E < 3 || k.E%2 == 0 {
+			return errors.New("RSA exponent out of range")
+		}
+		return nil
+	case *ecdsa.PublicKey:
+		if k.Curve != elliptic.P256() {
+			return errOtherCurve
+		}
+		return nil
 	}
-	pub := &rsa.PublicKey{N: new(big.Int).SetBytes(n)}
-	eb := new(big.Int).SetBytes(e)
-	switch bits := pub.N.BitLen(); {
-	case bits < 2048 || bits > 8192:
-		return nil, fmt.Errorf("RSA modulus of %d bits", bits)
-	case !eb.IsInt64() || eb.Int64() < 3 || eb.Int64() > 1<<31-1 || eb.Bit(0) == 0:
-		return nil, errors.New("RSA exponent out of range")
-	}
-	pub.E = int(eb.Int64())
-	return pub, nil
+	return fmt.Errorf("a %T is not a signing key this project verifies with", pub)
 }

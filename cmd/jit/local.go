@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -33,6 +34,9 @@ func runLocal(ctx context.Context, args []string) error {
 	iapAudience := fs.String("iap-audience", os.Getenv("JIT_IAP_AUDIENCE"), "IAP audience in iap mode: /projects/NUM/global/backendServices/ID or /projects/NUM/locations/REGION/services/NAME")
 	iapKeys := fs.String("iap-keys-file", os.Getenv("JIT_IAP_KEYS_FILE"), "JWKS file of the keys IAP assertions are signed with, in iap mode (tests sign their own)")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil // -h printed the flags; asking for help is not a failure
+		}
 		return err
 	}
 	if fs.NArg() > 0 {

@@ -12,8 +12,11 @@ all: vet test
 build:
 	$(GO) build ./...
 
+# go test -json through internal/tools/testsummary: the usual compact output,
+# then one "skipped: …" summary; it exits 1 when any package or test fails.
 test:
-	$(GO) test $(TESTFLAGS) $(PKGS)
+	@$(GO) build -o $${TMPDIR:-/tmp}/jit-testsummary ./internal/tools/testsummary
+	@$(GO) test -json $(TESTFLAGS) $(PKGS) | $${TMPDIR:-/tmp}/jit-testsummary
 
 # Skips the slow tests (subprocess restarts, emulators).
 test-short:

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -33,6 +34,9 @@ func runLocal(ctx context.Context, args []string) error {
 	iapAudience := fs.String("iap-audience", os.Getenv("JIT_IAP_AUDIENCE"), "IAP audience in iap mode: /projects/NUM/global/backendServices/ID or /projects/NUM/locations/REGION/services/NAME")
 	iapKeys := fs.String("iap-keys-file", os.Getenv("JIT_IAP_KEYS_FILE"), "JWKS file of the keys IAP assertions are signed with, in iap mode (tests sign their own)")
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil // -h printed the flags; asking for help is not a failure
+		}
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -50,6 +54,7 @@ func runLocal(ctx context.Context, args []string) error {
 		DataDir: *dataDir, Addr: net.JoinHostPort("127.0.0.1", *port),
 		PolicyFile: *policyFile, World: w, PubSubEmulatorHost: *emulator, Logger: log,
 	}
+	fmt.Fprintln(os.Stderr, startLine(*port, *dataDir))
 	switch *authMode {
 	case "local":
 		log.Info("starting in local mode: loopback only, the X-Debug-Principal header names the caller", "mode", "local")
@@ -70,17 +75,13 @@ func runLocal(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, `
-jit local is running at %[1]s (local mode, loopback only; state in %[2]s)
-
-Try it:
-  curl -s %[1]s/v1/entitlements -H 'X-Debug-Principal: user:alice@example.com'
-  curl -s %[1]s/v1/grants -H 'X-Debug-Principal: user:alice@example.com' -H 'X-Requested-With: curl' -H 'Content-Type: application/json' -d '{"entitlement":"demo.demo-project.viewer","requestedDuration":"PT1M","justification":"trying jit"}'
-  curl -s %[1]s/local/iam/projects/demo-project
-
-Press Ctrl-C to stop; everything carries on after a restart.
-`, p.URL, *dataDir)
 	<-ctx.Done()
 	log.Info("shutting down")
 	return p.Close()
+}
+
+// startLine is the one human line `jit local` prints before its JSON logs:
+// where it listens and what to try first (the README's "Try it" has more).
+func startLine(port, dataDir string) string {
+	return fmt.Sprintf("jit local: http://127.0.0.1:%s (state in %s) — try: curl -s localhost:%s/v1/entitlements -H 'X-Debug-Principal: user:alice@example.com' (more in README.md, \"Try it\")", port, dataDir, port)
 }

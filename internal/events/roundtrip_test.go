@@ -3,7 +3,6 @@ package events
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http/httptest"
 	"sync"
@@ -170,7 +169,7 @@ func TestRoundTripPushBridge(t *testing.T) {
 	ts := httptest.NewServer(h)
 	t.Cleanup(ts.Close)
 	b, err := pushbridge.New(pushbridge.Config{
-		Client: c, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Client: c, Logger: slog.New(slog.DiscardHandler),
 		Routes: []pushbridge.Route{{
 			Topic: "events", Subscription: "eventarc-grant", Endpoint: ts.URL,
 			MinBackoff: time.Millisecond, MaxBackoff: 4 * time.Millisecond, AckDeadline: 10 * time.Second,

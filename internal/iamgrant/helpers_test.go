@@ -271,11 +271,6 @@ func bindingsWithout(p *iampb.Policy, drop func(*iampb.Binding) bool) []*iampb.B
 	return out
 }
 
-// isActivation reports whether b carries the activation title.
-func isActivation(b *iampb.Binding) bool {
-	return b.GetCondition().GetTitle() == "JIT access activation"
-}
-
 // diffBindings compares binding lists as protos.
 func diffBindings(want, got []*iampb.Binding) string {
 	return cmp.Diff(want, got, protocmp.Transform())

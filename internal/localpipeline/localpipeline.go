@@ -443,7 +443,7 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 		mux.Handle("GET /local/iam/{resource...}", localIAM(operator))
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	var h http.Handler = sameHostOnly(cloud.HTTPURL, mux)
+	h := sameHostOnly(cloud.HTTPURL, mux)
 	handler.Store(&h)
 
 	sweepCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))

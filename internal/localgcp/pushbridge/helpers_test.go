@@ -2,7 +2,6 @@ package pushbridge
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -15,7 +14,7 @@ import (
 
 const testProject = "p"
 
-var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
+var discard = slog.New(slog.DiscardHandler)
 
 // newFake starts a pstest server and a client on it, closed at cleanup.
 func newFake(t *testing.T) (*Server, *pubsub.Client) {

@@ -298,12 +298,6 @@ func (f *fixture) hook(path string) chan []byte {
 	return f.hooks[path]
 }
 
-func (f *fixture) count(path string) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.counts[path]
-}
-
 // fakeTasks is a minimal Cloud Tasks server: CreateTask records the task and
 // answers ALREADY_EXISTS for a duplicate name, as Cloud Tasks does.
 type fakeTasks struct {

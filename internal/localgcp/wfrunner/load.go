@@ -157,7 +157,6 @@ type pendingJump struct {
 	target string
 	step   string
 	line   int
-	inLoop bool
 }
 
 // Load parses and validates a workflow definition. Anything outside the

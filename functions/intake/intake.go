@@ -14,9 +14,9 @@ import (
 
 	"github.com/jitpipeline/jit/internal/api"
 	"github.com/jitpipeline/jit/internal/envelope"
+	"github.com/jitpipeline/jit/internal/events/pubsubevent"
 	"github.com/jitpipeline/jit/internal/grant"
 	"github.com/jitpipeline/jit/internal/lifecycle"
-	"github.com/jitpipeline/jit/internal/localgcp/pushbridge/pubsubevent"
 )
 
 // HTTP is the intake function's handler.

@@ -11,7 +11,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 
-	"github.com/jitpipeline/jit/internal/localgcp/pushbridge/pubsubevent"
+	"github.com/jitpipeline/jit/internal/events/pubsubevent"
 )
 
 // WorkflowSource is the source of the commands the lifecycle workflow

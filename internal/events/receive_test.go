@@ -14,8 +14,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"gopkg.in/yaml.v3"
 
+	"github.com/jitpipeline/jit/internal/events/pubsubevent"
 	"github.com/jitpipeline/jit/internal/grant"
-	"github.com/jitpipeline/jit/internal/localgcp/pushbridge/pubsubevent"
 )
 
 const testTopic = "projects/p/topics/events"

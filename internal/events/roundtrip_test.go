@@ -16,9 +16,9 @@ import (
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/jitpipeline/jit/internal/events/pubsubevent"
 	"github.com/jitpipeline/jit/internal/grant"
 	"github.com/jitpipeline/jit/internal/localgcp/pushbridge"
-	"github.com/jitpipeline/jit/internal/localgcp/pushbridge/pubsubevent"
 )
 
 // deliveryTimeout only bounds a broken test; nothing asserts speed.

@@ -22,7 +22,7 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
 
-	"github.com/jitpipeline/jit/internal/localgcp/pushbridge/pubsubevent"
+	"github.com/jitpipeline/jit/internal/events/pubsubevent"
 )
 
 // MessagePublishedData is the CloudEvent data the bridge sends; see

@@ -14,8 +14,8 @@ import (
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/jitpipeline/jit/internal/events/pubsubevent"
 	"github.com/jitpipeline/jit/internal/localgcp/localoidc"
-	"github.com/jitpipeline/jit/internal/localgcp/pushbridge/pubsubevent"
 )
 
 func TestDeliveryPstest(t *testing.T) {

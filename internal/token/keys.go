@@ -320,7 +320,7 @@ func parseJWKS(raw json.RawMessage, algs []jose.SignatureAlgorithm) (keySet, err
 			return nil, fmt.Errorf("key %d: not a valid public key", i)
 		}
 		if err := usable(k.Key); err != nil {
-			if _, ec := k.Key.(*ecdsa.PublicKey); ec && errors.Is(err, errOtherCurve) {
+			if errors.Is(err, errOtherCurve) {
 				continue
 			}
 			return nil, fmt.Errorf("key %d: %w", i, err)

@@ -20,7 +20,7 @@
 //   - alg exactly one of Kind.Algorithms, a kid, no crit, typ JWT if any;
 //   - claims read by exact name: iss one of Kind.Issuers, aud exactly one
 //     of the audiences asked for, integer exp and iat (required) and nbf,
-//     with Kind.Skew; optionally a longest lifetime.
+//     with Kind.Skew.
 //
 // Keys come from KeySet, the one cached JWKS fetcher.
 package token
@@ -59,7 +59,6 @@ var (
 	ErrAudience    = errors.New("token audience not accepted")
 	ErrExpired     = errors.New("token expired")
 	ErrNotYetValid = errors.New("token not yet valid")
-	ErrTooLong     = errors.New("token lives too long")
 	ErrClaims      = errors.New("token claims incomplete")
 	// ErrKeysUnusable: the keys could not be had (fetch failed, or the
 	// set did not parse); ErrNoKeys: the key server says the issuer has
@@ -79,18 +78,8 @@ type Kind struct {
 	Issuers []string
 	// Skew is the clock skew allowed on exp, iat and nbf.
 	Skew time.Duration
-	// MaxLifetime, if set, bounds exp - iat.
-	MaxLifetime time.Duration
 	// MaxBytes bounds the token; default DefaultMaxBytes.
 	MaxBytes int
-	// OnlyKnownHeaders refuses header parameters other than alg, kid and
-	// typ, and a typ other than exactly "JWT" (what signJwt writes).
-	// Otherwise unknown parameters are ignored (but crit is refused) and
-	// typ may be any case of "JWT".
-	OnlyKnownHeaders bool
-	// StringAudience refuses an aud that is an array (RFC 7519 allows
-	// both; our envelope signers send a string).
-	StringAudience bool
 }
 
 // Validate reports every problem with the policy at once.
@@ -107,8 +96,8 @@ func (k Kind) Validate() error {
 	if len(k.Issuers) == 0 || slices.Contains(k.Issuers, "") {
 		errs = append(errs, errors.New("Issuers is required and may not hold an empty issuer"))
 	}
-	if k.Skew < 0 || k.MaxLifetime < 0 || k.MaxBytes < 0 {
-		errs = append(errs, errors.New("Skew, MaxLifetime and MaxBytes must not be negative"))
+	if k.Skew < 0 || k.MaxBytes < 0 {
+		errs = append(errs, errors.New("Skew and MaxBytes must not be negative"))
 	}
 	return errors.Join(errs...)
 }
@@ -217,31 +206,6 @@ func (v *Verifier) Verify(ctx context.Context, raw string, audiences ...string) 
 	return p.check(v.kind, audiences, v.now())
 }
 
-// Unverified is a token parsed under a policy but not verified: what a
-// caller may read before it knows whose keys to use (the envelope's iss).
-type Unverified struct{ p *parsed }
-
-// Peek parses raw under kind's form rules without verifying it.
-func Peek(raw string, kind Kind) (*Unverified, error) {
-	if kind.MaxBytes == 0 {
-		kind.MaxBytes = DefaultMaxBytes
-	}
-	p, err := parse(raw, kind)
-	if err != nil {
-		return nil, err
-	}
-	return &Unverified{p: p}, nil
-}
-
-// String is the unverified string claim of exactly this name, or "".
-func (u *Unverified) String(name string) string {
-	var s string
-	if raw, ok := u.p.claims[name]; ok && json.Unmarshal(raw, &s) == nil {
-		return s
-	}
-	return ""
-}
-
 // parsed is a token split, decoded and checked for form.
 type parsed struct {
 	alg, kid string
@@ -323,18 +287,11 @@ func (p *parsed) checkHeader(h map[string]json.RawMessage, kind Kind) error {
 	if _, ok := h["crit"]; ok {
 		return fmt.Errorf("%w: header has crit extensions", ErrMalformed)
 	}
-	if kind.OnlyKnownHeaders {
-		for name := range h {
-			if name != "alg" && name != "kid" && name != "typ" {
-				return fmt.Errorf("%w: header parameter %.40q is not accepted", ErrMalformed, name)
-			}
-		}
-	}
 	typ, hasTyp, err := str("typ")
 	switch {
 	case err != nil:
 		return err
-	case hasTyp && kind.OnlyKnownHeaders && typ != "JWT", hasTyp && !strings.EqualFold(typ, "JWT"):
+	case hasTyp && !strings.EqualFold(typ, "JWT"):
 		return fmt.Errorf("%w: typ %.20q", ErrMalformed, typ)
 	}
 	kid, _, err := str("kid")
@@ -360,7 +317,7 @@ func (p *parsed) check(kind Kind, audiences []string, now time.Time) (*Token, er
 	if _, err := t.Claim("sub", &t.Subject); err != nil {
 		return nil, err
 	}
-	aud, err := audienceOf(p.claims["aud"], kind.StringAudience)
+	aud, err := audienceOf(p.claims["aud"])
 	if err != nil {
 		return nil, err
 	}
@@ -399,8 +356,6 @@ func (p *parsed) check(kind Kind, audiences []string, now time.Time) (*Token, er
 		return nil, fmt.Errorf("%w: issued at %s", ErrNotYetValid, time.Unix(iat, 0).UTC().Format(time.RFC3339))
 	case hasNBF && nbf > n+sk:
 		return nil, fmt.Errorf("%w: not before %s", ErrNotYetValid, time.Unix(nbf, 0).UTC().Format(time.RFC3339))
-	case kind.MaxLifetime > 0 && exp-iat > int64(kind.MaxLifetime/time.Second):
-		return nil, fmt.Errorf("%w: lives %s, more than %s", ErrTooLong, time.Duration(exp-iat)*time.Second, kind.MaxLifetime)
 	}
 	t.Expires, t.IssuedAt = time.Unix(exp, 0).UTC(), time.Unix(iat, 0).UTC()
 	if hasNBF {
@@ -410,8 +365,8 @@ func (p *parsed) check(kind Kind, audiences []string, now time.Time) (*Token, er
 }
 
 // audienceOf reads aud: a string, or an array of strings (RFC 7519
-// §4.1.3) unless only a string is accepted.
-func audienceOf(raw json.RawMessage, stringOnly bool) ([]string, error) {
+// §4.1.3).
+func audienceOf(raw json.RawMessage) ([]string, error) {
 	if raw == nil {
 		return nil, fmt.Errorf("%w: no aud", ErrAudience)
 	}
@@ -420,8 +375,8 @@ func audienceOf(raw json.RawMessage, stringOnly bool) ([]string, error) {
 		return []string{one}, nil
 	}
 	var many []string
-	if stringOnly || json.Unmarshal(raw, &many) != nil {
-		return nil, fmt.Errorf("%w: aud is not a string", ErrAudience)
+	if json.Unmarshal(raw, &many) != nil {
+		return nil, fmt.Errorf("%w: aud is neither a string nor an array of strings", ErrAudience)
 	}
 	return many, nil
 }

@@ -34,10 +34,6 @@ func TestGrantLifecycleWorkflow(t *testing.T) {
 		activationTopic = "projects/" + testProject + "/topics/jit-activations"
 		revokeTopic     = "projects/" + testProject + "/topics/jit-revocations"
 	)
-	type published struct {
-		Type   string
-		Reason string
-	}
 	cases := []struct {
 		name     string
 		approval bool
@@ -137,7 +133,7 @@ func TestGrantLifecycleWorkflow(t *testing.T) {
 
 // finishedWith waits for the execution to succeed with want and checks the last
 // command it published, on topic; it returns that command.
-func finishedWith(t *testing.T, te *testEnv, name, want string, wantLast struct{ Type, Reason string }, topic string) map[string]any {
+func finishedWith(t *testing.T, te *testEnv, name, want string, wantLast published, topic string) map[string]any {
 	t.Helper()
 	got := waitDone(t, te.client, name)
 	if got.GetState() != executionspb.Execution_SUCCEEDED {
@@ -153,10 +149,16 @@ func finishedWith(t *testing.T, te *testEnv, name, want string, wantLast struct{
 	}
 	last := msgs[len(msgs)-1]
 	reason, _ := last.cmd["reason"].(string)
-	if diff := cmp.Diff(wantLast, struct{ Type, Reason string }{last.attrs["ce-type"], reason}); diff != "" {
+	if diff := cmp.Diff(wantLast, published{last.attrs["ce-type"], reason}); diff != "" {
 		t.Errorf("last command on %s (-want +got):\n%s", topic, diff)
 	}
 	return last.cmd
+}
+
+// published is what a test checks of a command: its type and reason.
+type published struct {
+	Type   string
+	Reason string
 }
 
 type command struct {

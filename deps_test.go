@@ -9,7 +9,8 @@ import (
 // TestDeployedCodeLinksNoEmulator: the package the buildpack deploys must
 // not link the embedded Google Cloud (its token minter, fake IAM, …) or the
 // local pipeline and its demo world — production code depends on the
-// domain and on Google's client libraries only.
+// domain and on Google's client libraries only. Everything local lives
+// under internal/local (internal/README.md).
 func TestDeployedCodeLinksNoEmulator(t *testing.T) {
 	t.Parallel()
 	out, err := exec.CommandContext(t.Context(), "go", "list", "-deps", ".").CombinedOutput()
@@ -20,12 +21,10 @@ func TestDeployedCodeLinksNoEmulator(t *testing.T) {
 	if len(deps) < 50 {
 		t.Fatalf("go list -deps gave only %d packages: %s", len(deps), out)
 	}
-	const module = "github.com/jitpipeline/jit/internal/"
+	const local = "github.com/jitpipeline/jit/internal/local"
 	for _, d := range deps {
-		for _, local := range []string{"localgcp", "localpipeline", "world"} {
-			if d == module+local || strings.HasPrefix(d, module+local+"/") {
-				t.Errorf("the deployed package links %s", d)
-			}
+		if d == local || strings.HasPrefix(d, local+"/") {
+			t.Errorf("the deployed package links %s", d)
 		}
 	}
 }

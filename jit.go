@@ -1,5 +1,5 @@
 // Package jit is the module root package, the one the Cloud Functions Go
-// buildpack builds (DESIGN §8): it registers every function by name with
+// buildpack builds (docs/architecture.md §8): it registers every function by name with
 // functions-framework. Each deployed function is this same source with its
 // own entry point (and its own service account); the handlers are built
 // lazily on the first invocation (internal/deploy), so init() only

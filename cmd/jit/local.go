@@ -9,9 +9,9 @@ import (
 	"os"
 
 	"github.com/jitpipeline/jit/internal/auth"
-	"github.com/jitpipeline/jit/internal/localpipeline"
+	"github.com/jitpipeline/jit/internal/local/pipeline"
+	"github.com/jitpipeline/jit/internal/local/world"
 	"github.com/jitpipeline/jit/internal/logging"
-	"github.com/jitpipeline/jit/internal/world"
 )
 
 func envOr(name, def string) string {
@@ -50,7 +50,7 @@ func runLocal(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	cfg := localpipeline.Config{
+	cfg := pipeline.Config{
 		DataDir: *dataDir, Addr: net.JoinHostPort("127.0.0.1", *port),
 		PolicyFile: *policyFile, World: w, PubSubEmulatorHost: *emulator, Logger: log,
 	}
@@ -71,7 +71,7 @@ func runLocal(ctx context.Context, args []string) error {
 	default:
 		return fmt.Errorf(`--auth must be "local" or "iap", got %q`, *authMode)
 	}
-	p, err := localpipeline.Start(ctx, cfg)
+	p, err := pipeline.Start(ctx, cfg)
 	if err != nil {
 		return err
 	}

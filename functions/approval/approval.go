@@ -1,8 +1,8 @@
-// Package approval is the approval function: it takes approval.requested
+// Package approvalfn is the approval function: it takes approval.requested
 // from the lifecycle workflow (remembers where to resume it, notifies the
 // approvers) and the approvers' decisions over HTTP (re-checked against
 // the policy in force), and resumes the workflow.
-package approval
+package approvalfn
 
 import (
 	"context"
@@ -23,5 +23,5 @@ func HTTP(svc *lifecycle.Service, auth api.Authenticator, log *slog.Logger) *api
 
 // Events handles approval.requested.
 func Events(svc *lifecycle.Service, log *slog.Logger) func(context.Context, cloudevents.Event) error {
-	return eventfn.New(events.ApprovalRequested, log, svc.OnApprovalRequested)
+	return eventfn.New(events.TypeApprovalRequested, log, svc.OnApprovalRequested)
 }

@@ -1,8 +1,8 @@
-// Package grant is the grant function: on activation.requested it writes
+// Package grantfn is the grant function: on activation.requested it writes
 // the time-bound IAM binding, schedules the named revocation task and
 // resumes the workflow. With the revoke function, the only identity that
 // may change IAM policies.
-package grant
+package grantfn
 
 import (
 	"context"
@@ -17,5 +17,5 @@ import (
 
 // Events handles activation.requested.
 func Events(svc *lifecycle.Service, log *slog.Logger) func(context.Context, cloudevents.Event) error {
-	return eventfn.New(events.ActivationRequested, log, svc.OnActivationRequested)
+	return eventfn.New(events.TypeActivationRequested, log, svc.OnActivationRequested)
 }

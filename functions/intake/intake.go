@@ -1,9 +1,9 @@
-// Package intake is the intake function: the HTTP API through which people
+// Package intakefn is the intake function: the HTTP API through which people
 // and the CLI list entitlements, request them, follow and withdraw their
 // grants. It authenticates the caller, evaluates the policy in force,
 // persists the grant and emits grant.requested — nothing else (it has no
 // right to change IAM policies).
-package intake
+package intakefn
 
 import (
 	"context"

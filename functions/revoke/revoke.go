@@ -1,10 +1,10 @@
-// Package revoke is the revoke function: it removes a grant's access on
+// Package revokefn is the revoke function: it removes a grant's access on
 // revoke.requested (from the workflow or a withdrawal) and on the
 // revocation task Cloud Tasks delivers at the end time, reads the policy
 // back and records the verified removal; and it runs the sweep. All paths
 // are the same idempotent operation, so whichever comes first wins and the
 // others find the work done.
-package revoke
+package revokefn
 
 import (
 	"context"
@@ -25,7 +25,7 @@ import (
 
 // Events handles revoke.requested.
 func Events(svc *lifecycle.Service, log *slog.Logger) func(context.Context, cloudevents.Event) error {
-	return eventfn.New(events.RevokeRequested, log, func(ctx context.Context, d *events.Data) error {
+	return eventfn.New(events.TypeRevokeRequested, log, func(ctx context.Context, d *events.Data) error {
 		_, err := svc.Revoke(ctx, d.GrantID, d.Reason, "workflow")
 		if errors.Is(err, grant.ErrNotFound) {
 			log.ErrorContext(ctx, "revoke requested for an unknown grant", "grant_id", d.GrantID)
@@ -37,7 +37,7 @@ func Events(svc *lifecycle.Service, log *slog.Logger) func(context.Context, clou
 
 // Tasks handles the revocation task: POST {"grantId", "scheduleTime"}
 // with an OIDC token of the allowed service account. The status code is
-// the acknowledgement (gcp-facts §3): 2xx only when the grant can no
+// the acknowledgement (docs/google-cloud.md §3): 2xx only when the grant can no
 // longer hold access or the next task of the chain is scheduled; anything
 // else is retried with backoff — a delivery before the end answers 503
 // with Retry-After.

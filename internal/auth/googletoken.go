@@ -2,7 +2,7 @@ package auth
 
 // This file: services, through Google-signed ID tokens (Cloud Tasks and
 // Pub/Sub push OIDC tokens, workflow HTTP calls). Google's idtoken package
-// checks audience, expiry (with no skew) and signature only (gcp-facts §7);
+// checks audience, expiry (with no skew) and signature only (docs/google-cloud.md §7);
 // this verifier also checks the issuer and iat, parses as strictly as the
 // IAP verifier, and can take its keys from a file or fixed JWKS, so the
 // embedded pipeline verifies localoidc tokens with this same code.
@@ -22,7 +22,7 @@ import (
 // GoogleCertsURL is Google's ID token signing key set (JWKS).
 const GoogleCertsURL = "https://www.googleapis.com/oauth2/v3/certs"
 
-// googleIssuers are the iss values of Google ID tokens (gcp-facts §7).
+// googleIssuers are the iss values of Google ID tokens (docs/google-cloud.md §7).
 var googleIssuers = []string{"https://accounts.google.com", "accounts.google.com"}
 
 // GoogleConfig configures the Google ID token verifier.

@@ -14,7 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/jitpipeline/jit/internal/localgcp/localoidc"
+	"github.com/jitpipeline/jit/internal/local/gcp/localoidc"
 )
 
 const (
@@ -36,7 +36,7 @@ func newGoogleFixture(t *testing.T) *Google {
 }
 
 // googleClaimsFor are the claims of a Cloud Tasks / Pub/Sub push OIDC token
-// (gcp-facts §7, Pub/Sub push: aud, azp, email, email_verified, sub, exp,
+// (docs/google-cloud.md §7, Pub/Sub push: aud, azp, email, email_verified, sub, exp,
 // iat, iss https://accounts.google.com).
 func googleClaimsFor(aud string) map[string]any {
 	return map[string]any{
@@ -59,7 +59,7 @@ func TestGoogleVerifyAccepts(t *testing.T) {
 		claims map[string]any
 	}{
 		{"issuer https://accounts.google.com", googleClaimsFor(revokeURL)},
-		// gcp-facts §7 (receivers): iss ∈ {https://accounts.google.com, accounts.google.com}.
+		// docs/google-cloud.md §7 (receivers): iss ∈ {https://accounts.google.com, accounts.google.com}.
 		{"issuer accounts.google.com", with(googleClaimsFor(revokeURL), "iss", "accounts.google.com")},
 		{"audience in an array", with(googleClaimsFor(revokeURL), "aud", []string{"other", revokeURL})},
 	} {
@@ -78,7 +78,7 @@ func TestGoogleVerifyAccepts(t *testing.T) {
 	}
 }
 
-// Each named attack is refused. gcp-facts §7 (idtoken): Google ID tokens
+// Each named attack is refused. docs/google-cloud.md §7 (idtoken): Google ID tokens
 // are RS256; idtoken checks aud (skipped when empty!), exp without skew and
 // the signature, not iss or iat — we check all of them.
 func TestGoogleVerifyRefusesAttacks(t *testing.T) {

@@ -4,7 +4,7 @@ package auth
 // it forwards with an ES256 JWT in x-goog-iap-jwt-assertion; the unsigned
 // x-goog-authenticated-user-* headers can be forged by anyone who reaches
 // the backend around IAP, so only the signed assertion names the caller
-// (gcp-facts §7, https://cloud.google.com/iap/docs/signed-headers-howto).
+// (docs/google-cloud.md §7, https://cloud.google.com/iap/docs/signed-headers-howto).
 
 import (
 	"context"
@@ -32,7 +32,7 @@ const (
 	DefaultSkew = 30 * time.Second
 )
 
-// The two audience forms we accept (gcp-facts §7): a backend service behind
+// The two audience forms we accept (docs/google-cloud.md §7): a backend service behind
 // a load balancer, and IAP enabled directly on a Cloud Run service. App
 // Engine's form is not accepted: the pipeline does not run there.
 var (

@@ -54,7 +54,7 @@ func (f *iapFixture) token(t *testing.T, claims map[string]any) string {
 	return esToken(t, f.key, mustJSON(t, map[string]string{"alg": "ES256", "kid": testKid, "typ": "JWT"}), mustJSON(t, claims))
 }
 
-// Happy paths. gcp-facts §7 (IAP; [doc] cloud.google.com/iap/docs/signed-headers-howto):
+// Happy paths. docs/google-cloud.md §7 (IAP; [doc] cloud.google.com/iap/docs/signed-headers-howto):
 // ES256, iss https://cloud.google.com/iap, aud per backend type, email
 // without prefix, hd and sub; the google claim carries device_id and
 // access_levels with context-aware access ([2nd] public IAP payload types).
@@ -79,7 +79,7 @@ func TestIAPVerifyAcceptsBothAudienceForms(t *testing.T) {
 	}
 }
 
-// Skew: gcp-facts §7 (IAP): exp in the future and iat in the past,
+// Skew: docs/google-cloud.md §7 (IAP): exp in the future and iat in the past,
 // allowing 30 s skew.
 func TestIAPSkew(t *testing.T) {
 	t.Parallel()
@@ -101,7 +101,7 @@ func TestIAPSkew(t *testing.T) {
 	}
 }
 
-// Each named attack must be refused, for the stated reason. gcp-facts §7
+// Each named attack must be refused, for the stated reason. docs/google-cloud.md §7
 // (IAP; [doc] signed-headers-howto): alg must be ES256, kid must name a
 // published key, iss and aud exact, exp/iat with 30 s skew.
 func TestIAPRefusesAttacks(t *testing.T) {
@@ -203,7 +203,7 @@ func TestIAPRefusesAttacks(t *testing.T) {
 	}
 }
 
-// Caller reads x-goog-iap-jwt-assertion, case-insensitively (gcp-facts §7,
+// Caller reads x-goog-iap-jwt-assertion, case-insensitively (docs/google-cloud.md §7,
 // IAP: the header name); a missing or empty header is refused, and so are
 // the unsigned x-goog-authenticated-user-email headers on their own.
 func TestIAPCaller(t *testing.T) {
@@ -237,7 +237,7 @@ func TestIAPCaller(t *testing.T) {
 }
 
 // Startup refusals: no audience (production mode needs one), audiences not
-// of the two forms of gcp-facts §7, and key sources not exactly one.
+// of the two forms of docs/google-cloud.md §7, and key sources not exactly one.
 func TestIAPConfigValidate(t *testing.T) {
 	t.Parallel()
 	keys := []byte(`{"keys":[]}`)
@@ -284,7 +284,7 @@ func TestIAPConfigValidate(t *testing.T) {
 }
 
 // A key file is read at start: missing or garbled stops the server; both of
-// IAP's published forms (JWKS, kid → PEM) work (gcp-facts §7, IAP key URLs).
+// IAP's published forms (JWKS, kid → PEM) work (docs/google-cloud.md §7, IAP key URLs).
 func TestIAPKeyFile(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()

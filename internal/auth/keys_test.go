@@ -58,7 +58,7 @@ func (c *clock) advance(d time.Duration) {
 }
 
 // Keys from a URL are cached for Cache-Control max-age, as Google's own
-// verifier does (gcp-facts §7, idtoken: "Certificates are cached according
+// verifier does (docs/google-cloud.md §7, idtoken: "Certificates are cached according
 // to Cache-Control: max-age"); an unknown kid (a rotated-in key) triggers a
 // refetch, at most once per MinFetchInterval.
 func TestKeyURLCachingAndRotation(t *testing.T) {

@@ -3,7 +3,7 @@
 // ID tokens. The token's signature, issuer, audience and expiry are
 // checked by the verifier; the email, email_verified and the allow-list of
 // service accounts per entry point are checked here, because Google's
-// idtoken package checks only audience, expiry and signature (DESIGN §5).
+// idtoken package checks only audience, expiry and signature (docs/architecture.md §5).
 package auth
 
 import (

@@ -9,7 +9,7 @@ import (
 
 // Service.Check on top of the Google verifier: the verifier checks
 // signature, issuer, audience and times; Check refuses what the library
-// would not (gcp-facts §7: idtoken does not check email or email_verified;
+// would not (docs/google-cloud.md §7: idtoken does not check email or email_verified;
 // receivers must check email == expected SA and email_verified == true).
 func TestServiceCheck(t *testing.T) {
 	t.Parallel()

@@ -36,7 +36,7 @@ import (
 	"github.com/jitpipeline/jit/internal/envelope"
 	"github.com/jitpipeline/jit/internal/events"
 	"github.com/jitpipeline/jit/internal/groups"
-	"github.com/jitpipeline/jit/internal/iamgrant"
+	"github.com/jitpipeline/jit/internal/iambinding"
 	"github.com/jitpipeline/jit/internal/ledger/firestore"
 	"github.com/jitpipeline/jit/internal/lifecycle"
 	"github.com/jitpipeline/jit/internal/logging"
@@ -177,7 +177,7 @@ func buildAll(ctx context.Context, cfg Config, function string, privileged bool)
 		return built{log: log}, fmt.Errorf("failed to create the Pub/Sub client: %w", err)
 	}
 	// Callbacks need an OAuth access token with workflows.callbacks.send
-	// (gcp-facts §4): the function's own credentials, cloud-platform scope.
+	// (docs/google-cloud.md §4): the function's own credentials, cloud-platform scope.
 	hc, _, err := htransport.NewClient(ctx, option.WithScopes("https://www.googleapis.com/auth/cloud-platform"))
 	if err != nil {
 		return built{log: log}, fmt.Errorf("failed to create the callback client: %w", err)
@@ -212,7 +212,7 @@ func buildAll(ctx context.Context, cfg Config, function string, privileged bool)
 		if err != nil {
 			return built{log: log}, err
 		}
-		if lc.IAM, err = iamgrant.New(iamgrant.Config{Projects: projects, Folders: folders, Organizations: orgs, Logger: log}); err != nil {
+		if lc.IAM, err = iambinding.New(iambinding.Config{Projects: projects, Folders: folders, Organizations: orgs, Logger: log}); err != nil {
 			return built{log: log}, err
 		}
 		tasks, err := cloudtasks.NewClient(ctx)

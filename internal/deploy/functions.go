@@ -8,10 +8,10 @@ import (
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 
-	"github.com/jitpipeline/jit/functions/approval"
+	approvalfn "github.com/jitpipeline/jit/functions/approval"
 	grantfn "github.com/jitpipeline/jit/functions/grant"
-	"github.com/jitpipeline/jit/functions/intake"
-	"github.com/jitpipeline/jit/functions/revoke"
+	intakefn "github.com/jitpipeline/jit/functions/intake"
+	revokefn "github.com/jitpipeline/jit/functions/revoke"
 )
 
 // lazy builds a function's handler once, on first use; a failure is
@@ -73,7 +73,7 @@ func Intake() http.HandlerFunc {
 		if err != nil {
 			return nil, err
 		}
-		return intake.HTTP(svc, people, log), nil
+		return intakefn.HTTP(svc, people, log), nil
 	})
 }
 
@@ -90,7 +90,7 @@ func IntakeRequests() func(context.Context, cloudevents.Event) error {
 		if err != nil {
 			return nil, err
 		}
-		return intake.Requests(b.svc, v, b.log), nil
+		return intakefn.Requests(b.svc, v, b.log), nil
 	})
 }
 
@@ -106,7 +106,7 @@ func Approval() http.HandlerFunc {
 		if err != nil {
 			return nil, err
 		}
-		return approval.HTTP(svc, people, log), nil
+		return approvalfn.HTTP(svc, people, log), nil
 	})
 }
 
@@ -117,7 +117,7 @@ func ApprovalEvents() func(context.Context, cloudevents.Event) error {
 		if err != nil {
 			return nil, err
 		}
-		return approval.Events(svc, log), nil
+		return approvalfn.Events(svc, log), nil
 	})
 }
 
@@ -139,7 +139,7 @@ func Revoke() func(context.Context, cloudevents.Event) error {
 		if err != nil {
 			return nil, err
 		}
-		return revoke.Events(svc, log), nil
+		return revokefn.Events(svc, log), nil
 	})
 }
 
@@ -155,7 +155,7 @@ func RevokeTask() http.HandlerFunc {
 		if err != nil {
 			return nil, err
 		}
-		return revoke.Tasks(svc, check, log), nil
+		return revokefn.Tasks(svc, check, log), nil
 	})
 }
 
@@ -174,6 +174,6 @@ func Sweep() http.HandlerFunc {
 		if err != nil {
 			return nil, err
 		}
-		return revoke.Sweep(svc, check, log), nil
+		return revokefn.Sweep(svc, check, log), nil
 	})
 }

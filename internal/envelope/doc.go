@@ -1,6 +1,6 @@
 // Package envelope verifies the signed envelopes that other systems
 // (incident tooling, ticketing, chat bots) attach to the access requests
-// they publish to the requests topic on behalf of a user (DESIGN §1, §5).
+// they publish to the requests topic on behalf of a user (docs/architecture.md §1, §5).
 // Pub/Sub does not authenticate publishers to subscribers, so the message
 // itself must say, verifiably, who sent it and for whom.
 //
@@ -57,7 +57,7 @@
 // Errors that are not refusals (the key source failed) are returned as
 // plain errors: the subscriber should let Pub/Sub redeliver the message. A
 // refusal is permanent: log it with [SecurityEvent] and acknowledge the
-// message so it is not retried (gcp-facts §5: a failed invocation is
+// message so it is not retried (docs/google-cloud.md §5: a failed invocation is
 // redelivered only if retries are on, and then for 24 h).
 //
 // # Replays

@@ -11,7 +11,7 @@ import (
 )
 
 // TestHappyPath: a valid envelope yields the request it carries.
-// DESIGN §5: "require a signed envelope (JWT signed by a service account
+// docs/architecture.md §5: "require a signed envelope (JWT signed by a service account
 // the policy trusts) and say on whose behalf"; signJwt writes the header
 // {"alg":"RS256","kid":…,"typ":"JWT"} (IAM Credentials signJwt reference,
 // signedJwt field), which localoidc.Signer.Sign reproduces.
@@ -44,9 +44,9 @@ func TestHappyPath(t *testing.T) {
 }
 
 // TestAttacks: every named attack is refused with its reason. The time
-// checks allow a 30 s skew as IAP's verification does (gcp-facts §7, IAP:
+// checks allow a 30 s skew as IAP's verification does (docs/google-cloud.md §7, IAP:
 // "exp in the future and iat in the past, allowing 30 s skew"); the
-// algorithm is pinned as Google's verifiers pin it (gcp-facts §7,
+// algorithm is pinned as Google's verifiers pin it (docs/google-cloud.md §7,
 // idtoken: "Any other algorithm is an error").
 func TestAttacks(t *testing.T) {
 	t.Parallel()
@@ -185,7 +185,7 @@ func TestAttacks(t *testing.T) {
 // on Request.Key: see the package comment), so every delivery of one
 // envelope verifies with the same key, "envelope:" + issuer + "/" + jti;
 // another jti, or the same jti from another trusted system, is another
-// key. Pub/Sub delivery to functions is at-least-once (gcp-facts §5,
+// key. Pub/Sub delivery to functions is at-least-once (docs/google-cloud.md §5,
 // Delivery: "Event-driven functions get at-least-once execution"), and
 // anyone who can publish to the topic can copy a message: the ledger
 // must see one key for all copies.
@@ -236,7 +236,7 @@ func TestKey(t *testing.T) {
 }
 
 // TestSkewBoundaries: exp and iat are honoured with exactly Skew of
-// tolerance (gcp-facts §7, IAP: "allowing 30 s skew").
+// tolerance (docs/google-cloud.md §7, IAP: "allowing 30 s skew").
 func TestSkewBoundaries(t *testing.T) {
 	t.Parallel()
 	trusted, _ := keys(t)
@@ -270,7 +270,7 @@ func TestSkewBoundaries(t *testing.T) {
 }
 
 // TestTransientErrorsAreNotRefusals: when the key source fails, the error
-// is not a refusal, so the subscriber lets Pub/Sub redeliver (gcp-facts
+// is not a refusal, so the subscriber lets Pub/Sub redeliver (docs/google-cloud.md
 // §5: "a non-acknowledged event is redelivered with backoff"), and a
 // later delivery succeeds.
 func TestTransientErrorsAreNotRefusals(t *testing.T) {

@@ -11,7 +11,7 @@ import (
 
 // FuzzVerify: no input panics the verifier, every failure is a refusal
 // (the key source here never fails), and nothing is
-// accepted but an envelope this test signed, with its own body. DESIGN §5:
+// accepted but an envelope this test signed, with its own body. docs/architecture.md §5:
 // the message on the requests topic is not authenticated by Pub/Sub, so
 // any byte string can arrive as data and attribute.
 //

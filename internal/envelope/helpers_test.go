@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jitpipeline/jit/internal/localgcp/localoidc"
+	"github.com/jitpipeline/jit/internal/local/gcp/localoidc"
 )
 
 const (

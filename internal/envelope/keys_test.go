@@ -11,7 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/jitpipeline/jit/internal/localgcp/localoidc"
+	"github.com/jitpipeline/jit/internal/local/gcp/localoidc"
 )
 
 // jwkServer serves per-email JWKS at /{email} the way Google serves

@@ -23,7 +23,7 @@ import (
 //		return err // transient: let Pub/Sub redeliver
 //	}
 //
-// The line has severity WARNING and Cloud Logging labels (gcp-facts §10)
+// The line has severity WARNING and Cloud Logging labels (docs/google-cloud.md §10)
 // event/type "security", event/id "envelope.refused", reason, issuer (as
 // claimed, when it could be read) and message_id, named like the audit
 // lines. It never logs the token or the body; of the attributes it logs

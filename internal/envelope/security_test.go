@@ -14,7 +14,7 @@ import (
 )
 
 // TestSecurityEvent: a refusal becomes one WARNING line with Cloud
-// Logging's special keys (gcp-facts §10: "severity", "logging.googleapis.com/labels"
+// Logging's special keys (docs/google-cloud.md §10: "severity", "logging.googleapis.com/labels"
 // is a map of string to string) and never contains the token or the body.
 func TestSecurityEvent(t *testing.T) {
 	t.Parallel()

@@ -13,14 +13,14 @@ import (
 )
 
 // TestAudit: one NOTICE line per transition, a readable message, and the
-// string labels Cloud Logging lifts into LogEntry.labels (gcp-facts §10);
+// string labels Cloud Logging lifts into LogEntry.labels (docs/google-cloud.md §10);
 // label names after JIT Access (user, justification; jit-access-facts
 // §1.10) and JIT Groups (event/type audit, event/id; §3.10).
 func TestAudit(t *testing.T) {
 	t.Parallel()
 	d := activatedData()
 	d.Approvers = []string{"user:bob@example.com", "group:dba@example.com"}
-	e, err := New(Activated, testGrantID+"-4", t0, d)
+	e, err := New(TypeActivated, testGrantID+"-4", t0, d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,11 +65,11 @@ func TestAudit(t *testing.T) {
 }
 
 // TestAuditCommandHidesCapabilities: callback URLs resume a workflow
-// execution (gcp-facts §4, callbacks): whoever reads the logs must not get
+// execution (docs/google-cloud.md §4, callbacks): whoever reads the logs must not get
 // them. The data is decoded from the event when not given.
 func TestAuditCommandHidesCapabilities(t *testing.T) {
 	t.Parallel()
-	e, err := New(ActivationRequested, "exec-1-activation", t0, Data{
+	e, err := New(TypeActivationRequested, "exec-1-activation", t0, Data{
 		GrantID: testGrantID, Entitlement: "prod.payments.db-admin", Requester: "alice@example.com",
 		State: grant.Activating, Privileges: testPriv,
 		CallbackURL:    "https://workflowexecutions.googleapis.com/v1/x/callbacks/SECRET-1",
@@ -111,7 +111,7 @@ func TestAuditDenied(t *testing.T) {
 		GrantID: testGrantID, Entitlement: "prod.payments.db-admin", Requester: "alice@example.com",
 		State: grant.Denied, Actor: "bob@example.com", Message: "use the read-only role",
 	}
-	e, err := New(DeniedType, testGrantID+"-2", t0, d)
+	e, err := New(TypeDenied, testGrantID+"-2", t0, d)
 	if err != nil {
 		t.Fatal(err)
 	}

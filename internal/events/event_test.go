@@ -35,7 +35,7 @@ func activatedData() Data {
 func TestNew(t *testing.T) {
 	t.Parallel()
 	d := activatedData()
-	e, err := New(Activated, "g-abcdefghijklmnopqrst-3", t0.In(time.FixedZone("CET", 3600)), d)
+	e, err := New(TypeActivated, "g-abcdefghijklmnopqrst-3", t0.In(time.FixedZone("CET", 3600)), d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,18 +88,18 @@ func TestNewRefuses(t *testing.T) {
 		time    time.Time
 		d       Data
 	}{
-		"wrong state":  {Activated, "x-1", t0, wrongState},
-		"no end time":  {Activated, "x-1", t0, noEnd},
+		"wrong state":  {TypeActivated, "x-1", t0, wrongState},
+		"no end time":  {TypeActivated, "x-1", t0, noEnd},
 		"unknown type": {"dev.jitpipeline.grant.extended.v1", "x-1", t0, activatedData()},
-		"no ID":        {Activated, "", t0, activatedData()},
-		"no time":      {Activated, "x-1", time.Time{}, activatedData()},
+		"no ID":        {TypeActivated, "", t0, activatedData()},
+		"no time":      {TypeActivated, "x-1", time.Time{}, activatedData()},
 	}
 	for name, tc := range tests {
 		if _, err := New(tc.typ, tc.id, tc.time, tc.d); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: err = %v, want ErrInvalid", name, err)
 		}
 	}
-	_, err := New(Activated, "x-1", t0, noEnd)
+	_, err := New(TypeActivated, "x-1", t0, noEnd)
 	var de *DataError
 	if !errors.As(err, &de) || !strings.Contains(err.Error(), "missing property 'endTime'") {
 		t.Errorf("no end time: err = %v, want a DataError naming endTime", err)
@@ -126,11 +126,11 @@ func newGrant(t *testing.T) *grant.Grant {
 			t.Fatal(err)
 		}
 	}
-	must(g.Transition(grant.ApprovalAwaited, Requested, t0, "alice@example.com", "awaiting 2 approvals"))
-	g.Record(Approved, t0.Add(time.Minute), "bob@example.com", "approved (1 of 2)")
-	must(g.Transition(grant.Activating, Approved, t0.Add(2*time.Minute), "carol@example.com", "approved (2 of 2)"))
+	must(g.Transition(grant.ApprovalAwaited, TypeRequested, t0, "alice@example.com", "awaiting 2 approvals"))
+	g.Record(TypeApproved, t0.Add(time.Minute), "bob@example.com", "approved (1 of 2)")
+	must(g.Transition(grant.Activating, TypeApproved, t0.Add(2*time.Minute), "carol@example.com", "approved (2 of 2)"))
 	g.StartTime, g.EndTime = t0.Add(3*time.Minute).In(cet), t0.Add(93*time.Minute).In(cet)
-	must(g.Transition(grant.Active, Activated, t0.Add(3*time.Minute), "grant-function", ""))
+	must(g.Transition(grant.Active, TypeActivated, t0.Add(3*time.Minute), "grant-function", ""))
 	return g
 }
 
@@ -158,10 +158,10 @@ func TestFromGrantEntry(t *testing.T) {
 		time    time.Time
 		d       Data
 	}{
-		{Requested, testGrantID + "-1", t0, with(grant.ApprovalAwaited, "alice@example.com", "awaiting 2 approvals")},
-		{Approved, testGrantID + "-2", t0.Add(time.Minute), with(grant.ApprovalAwaited, "bob@example.com", "approved (1 of 2)")},
-		{Approved, testGrantID + "-3", t0.Add(2 * time.Minute), with(grant.Activating, "carol@example.com", "approved (2 of 2)")},
-		{Activated, testGrantID + "-4", t0.Add(3 * time.Minute), with(grant.Active, "grant-function", "")},
+		{TypeRequested, testGrantID + "-1", t0, with(grant.ApprovalAwaited, "alice@example.com", "awaiting 2 approvals")},
+		{TypeApproved, testGrantID + "-2", t0.Add(time.Minute), with(grant.ApprovalAwaited, "bob@example.com", "approved (1 of 2)")},
+		{TypeApproved, testGrantID + "-3", t0.Add(2 * time.Minute), with(grant.Activating, "carol@example.com", "approved (2 of 2)")},
+		{TypeActivated, testGrantID + "-4", t0.Add(3 * time.Minute), with(grant.Active, "grant-function", "")},
 	}
 	if len(g.Timeline) != len(want) {
 		t.Fatalf("timeline has %d entries, want %d", len(g.Timeline), len(want))
@@ -200,7 +200,7 @@ func TestFromGrantEntryInvalid(t *testing.T) {
 	t.Parallel()
 	g := newGrant(t)
 	bad := g.Timeline[0]
-	bad.EventType = DeniedType // DENIED state and a reason required
+	bad.EventType = TypeDenied // DENIED state and a reason required
 	if _, err := FromGrantEntry(g, bad); !errors.Is(err, ErrInvalid) {
 		t.Errorf("denied event of an APPROVAL_AWAITED entry: err = %v, want ErrInvalid", err)
 	}
@@ -215,7 +215,7 @@ func TestFromGrantEntryInvalid(t *testing.T) {
 // canonical string form; time RFC 3339).
 func TestMessage(t *testing.T) {
 	t.Parallel()
-	e, err := New(Activated, "g-abcdefghijklmnopqrst-3", t0, activatedData())
+	e, err := New(TypeActivated, "g-abcdefghijklmnopqrst-3", t0, activatedData())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,7 +231,7 @@ func TestMessage(t *testing.T) {
 		"ce-id":          "g-abcdefghijklmnopqrst-3",
 		"ce-time":        "2026-01-02T03:04:05.123456789Z",
 		"ce-subject":     testGrantID,
-		"ce-dataschema":  SchemaURL(Activated),
+		"ce-dataschema":  SchemaURL(TypeActivated),
 		"ce-traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
 		"Content-Type":   "application/json",
 	}

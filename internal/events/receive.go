@@ -21,7 +21,7 @@ const WorkflowSource = "//jit.pipeline/workflows/grant-lifecycle"
 
 // Receive is the one place a pipeline event delivered by Eventarc is
 // unwrapped. e is the messagePublished event carrying the Pub/Sub message
-// (gcp-facts §5); the pipeline event is rebuilt from the message's ce-*
+// (docs/google-cloud.md §5); the pipeline event is rebuilt from the message's ce-*
 // attributes and data (binary mode; a structured-mode message, Content-Type
 // application/cloudevents+json, is read too, as the binding asks of
 // receivers), checked (specversion 1.0, a known type, an ID, Source or

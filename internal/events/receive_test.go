@@ -21,7 +21,7 @@ import (
 const testTopic = "projects/p/topics/events"
 
 // wrap puts a Pub/Sub message into the messagePublished CloudEvent
-// Eventarc delivers (gcp-facts §5: ce-type
+// Eventarc delivers (docs/google-cloud.md §5: ce-type
 // google.cloud.pubsub.topic.v1.messagePublished, ce-source
 // //pubsub.googleapis.com/projects/P/topics/T, ce-id the message ID, data
 // MessagePublishedData), as the push bridge does.
@@ -53,7 +53,7 @@ func messageOf(t *testing.T, e event.Event) pubsubevent.Message {
 // back the same, with its data decoded.
 func TestReceive(t *testing.T) {
 	t.Parallel()
-	want, err := New(Activated, "g-abcdefghijklmnopqrst-3", t0, activatedData())
+	want, err := New(TypeActivated, "g-abcdefghijklmnopqrst-3", t0, activatedData())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +130,7 @@ func TestReceiveWorkflowCommand(t *testing.T) {
 		t.Errorf("the workflow's ce-source is %q, Receive accepts %q", attrs["ce-source"], WorkflowSource)
 	}
 	values := map[string]string{
-		"ce-specversion": "1.0", "ce-type": ApprovalRequested, "ce-source": WorkflowSource,
+		"ce-specversion": "1.0", "ce-type": TypeApprovalRequested, "ce-source": WorkflowSource,
 		"ce-id": "exec-1234-approval", "ce-time": "2026-01-02T03:04:05.123456Z", "ce-subject": testGrantID,
 		"content-type": "application/json", "Content-Type": "application/json",
 	}
@@ -155,7 +155,7 @@ func TestReceiveWorkflowCommand(t *testing.T) {
 	if diff := cmp.Diff(want, d); diff != "" {
 		t.Errorf("data (-want +got):\n%s", diff)
 	}
-	if e.ID() != "exec-1234-approval" || e.Type() != ApprovalRequested || e.DataContentType() != "application/json" ||
+	if e.ID() != "exec-1234-approval" || e.Type() != TypeApprovalRequested || e.DataContentType() != "application/json" ||
 		!e.Time().Equal(time.Date(2026, 1, 2, 3, 4, 5, 123456000, time.UTC)) {
 		t.Errorf("event = %v", e)
 	}
@@ -166,7 +166,7 @@ func TestReceiveWorkflowCommand(t *testing.T) {
 // §3); Receive reads it too.
 func TestReceiveStructured(t *testing.T) {
 	t.Parallel()
-	want, err := New(Activated, "g-abcdefghijklmnopqrst-3", t0, activatedData())
+	want, err := New(TypeActivated, "g-abcdefghijklmnopqrst-3", t0, activatedData())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +193,7 @@ func TestReceiveStructured(t *testing.T) {
 // never retry), and the error says what is wrong.
 func TestReceivePoison(t *testing.T) {
 	t.Parallel()
-	good, err := New(Activated, "g-abcdefghijklmnopqrst-3", t0, activatedData())
+	good, err := New(TypeActivated, "g-abcdefghijklmnopqrst-3", t0, activatedData())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -248,7 +248,7 @@ func TestReceivePoison(t *testing.T) {
 		{"data not JSON", func(t *testing.T) event.Event { return wrap(t, msg(nil, "{")) }, "not JSON"},
 		{"data breaks the schema", func(t *testing.T) event.Event { return wrap(t, msg(nil, wrongState)) }, "/state: value must be 'ACTIVE'"},
 		{"subject of another grant", func(t *testing.T) event.Event { return wrap(t, msg(nil, otherGrant)) }, "is not the grant ID"},
-		{"attribute twice", func(t *testing.T) event.Event { return wrap(t, msg(set("CE-TYPE", Requested), "")) }, "appears twice"},
+		{"attribute twice", func(t *testing.T) event.Event { return wrap(t, msg(set("CE-TYPE", TypeRequested), "")) }, "appears twice"},
 		{"unknown event format", func(t *testing.T) event.Event {
 			return wrap(t, msg(set("Content-Type", "application/cloudevents+avro"), ""))
 		}, "unsupported event format"},
@@ -295,8 +295,8 @@ func TestWorkflowCommandsValid(t *testing.T) {
 		t.Skipf("no workflow definition: %v", err)
 	}
 	keys := regexp.MustCompile(`"([a-zA-Z]+)":`).FindAllStringSubmatch(string(b), -1)
-	known := schemaDoc(t, RevokeRequested)["properties"].(map[string]any)
-	maps.Copy(known, schemaDoc(t, ActivationRequested)["properties"].(map[string]any))
+	known := schemaDoc(t, TypeRevokeRequested)["properties"].(map[string]any)
+	maps.Copy(known, schemaDoc(t, TypeActivationRequested)["properties"].(map[string]any))
 	for _, k := range keys {
 		if _, ok := known[k[1]]; !ok {
 			t.Errorf("the workflow sets %q, which no command schema has", k[1])
@@ -327,14 +327,14 @@ func TestWorkflowCommandShapes(t *testing.T) {
 		data map[string]any
 	}
 	cmds := []cmd{
-		{ApprovalRequested, with(subject(grant.ApprovalAwaited), "callbackUrl", cb+"1")},
-		{RevokeRequested, with(subject(grant.ApprovalAwaited), "callbackUrl", cb+"1", "reason", "expired")},
+		{TypeApprovalRequested, with(subject(grant.ApprovalAwaited), "callbackUrl", cb+"1")},
+		{TypeRevokeRequested, with(subject(grant.ApprovalAwaited), "callbackUrl", cb+"1", "reason", "expired")},
 	}
 	for _, s := range requested {
 		cmds = append(cmds,
-			cmd{ActivationRequested, with(subject(s), "callbackUrl", cb+"2", "endCallbackUrl", cb+"3")})
+			cmd{TypeActivationRequested, with(subject(s), "callbackUrl", cb+"2", "endCallbackUrl", cb+"3")})
 		for _, reason := range []string{"end", "withdraw", "revoke"} {
-			cmds = append(cmds, cmd{RevokeRequested, with(subject(s), "callbackUrl", cb+"3", "reason", reason)})
+			cmds = append(cmds, cmd{TypeRevokeRequested, with(subject(s), "callbackUrl", cb+"3", "reason", reason)})
 		}
 	}
 	for _, c := range cmds {

@@ -18,13 +18,13 @@ import (
 
 	"github.com/jitpipeline/jit/internal/events/pubsubevent"
 	"github.com/jitpipeline/jit/internal/grant"
-	"github.com/jitpipeline/jit/internal/localgcp/pushbridge"
+	"github.com/jitpipeline/jit/internal/local/gcp/pushbridge"
 )
 
 // deliveryTimeout only bounds a broken test; nothing asserts speed.
 const deliveryTimeout = 30 * time.Second
 
-// pubsubFake starts pstest (behind the real v2 client, gcp-facts §5 and
+// pubsubFake starts pstest (behind the real v2 client, docs/google-cloud.md §5 and
 // §11) with the events topic.
 func pubsubFake(t *testing.T) (*pushbridge.Server, *pubsub.Client) {
 	t.Helper()
@@ -53,7 +53,7 @@ func newPublisher(t *testing.T, c *pubsub.Client) *Publisher {
 
 func revokeCommand(t *testing.T) event.Event {
 	t.Helper()
-	e, err := New(RevokeRequested, testGrantID+"-withdraw", t0, Data{
+	e, err := New(TypeRevokeRequested, testGrantID+"-withdraw", t0, Data{
 		GrantID: testGrantID, Entitlement: "prod.payments.db-admin", Requester: "alice@example.com",
 		State: grant.Withdrawing, CallbackURL: "https://workflowexecutions.googleapis.com/v1/x/callbacks/9",
 		Reason: "withdraw",
@@ -65,7 +65,7 @@ func revokeCommand(t *testing.T) event.Event {
 }
 
 // TestRoundTripPull: Publisher → pstest → a pull subscriber → wrapped as
-// Eventarc wraps it (gcp-facts §5) → Receive gives back the same event.
+// Eventarc wraps it (docs/google-cloud.md §5) → Receive gives back the same event.
 // The message on the server is checked too: binary content mode, ce-*
 // attributes, JSON data (CloudEvents Pub/Sub binding §3.1).
 func TestRoundTripPull(t *testing.T) {
@@ -77,7 +77,7 @@ func TestRoundTripPull(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := newPublisher(t, c)
-	activated, err := New(Activated, testGrantID+"-4", t0, activatedData())
+	activated, err := New(TypeActivated, testGrantID+"-4", t0, activatedData())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +144,7 @@ func TestRoundTripPull(t *testing.T) {
 
 // TestRoundTripPushBridge: the same through the local push bridge to an
 // HTTP endpoint parsed by the CloudEvents SDK, as functions-framework-go
-// does (gcp-facts §6: binary mode when ce-specversion is a header).
+// does (docs/google-cloud.md §6: binary mode when ce-specversion is a header).
 func TestRoundTripPushBridge(t *testing.T) {
 	t.Parallel()
 	_, c := pubsubFake(t)
@@ -204,12 +204,12 @@ func TestRoundTripPushBridge(t *testing.T) {
 }
 
 // TestPublishRefuses: an event that breaks the contract never reaches
-// Pub/Sub (validated when emitted, DESIGN §2).
+// Pub/Sub (validated when emitted, docs/architecture.md §2).
 func TestPublishRefuses(t *testing.T) {
 	t.Parallel()
 	srv, c := pubsubFake(t)
 	p := newPublisher(t, c)
-	good, err := New(Activated, testGrantID+"-4", t0, activatedData())
+	good, err := New(TypeActivated, testGrantID+"-4", t0, activatedData())
 	if err != nil {
 		t.Fatal(err)
 	}

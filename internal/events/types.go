@@ -19,32 +19,32 @@ const Source = "//jit.pipeline/grants"
 // carry a callback URL to resume it).
 const (
 	// Transitions.
-	Requested        = "dev.jitpipeline.grant.requested.v1"
-	Approved         = "dev.jitpipeline.grant.approved.v1"
-	DeniedType       = "dev.jitpipeline.grant.denied.v1"
-	ExpiredType      = "dev.jitpipeline.grant.expired.v1"
-	Activated        = "dev.jitpipeline.grant.activated.v1"
-	ActivationFailed = "dev.jitpipeline.grant.activation_failed.v1"
-	WithdrawingType  = "dev.jitpipeline.grant.withdrawing.v1"
-	RevokingType     = "dev.jitpipeline.grant.revoking.v1"
-	EndedType        = "dev.jitpipeline.grant.ended.v1"
-	RevokedType      = "dev.jitpipeline.grant.revoked.v1"
-	WithdrawnType    = "dev.jitpipeline.grant.withdrawn.v1"
-	// RevocationVerified records that the policy was read back after a
+	TypeRequested        = "dev.jitpipeline.grant.requested.v1"
+	TypeApproved         = "dev.jitpipeline.grant.approved.v1"
+	TypeDenied           = "dev.jitpipeline.grant.denied.v1"
+	TypeExpired          = "dev.jitpipeline.grant.expired.v1"
+	TypeActivated        = "dev.jitpipeline.grant.activated.v1"
+	TypeActivationFailed = "dev.jitpipeline.grant.activation_failed.v1"
+	TypeWithdrawing      = "dev.jitpipeline.grant.withdrawing.v1"
+	TypeRevoking         = "dev.jitpipeline.grant.revoking.v1"
+	TypeEnded            = "dev.jitpipeline.grant.ended.v1"
+	TypeRevoked          = "dev.jitpipeline.grant.revoked.v1"
+	TypeWithdrawn        = "dev.jitpipeline.grant.withdrawn.v1"
+	// TypeRevocationVerified records that the policy was read back after a
 	// removal and no binding outlives the grant.
-	RevocationVerified = "dev.jitpipeline.grant.revocation_verified.v1"
+	TypeRevocationVerified = "dev.jitpipeline.grant.revocation_verified.v1"
 
 	// Commands from the workflow.
-	ApprovalRequested   = "dev.jitpipeline.approval.requested.v1"
-	ActivationRequested = "dev.jitpipeline.activation.requested.v1"
-	RevokeRequested     = "dev.jitpipeline.revoke.requested.v1"
+	TypeApprovalRequested   = "dev.jitpipeline.approval.requested.v1"
+	TypeActivationRequested = "dev.jitpipeline.activation.requested.v1"
+	TypeRevokeRequested     = "dev.jitpipeline.revoke.requested.v1"
 )
 
 // Types lists every event type; each has a schema in schemas/<type>.json.
 var Types = []string{
-	Requested, Approved, DeniedType, ExpiredType, Activated, ActivationFailed,
-	WithdrawingType, RevokingType, EndedType, RevokedType, WithdrawnType, RevocationVerified,
-	ApprovalRequested, ActivationRequested, RevokeRequested,
+	TypeRequested, TypeApproved, TypeDenied, TypeExpired, TypeActivated, TypeActivationFailed,
+	TypeWithdrawing, TypeRevoking, TypeEnded, TypeRevoked, TypeWithdrawn, TypeRevocationVerified,
+	TypeApprovalRequested, TypeActivationRequested, TypeRevokeRequested,
 }
 
 // Data is the payload of every event: a summary of the grant after the

@@ -19,9 +19,9 @@ import (
 	"github.com/jitpipeline/jit/schemas"
 )
 
-var commands = []string{ApprovalRequested, ActivationRequested, RevokeRequested}
+var commands = []string{TypeApprovalRequested, TypeActivationRequested, TypeRevokeRequested}
 
-// TestSchemaFilesMatchTypes: DESIGN §2 "one JSON Schema per event type
+// TestSchemaFilesMatchTypes: docs/architecture.md §2 "one JSON Schema per event type
 // under schemas/": every type has schemas/<type>.json and every file is a
 // type's, each a draft 2020-12 schema with its $id, closed to unknown
 // fields.
@@ -70,17 +70,17 @@ func TestCompileSchemasReportsEveryMismatch(t *testing.T) {
 		}
 		fsys[typ+".json"] = &fstest.MapFile{Data: b}
 	}
-	delete(fsys, Approved+".json")
+	delete(fsys, TypeApproved+".json")
 	fsys["dev.jitpipeline.grant.extended.v1.json"] = &fstest.MapFile{Data: []byte(`{}`)}
-	fsys[EndedType+".json"] = &fstest.MapFile{Data: []byte(`{"$id":"https://example.com/x.json"}`)}
+	fsys[TypeEnded+".json"] = &fstest.MapFile{Data: []byte(`{"$id":"https://example.com/x.json"}`)}
 	_, err := compileSchemas(fsys)
 	if err == nil {
 		t.Fatal("compileSchemas accepted a broken set")
 	}
 	for _, want := range []string{
-		"event type " + Approved + " has no schema",
+		"event type " + TypeApproved + " has no schema",
 		"schema dev.jitpipeline.grant.extended.v1.json has no event type",
-		"schema " + EndedType + `.json: $id is "https://example.com/x.json"`,
+		"schema " + TypeEnded + `.json: $id is "https://example.com/x.json"`,
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not say %q", err, want)
@@ -107,8 +107,8 @@ func TestSchemasDescribeData(t *testing.T) {
 		for _, f := range fields {
 			switch {
 			case f == "callbackUrl" && !slices.Contains(commands, typ):
-			case f == "reason" && typ != RevokeRequested:
-			case f == "endCallbackUrl" && typ != ActivationRequested:
+			case f == "reason" && typ != TypeRevokeRequested:
+			case f == "endCallbackUrl" && typ != TypeActivationRequested:
 			default:
 				want = append(want, f)
 			}
@@ -168,26 +168,26 @@ func TestValidateRequired(t *testing.T) {
 }
 
 // TestValidateStateConst: each transition type fixes the state it reports
-// (DESIGN §2, PAM's names); any other state is refused.
+// (docs/architecture.md §2, PAM's names); any other state is refused.
 func TestValidateStateConst(t *testing.T) {
 	t.Parallel()
 	allowed := map[string][]grant.State{
-		Requested:        {grant.ApprovalAwaited, grant.Activating, grant.Scheduled},
-		Approved:         {grant.ApprovalAwaited, grant.Activating, grant.Scheduled},
-		DeniedType:       {grant.Denied},
-		ExpiredType:      {grant.Expired},
-		Activated:        {grant.Active},
-		ActivationFailed: {grant.ActivationFailed},
-		WithdrawingType:  {grant.Withdrawing},
-		RevokingType:     {grant.Revoking},
-		EndedType:        {grant.Ended},
-		RevokedType:      {grant.Revoked},
-		WithdrawnType:    {grant.Withdrawn},
-		RevocationVerified: {grant.Active, grant.Revoking, grant.Withdrawing, grant.Ended, grant.Revoked,
+		TypeRequested:        {grant.ApprovalAwaited, grant.Activating, grant.Scheduled},
+		TypeApproved:         {grant.ApprovalAwaited, grant.Activating, grant.Scheduled},
+		TypeDenied:           {grant.Denied},
+		TypeExpired:          {grant.Expired},
+		TypeActivated:        {grant.Active},
+		TypeActivationFailed: {grant.ActivationFailed},
+		TypeWithdrawing:      {grant.Withdrawing},
+		TypeRevoking:         {grant.Revoking},
+		TypeEnded:            {grant.Ended},
+		TypeRevoked:          {grant.Revoked},
+		TypeWithdrawn:        {grant.Withdrawn},
+		TypeRevocationVerified: {grant.Active, grant.Revoking, grant.Withdrawing, grant.Ended, grant.Revoked,
 			grant.Withdrawn, grant.ActivationFailed},
-		ApprovalRequested:   {grant.ApprovalAwaited},
-		ActivationRequested: {grant.ApprovalAwaited, grant.Activating, grant.Scheduled},
-		RevokeRequested: {grant.ApprovalAwaited, grant.Scheduled, grant.Activating, grant.Active,
+		TypeApprovalRequested:   {grant.ApprovalAwaited},
+		TypeActivationRequested: {grant.ApprovalAwaited, grant.Activating, grant.Scheduled},
+		TypeRevokeRequested: {grant.ApprovalAwaited, grant.Scheduled, grant.Activating, grant.Active,
 			grant.Revoking, grant.Withdrawing},
 	}
 	all := []grant.State{grant.ApprovalAwaited, grant.Scheduled, grant.Activating, grant.Active,
@@ -196,7 +196,7 @@ func TestValidateStateConst(t *testing.T) {
 	for _, typ := range Types {
 		for _, s := range all {
 			changes := map[string]any{"state": string(s)}
-			if typ == Requested && s != grant.ApprovalAwaited {
+			if typ == TypeRequested && s != grant.ApprovalAwaited {
 				changes["approvalRequired"] = nil // the example awaits approval
 			}
 			err := Validate(typ, mustJSON(t, example(t, typ, changes)))
@@ -224,82 +224,82 @@ func TestValidateProblems(t *testing.T) {
 		want    []Problem
 	}{{
 		name:    "bad grant ID",
-		typ:     Activated,
+		typ:     TypeActivated,
 		changes: map[string]any{"grantId": "g-ABCDEFGHIJKLMNOPQRST"},
 		want:    []Problem{{"/grantId", "'g-ABCDEFGHIJKLMNOPQRST' does not match pattern '^g-[a-z2-7]{20}$'"}},
 	}, {
 		name:    "grant ID one character short",
-		typ:     Requested,
+		typ:     TypeRequested,
 		changes: map[string]any{"grantId": "g-abcdefghijklmnopqrs"},
 		want:    []Problem{{"/grantId", "'g-abcdefghijklmnopqrs' does not match pattern '^g-[a-z2-7]{20}$'"}},
 	}, {
 		name:    "extra field",
-		typ:     DeniedType,
+		typ:     TypeDenied,
 		changes: map[string]any{"comment": "x"},
 		want:    []Problem{{"", "additional properties 'comment' not allowed"}},
 	}, {
 		// A callback URL is a capability: transitions, read by any
 		// subscriber, must not carry one.
 		name:    "callback URL on a transition",
-		typ:     Activated,
+		typ:     TypeActivated,
 		changes: map[string]any{"callbackUrl": "https://example.com/cb"},
 		want:    []Problem{{"", "additional properties 'callbackUrl' not allowed"}},
 	}, {
 		name:    "reason on another command",
-		typ:     ActivationRequested,
+		typ:     TypeActivationRequested,
 		changes: map[string]any{"reason": "end"},
 		want:    []Problem{{"", "additional properties 'reason' not allowed"}},
 	}, {
 		name:    "unknown revoke reason",
-		typ:     RevokeRequested,
+		typ:     TypeRevokeRequested,
 		changes: map[string]any{"reason": "later"},
 		want:    []Problem{{"/reason", "value must be one of 'end', 'withdraw', 'revoke', 'expired'"}},
 	}, {
 		name:    "expired revoke of an active grant",
-		typ:     RevokeRequested,
+		typ:     TypeRevokeRequested,
 		changes: map[string]any{"reason": "expired"},
 		want:    []Problem{{"/state", "value must be 'APPROVAL_AWAITED'"}},
 	}, {
 		name:    "callback URL not a URL",
-		typ:     ApprovalRequested,
+		typ:     TypeApprovalRequested,
 		changes: map[string]any{"callbackUrl": "/callbacks/1"},
 		want: []Problem{
 			{"/callbackUrl", "'/callbacks/1' is not valid uri: relative url"},
 		},
 	}, {
 		name:    "requester not an email",
-		typ:     Requested,
+		typ:     TypeRequested,
 		changes: map[string]any{"requester": "alice"},
 		want:    []Problem{{"/requester", "'alice' is not valid email: missing @"}},
 	}, {
 		name:    "duration in years",
-		typ:     Requested,
+		typ:     TypeRequested,
 		changes: map[string]any{"requestedDuration": "P1Y"},
 		want:    []Problem{{"/requestedDuration", "'P1Y' does not match pattern '" + durationRE + "'"}},
 	}, {
 		name:    "duration not ISO 8601",
-		typ:     ActivationRequested,
+		typ:     TypeActivationRequested,
 		changes: map[string]any{"requestedDuration": "1h"},
 		want:    []Problem{{"/requestedDuration", "'1h' does not match pattern '" + durationRE + "'"}},
 	}, {
 		name:    "time not RFC 3339",
-		typ:     Activated,
+		typ:     TypeActivated,
 		changes: map[string]any{"startTime": "2026-01-02 03:04:05"},
 		want:    []Problem{{"/startTime", "'2026-01-02 03:04:05' is not valid date-time: less than 20 characters long"}},
 	}, {
 		name:    "privilege on a bucket",
-		typ:     Activated,
+		typ:     TypeActivated,
 		changes: map[string]any{"privileges": []any{map[string]any{"resource": "buckets/b", "role": "roles/viewer"}}},
 		want: []Problem{{"/privileges/0/resource",
 			"'buckets/b' does not match pattern '^(projects/[a-z][a-z0-9-]{4,28}[a-z0-9]|folders/[0-9]{1,20}|organizations/[0-9]{1,20})$'"}},
 	}, {
 		name:    "no privileges",
-		typ:     ActivationRequested,
+		typ:     TypeActivationRequested,
 		changes: map[string]any{"privileges": []any{}},
 		want:    []Problem{{"/privileges", "minItems: got 0, want 1"}},
 	}, {
 		name:    "approval requested of nobody",
-		typ:     ApprovalRequested,
+		typ:     TypeApprovalRequested,
 		changes: map[string]any{"approvers": []any{}, "requiredApprovals": 0},
 		want: []Problem{
 			{"/approvers", "minItems: got 0, want 1"},
@@ -307,7 +307,7 @@ func TestValidateProblems(t *testing.T) {
 		},
 	}, {
 		name:    "awaiting approval without a deadline",
-		typ:     Requested,
+		typ:     TypeRequested,
 		changes: map[string]any{"approvalDeadline": nil, "approvalRequired": false},
 		want: []Problem{
 			{"", "missing property 'approvalDeadline'"},
@@ -315,12 +315,12 @@ func TestValidateProblems(t *testing.T) {
 		},
 	}, {
 		name:    "empty justification",
-		typ:     Requested,
+		typ:     TypeRequested,
 		changes: map[string]any{"justification": ""},
 		want:    []Problem{{"/justification", "minLength: got 0, want 1"}},
 	}, {
 		name:    "wrong type",
-		typ:     Approved,
+		typ:     TypeApproved,
 		changes: map[string]any{"requiredApprovals": "1"},
 		want:    []Problem{{"/requiredApprovals", "got string, want integer"}},
 	}}
@@ -346,18 +346,18 @@ func TestValidateProblems(t *testing.T) {
 // JSON object are invalid (ErrInvalid), not transient.
 func TestValidateNotAPayload(t *testing.T) {
 	t.Parallel()
-	ok := mustJSON(t, example(t, Activated, nil))
+	ok := mustJSON(t, example(t, TypeActivated, nil))
 	for name, tc := range map[string]struct {
 		typ  string
 		data []byte
 	}{
 		"unknown type":    {"dev.jitpipeline.grant.extended.v1", ok},
 		"empty type":      {"", ok},
-		"no data":         {Activated, nil},
-		"not JSON":        {Activated, []byte("{")},
-		"two values":      {Activated, append(ok, ok...)},
-		"array":           {Activated, []byte("[]")},
-		"other case type": {strings.ToUpper(Activated), ok},
+		"no data":         {TypeActivated, nil},
+		"not JSON":        {TypeActivated, []byte("{")},
+		"two values":      {TypeActivated, append(ok, ok...)},
+		"array":           {TypeActivated, []byte("[]")},
+		"other case type": {strings.ToUpper(TypeActivated), ok},
 	} {
 		if err := Validate(tc.typ, tc.data); !errors.Is(err, ErrInvalid) {
 			t.Errorf("%s: err = %v, want ErrInvalid", name, err)
@@ -369,7 +369,7 @@ func TestValidateNotAPayload(t *testing.T) {
 // (isoduration.Format) is what the schemas accept.
 func TestDurationPatternMatchesIsoduration(t *testing.T) {
 	t.Parallel()
-	props := schemaDoc(t, Requested)["properties"].(map[string]any)
+	props := schemaDoc(t, TypeRequested)["properties"].(map[string]any)
 	re := regexp.MustCompile(props["requestedDuration"].(map[string]any)["pattern"].(string))
 	for _, d := range []time.Duration{time.Second, 90 * time.Second, time.Hour, 90 * time.Minute,
 		24 * time.Hour, 30 * time.Hour, 7*24*time.Hour + time.Second, 1500 * time.Millisecond} {
@@ -377,7 +377,7 @@ func TestDurationPatternMatchesIsoduration(t *testing.T) {
 		if !re.MatchString(s) {
 			t.Errorf("isoduration.Format(%v) = %q does not match the schema", d, s)
 		}
-		if err := Validate(Requested, mustJSON(t, example(t, Requested, map[string]any{"requestedDuration": s}))); err != nil {
+		if err := Validate(TypeRequested, mustJSON(t, example(t, TypeRequested, map[string]any{"requestedDuration": s}))); err != nil {
 			t.Errorf("%q: %v", s, err)
 		}
 	}

@@ -21,7 +21,7 @@ import (
 	"github.com/jitpipeline/jit/internal/emailaddr"
 )
 
-// State is a grant's lifecycle state (DESIGN §2, PAM's names).
+// State is a grant's lifecycle state (docs/architecture.md §2, PAM's names).
 type State string
 
 const (

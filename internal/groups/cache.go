@@ -10,7 +10,7 @@ import (
 
 // DefaultTTL is how long a Cache keeps an answer: JIT Groups caches subject
 // principals for 30 s (jit-access-facts §3.3), short next to the minutes
-// Google takes to propagate a membership change (gcp-facts §8).
+// Google takes to propagate a membership change (docs/google-cloud.md §8).
 const DefaultTTL = 30 * time.Second
 
 // sweepEvery bounds the memory of expired entries: after this many loads the

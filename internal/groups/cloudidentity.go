@@ -16,7 +16,7 @@ import (
 )
 
 // discussionForumLabel marks a Google Group; searchTransitiveGroups requires
-// a label in its query (gcp-facts §8; cloudidentity-api.json).
+// a label in its query (docs/google-cloud.md §8; cloudidentity-api.json).
 const discussionForumLabel = "cloudidentity.googleapis.com/groups.discussion_forum"
 
 // maxPageSize is the largest page the transitive searches serve

@@ -26,7 +26,7 @@ func demoIdentity() *fakeIdentity {
 
 func TestCloudIdentityGroupsOf(t *testing.T) {
 	t.Parallel()
-	// gcp-facts §8 and §11: Cloud Identity is reached through the REST client
+	// docs/google-cloud.md §8 and §11: Cloud Identity is reached through the REST client
 	// google.golang.org/api/cloudidentity/v1; searchTransitiveGroups with
 	// parent groups/- needs member_key_id and a label in its query and pages
 	// with nextPageToken (cloudidentity-api.json).
@@ -68,7 +68,7 @@ func TestCloudIdentityGroupsOf(t *testing.T) {
 
 func TestCloudIdentityMembersOf(t *testing.T) {
 	t.Parallel()
-	// gcp-facts §8, §11: groups.lookup maps groupKey.id to groups/ID, then
+	// docs/google-cloud.md §8, §11: groups.lookup maps groupKey.id to groups/ID, then
 	// searchTransitiveMemberships lists direct and indirect members, users
 	// as users/ID with the email as preferredMemberKey, paged.
 	f := demoIdentity()
@@ -99,7 +99,7 @@ func TestCloudIdentityMembersOf(t *testing.T) {
 
 func TestCloudIdentityErrors(t *testing.T) {
 	t.Parallel()
-	// gcp-facts §8: the transitive searches are "only available to Google
+	// docs/google-cloud.md §8: the transitive searches are "only available to Google
 	// Workspace Enterprise … and Cloud Identity Premium accounts", otherwise
 	// 403 PERMISSION_DENIED (cloudidentity-gen.go). An unknown group key is
 	// 404 from groups.lookup.

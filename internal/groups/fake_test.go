@@ -17,7 +17,7 @@ import (
 )
 
 // fakeIdentity serves the three Cloud Identity Groups REST methods the
-// resolver uses, the way the API does (gcp-facts §8, §11;
+// resolver uses, the way the API does (docs/google-cloud.md §8, §11;
 // cloudidentity-api.json): groups.lookup, and the transitive searches with
 // nextPageToken paging, a required label in the searchTransitiveGroups query,
 // 404 for an unknown group key and 403 when the edition lacks the feature.

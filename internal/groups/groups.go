@@ -6,7 +6,7 @@
 // (NewCloudIdentity); locally from the world file (package world). Either is
 // wrapped in a Cache, because group membership is asked for on every request
 // and changes slowly: Google itself takes minutes to hours to propagate a
-// membership change (gcp-facts §8), and JIT Groups caches subject principals
+// membership change (docs/google-cloud.md §8), and JIT Groups caches subject principals
 // for 30 s (jit-access-facts §3.3).
 package groups
 

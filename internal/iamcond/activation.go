@@ -27,7 +27,7 @@ const timestampLayout = "2006-01-02T15:04:05Z"
 //
 //	((request.time >= timestamp("START") && request.time < timestamp("END"))) && (R)
 //
-// (jit-access-facts §4, DESIGN §3). R is used as given, apart from
+// (jit-access-facts §4, docs/architecture.md §3). R is used as given, apart from
 // comments, which are removed: a trailing // comment would otherwise
 // swallow the closing parenthesis.
 func Activation(start, end time.Time, resourceCondition string) string {

@@ -80,7 +80,7 @@ func TestParseActivation(t *testing.T) {
 		{"wrong operator", `(request.time > timestamp("2040-01-01T00:00:00Z") && request.time < timestamp("2040-01-01T00:05:00Z"))`, fail},
 		{"swapped comparisons", `(request.time < timestamp("2040-01-01T00:05:00Z") && request.time >= timestamp("2040-01-01T00:00:00Z"))`, fail},
 		{"bad timestamp", `(request.time >= timestamp("tomorrow") && request.time < timestamp("2040-01-01T00:05:00Z"))`, fail},
-		// gcp-facts §1: the canonical "expirable access" condition is not a
+		// docs/google-cloud.md §1: the canonical "expirable access" condition is not a
 		// JIT window.
 		{"expiry only", `request.time < timestamp('2020-10-01T00:00:00.000Z')`, fail},
 		{"top-level or", "(" + window + ") || a", fail},

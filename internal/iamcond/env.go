@@ -12,7 +12,7 @@ import (
 )
 
 // Env returns the cel-go environment of the attributes and functions IAM
-// Conditions offer (gcp-facts §1; conditions attribute reference). It is
+// Conditions offer (docs/google-cloud.md §1; conditions attribute reference). It is
 // built once and shared: a *cel.Env is safe for concurrent use.
 //
 // Only request.time, resource.name, resource.type and resource.service are

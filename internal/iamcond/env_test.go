@@ -27,7 +27,7 @@ func evalBool(t *testing.T, e *cel.Env, expr string, vars map[string]any) (bool,
 	return b, nil
 }
 
-// gcp-facts §1 (conditions are a CEL subset) and the IAM conditions
+// docs/google-cloud.md §1 (conditions are a CEL subset) and the IAM conditions
 // attribute reference: extract() returns the text between the template's
 // prefix and suffix, or "" when it does not match; hasOnly() checks a list
 // against allowed values; tag and api.getAttribute functions compile but

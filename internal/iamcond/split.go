@@ -3,7 +3,7 @@ package iamcond
 import "strings"
 
 // MaxLogicalOperators is IAM's quota on logical operators (&&, ||, !) in
-// one binding's condition expression (gcp-facts §1, Limits).
+// one binding's condition expression (docs/google-cloud.md §1, Limits).
 const MaxLogicalOperators = 12
 
 // SplitAnd splits a condition into its top-level && clauses, the way JIT

@@ -87,7 +87,7 @@ func TestHasTopLevelOr(t *testing.T) {
 	}
 }
 
-// gcp-facts §1, Limits: at most 12 logical operators (&&, ||, !) in one
+// docs/google-cloud.md §1, Limits: at most 12 logical operators (&&, ||, !) in one
 // binding's condition; operators inside string literals (and comments)
 // are text, not operators.
 func TestCountLogicalOperators(t *testing.T) {

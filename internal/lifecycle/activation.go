@@ -18,18 +18,18 @@ import (
 	"github.com/jitpipeline/jit/internal/emailaddr"
 	"github.com/jitpipeline/jit/internal/events"
 	"github.com/jitpipeline/jit/internal/grant"
+	"github.com/jitpipeline/jit/internal/iambinding"
 	"github.com/jitpipeline/jit/internal/iamcond"
-	"github.com/jitpipeline/jit/internal/iamgrant"
 	"github.com/jitpipeline/jit/internal/policy"
 )
 
 // MaxTaskHorizon is how far ahead a revocation task is scheduled: Cloud
-// Tasks refuses more than 30 days (gcp-facts §3), so longer grants get a
+// Tasks refuses more than 30 days (docs/google-cloud.md §3), so longer grants get a
 // chain of tasks, each scheduling the next.
 const MaxTaskHorizon = 29 * 24 * time.Hour
 
 // OnActivationRequested is the grant function: it writes the time-bound
-// binding (DESIGN §3), schedules the named revocation task and marks the
+// binding (docs/architecture.md §3), schedules the named revocation task and marks the
 // grant ACTIVE, then resumes the workflow with the end time. Redelivery of
 // the same command only resumes the workflow again.
 //
@@ -129,7 +129,7 @@ func (s *Service) activate(ctx context.Context, g *grant.Grant) (*grant.Grant, e
 		if cur.State != grant.Activating {
 			return grant.ErrNoChange
 		}
-		_, err := cur.Transition(grant.Active, events.Activated, s.now(), "grant-function",
+		_, err := cur.Transition(grant.Active, events.TypeActivated, s.now(), "grant-function",
 			fmt.Sprintf("binding written until %s", cur.EndTime.Format(time.RFC3339)))
 		return err
 	})
@@ -200,8 +200,8 @@ func (s *Service) failActivation(ctx context.Context, g *grant.Grant, cause erro
 		if cur.State != grant.Activating {
 			return grant.ErrNoChange
 		}
-		_, err := cur.Transition(grant.ActivationFailed, events.ActivationFailed, s.now(), "grant-function", cause.Error())
-		cur.Unreachable = iamgrant.Unreadable(cause)
+		_, err := cur.Transition(grant.ActivationFailed, events.TypeActivationFailed, s.now(), "grant-function", cause.Error())
+		cur.Unreachable = iambinding.Unreadable(cause)
 		return err
 	})
 	if err != nil {
@@ -228,7 +228,7 @@ func retryable(err error) bool {
 }
 
 // The revocation tasks of a grant form a chain: Cloud Tasks refuses a
-// schedule more than 30 days ahead (gcp-facts §3), so the first task is
+// schedule more than 30 days ahead (docs/google-cloud.md §3), so the first task is
 // due at min(end, start + MaxTaskHorizon) and each task that finds the
 // grant still running schedules the next one a horizon later. Task names
 // are derived from the grant and the due time: a redelivered command or
@@ -296,13 +296,13 @@ func (s *Service) scheduleRevocation(ctx context.Context, g *grant.Grant, prev t
 }
 
 // bindingKeys are the IAM bindings a grant confers, one per privilege.
-func bindingKeys(g *grant.Grant) []iamgrant.Key {
-	keys := make([]iamgrant.Key, 0, len(g.Privileges))
+func bindingKeys(g *grant.Grant) []iambinding.Key {
+	keys := make([]iambinding.Key, 0, len(g.Privileges))
 	for _, p := range g.Privileges {
 		if slices.Contains(g.Unreachable, p.Resource) {
 			continue // nothing was written there (Grant.Unreachable)
 		}
-		keys = append(keys, iamgrant.Key{Resource: p.Resource, Role: p.Role, Condition: p.Condition, Member: member(g.Requester)})
+		keys = append(keys, iambinding.Key{Resource: p.Resource, Role: p.Role, Condition: p.Condition, Member: member(g.Requester)})
 	}
 	return keys
 }
@@ -310,16 +310,16 @@ func bindingKeys(g *grant.Grant) []iamgrant.Key {
 // wanted lists, for each key, the windows of the requester's grants that
 // should be in force: ACTIVATING ones whose window is fixed, and ACTIVE
 // ones, that have not ended yet. The binding spans their union, so
-// overlapping grants never cut each other short (DESIGN §3).
-func (s *Service) wanted(ctx context.Context, requester string, keys []iamgrant.Key) ([]iamgrant.Change, error) {
+// overlapping grants never cut each other short (docs/architecture.md §3).
+func (s *Service) wanted(ctx context.Context, requester string, keys []iambinding.Key) ([]iambinding.Change, error) {
 	gs, err := s.cfg.Ledger.List(ctx, grant.Query{Requester: emailaddr.Key(requester), States: []grant.State{grant.Activating, grant.Active}})
 	if err != nil {
 		return nil, fmt.Errorf("failed to list the grants of %s: %w", requester, err)
 	}
 	now := s.now()
-	changes := make([]iamgrant.Change, 0, len(keys))
+	changes := make([]iambinding.Change, 0, len(keys))
 	for _, k := range keys {
-		c := iamgrant.Change{Key: k}
+		c := iambinding.Change{Key: k}
 		for _, g := range gs {
 			if g.StartTime.IsZero() || !g.EndTime.After(now) {
 				continue
@@ -327,12 +327,12 @@ func (s *Service) wanted(ctx context.Context, requester string, keys []iamgrant.
 			if !slices.Contains(g.Privileges, grant.Privilege{Resource: k.Resource, Role: k.Role, Condition: k.Condition}) {
 				continue
 			}
-			c.Windows = append(c.Windows, iamgrant.Window{
+			c.Windows = append(c.Windows, iambinding.Window{
 				Start: g.StartTime, End: g.EndTime, GrantID: g.ID,
 				Description: iamcond.Description(approverNames(g), g.Justification),
 			})
 		}
-		slices.SortFunc(c.Windows, func(a, b iamgrant.Window) int { return strings.Compare(a.GrantID, b.GrantID) })
+		slices.SortFunc(c.Windows, func(a, b iambinding.Window) int { return strings.Compare(a.GrantID, b.GrantID) })
 		changes = append(changes, c)
 	}
 	return changes, nil
@@ -354,7 +354,7 @@ func (s *Service) converge(ctx context.Context, g *grant.Grant) error {
 	keys := bindingKeys(g)
 	unlock := s.lockKeys(keys)
 	defer unlock()
-	var last []iamgrant.Change
+	var last []iambinding.Change
 	for range 5 {
 		want, err := s.wanted(ctx, g.Requester, keys)
 		if err != nil {
@@ -371,7 +371,7 @@ func (s *Service) converge(ctx context.Context, g *grant.Grant) error {
 	return nil
 }
 
-func sameChanges(a, b []iamgrant.Change) bool {
+func sameChanges(a, b []iambinding.Change) bool {
 	if len(a) != len(b) {
 		return false
 	}
@@ -389,7 +389,7 @@ func sameChanges(a, b []iamgrant.Change) bool {
 	return true
 }
 
-func (s *Service) lockKeys(keys []iamgrant.Key) func() {
+func (s *Service) lockKeys(keys []iambinding.Key) func() {
 	names := make([]string, len(keys))
 	for i, k := range keys {
 		names[i] = fmt.Sprintf("%s|%s|%s|%s", k.Member, k.Resource, k.Role, k.Condition)

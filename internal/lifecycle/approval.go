@@ -115,7 +115,7 @@ func (s *Service) decide(ctx context.Context, caller Caller, id, reason string, 
 		}
 		cur.Decisions = append(cur.Decisions, grant.Decision{Approver: approver.Email, Approved: approve, Reason: reason, Time: now})
 		if !approve {
-			_, err := cur.Transition(grant.Denied, events.DeniedType, now, approver.Email, reason)
+			_, err := cur.Transition(grant.Denied, events.TypeDenied, now, approver.Email, reason)
 			return err
 		}
 		// The policy in force says how many approvals it takes now.
@@ -126,11 +126,11 @@ func (s *Service) decide(ctx context.Context, caller Caller, id, reason string, 
 			msg += ": " + strconv.Quote(reason)
 		}
 		if have < need {
-			cur.Record(events.Approved, now, approver.Email, msg)
+			cur.Record(events.TypeApproved, now, approver.Email, msg)
 			return nil
 		}
 		cur.ConcurrencyLimit = d.Group.MaxActive()
-		_, err := cur.Transition(grant.Activating, events.Approved, now, approver.Email, msg)
+		_, err := cur.Transition(grant.Activating, events.TypeApproved, now, approver.Email, msg)
 		return err
 	})
 	if errors.Is(err, grant.ErrLimit) {

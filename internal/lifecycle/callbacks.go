@@ -23,7 +23,7 @@ import (
 
 // ExecutionsEndpoint is where Cloud Workflows serves callbacks:
 // https://workflowexecutions.googleapis.com/v1/projects/*/locations/*/workflows/*/executions/{execution}/callbacks/{callback}
-// (gcp-facts §4, SendHttpCallback).
+// (docs/google-cloud.md §4, SendHttpCallback).
 const ExecutionsEndpoint = "https://workflowexecutions.googleapis.com"
 
 // Executions is the slice of the Workflows executions client the approval
@@ -34,7 +34,7 @@ type Executions interface {
 }
 
 // HTTPCallbacks resumes workflow executions by POSTing JSON to their
-// callback URLs: plain HTTP, as on Google Cloud (gcp-facts §4). It sends
+// callback URLs: plain HTTP, as on Google Cloud (docs/google-cloud.md §4). It sends
 // only to URLs under Endpoint and never follows a redirect, so its
 // credentials cannot be sent anywhere else whatever URL it is given.
 // Token, if set, gives the bearer token of each call (locally an access
@@ -122,7 +122,7 @@ var errNotOurExecution = errors.New("the execution does not run this grant")
 
 // verifyExecution asks the Executions API whether execution is a running
 // execution of the lifecycle workflow started for grant id: its argument
-// is the grant.requested event Eventarc delivered (gcp-facts §4, "Eventarc
+// is the grant.requested event Eventarc delivered (docs/google-cloud.md §4, "Eventarc
 // Pub/Sub → workflow"). Only a transient API failure is returned as
 // retryable; anything else wraps errNotOurExecution.
 func (s *Service) verifyExecution(ctx context.Context, id, execution string) error {
@@ -162,7 +162,7 @@ func grantOfArgument(arg string) string {
 			} `json:"message"`
 		} `json:"data"`
 	}
-	if json.Unmarshal([]byte(arg), &ev) != nil || ev.Data.Message.Attributes[events.AttrPrefix+"type"] != events.Requested {
+	if json.Unmarshal([]byte(arg), &ev) != nil || ev.Data.Message.Attributes[events.AttrPrefix+"type"] != events.TypeRequested {
 		return ""
 	}
 	raw, err := base64.StdEncoding.DecodeString(ev.Data.Message.Data)

@@ -265,7 +265,7 @@ func (s *Service) request(ctx context.Context, caller Caller, in RequestInput, v
 	if via != "" {
 		msg += "; requested by " + via + " on behalf of " + subj.Email
 	}
-	if _, err := g.Transition(state, events.Requested, now, subj.Email, msg); err != nil {
+	if _, err := g.Transition(state, events.TypeRequested, now, subj.Email, msg); err != nil {
 		return nil, err
 	}
 	if err := s.cfg.Ledger.Create(ctx, g); errors.Is(err, grant.ErrLimit) {
@@ -384,12 +384,12 @@ func (s *Service) Withdraw(ctx context.Context, caller Caller, id string) (*gran
 	g, err = s.cfg.Ledger.Update(ctx, id, func(cur *grant.Grant) error {
 		switch {
 		case cur.State == grant.ApprovalAwaited, cur.State == grant.Scheduled:
-			_, err := cur.Transition(grant.Withdrawn, events.WithdrawnType, now, caller.Email, "withdrawn by the requester before approval")
+			_, err := cur.Transition(grant.Withdrawn, events.TypeWithdrawn, now, caller.Email, "withdrawn by the requester before approval")
 			return err
 		case cur.State == grant.Withdrawing, cur.State == grant.Revoking:
 			return grant.ErrNoChange // being removed: the revoke command goes out again
 		case cur.MayHoldAccess() && grant.CanMove(cur.State, grant.Withdrawing):
-			_, err := cur.Transition(grant.Withdrawing, events.WithdrawingType, now, caller.Email, "withdrawn by the requester")
+			_, err := cur.Transition(grant.Withdrawing, events.TypeWithdrawing, now, caller.Email, "withdrawn by the requester")
 			return err
 		default:
 			return conflict("%s is %s and cannot be withdrawn", id, cur.State)
@@ -422,7 +422,7 @@ func (s *Service) requestRevoke(ctx context.Context, g *grant.Grant, reason stri
 	if s.cfg.Revocations == nil {
 		return errors.New("no revocations publisher configured")
 	}
-	e, err := events.New(events.RevokeRequested, fmt.Sprintf("%s-%s", g.ID, reason), s.now(), events.Data{
+	e, err := events.New(events.TypeRevokeRequested, fmt.Sprintf("%s-%s", g.ID, reason), s.now(), events.Data{
 		GrantID: g.ID, Entitlement: g.Entitlement, Requester: g.Requester, State: g.State, Reason: reason,
 	})
 	if err != nil {
@@ -468,7 +468,7 @@ func (s *Service) RevokeByAdmin(ctx context.Context, caller Caller, id, reason s
 		case cur.State == grant.Revoking, cur.State == grant.Withdrawing:
 			return grant.ErrNoChange // being removed: the revoke command goes out again
 		case cur.MayHoldAccess() && grant.CanMove(cur.State, grant.Revoking):
-			_, err := cur.Transition(grant.Revoking, events.RevokingType, s.now(), subj.Email, msg)
+			_, err := cur.Transition(grant.Revoking, events.TypeRevoking, s.now(), subj.Email, msg)
 			return err
 		default:
 			return conflict("%s is %s and holds no access to revoke (withdraw or deny a request)", id, cur.State)

@@ -31,7 +31,7 @@ import (
 	"github.com/jitpipeline/jit/internal/events"
 	"github.com/jitpipeline/jit/internal/grant"
 	"github.com/jitpipeline/jit/internal/groups"
-	"github.com/jitpipeline/jit/internal/iamgrant"
+	"github.com/jitpipeline/jit/internal/iambinding"
 	"github.com/jitpipeline/jit/internal/policy"
 )
 
@@ -45,11 +45,11 @@ type Publisher interface {
 	Publish(ctx context.Context, e cloudevents.Event) (string, error)
 }
 
-// IAM writes, verifies and purges the bindings (iamgrant.Writer).
+// IAM writes, verifies and purges the bindings (iambinding.Writer).
 type IAM interface {
-	Apply(ctx context.Context, changes ...iamgrant.Change) (iamgrant.Result, error)
-	Verify(ctx context.Context, changes ...iamgrant.Change) ([]iamgrant.Check, error)
-	Purge(ctx context.Context, resources ...string) (iamgrant.Result, error)
+	Apply(ctx context.Context, changes ...iambinding.Change) (iambinding.Result, error)
+	Verify(ctx context.Context, changes ...iambinding.Change) ([]iambinding.Check, error)
+	Purge(ctx context.Context, resources ...string) (iambinding.Result, error)
 }
 
 // Tasks is the slice of the Cloud Tasks client the grant and revoke
@@ -257,7 +257,7 @@ func (s *Service) flush(ctx context.Context, g *grant.Grant) error {
 		if _, err := s.cfg.Events.Publish(ctx, e); err != nil {
 			return fmt.Errorf("failed to publish event %s: %w", entry.EventID, err)
 		}
-		if e.Type() == events.Requested {
+		if e.Type() == events.TypeRequested {
 			if err := s.startLifecycle(ctx, e); err != nil {
 				return err
 			}

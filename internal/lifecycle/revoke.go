@@ -13,7 +13,7 @@ import (
 
 	"github.com/jitpipeline/jit/internal/events"
 	"github.com/jitpipeline/jit/internal/grant"
-	"github.com/jitpipeline/jit/internal/iamgrant"
+	"github.com/jitpipeline/jit/internal/iambinding"
 )
 
 // Reasons a grant is ended.
@@ -49,28 +49,28 @@ func (s *Service) Revoke(ctx context.Context, id, reason, actor string) (*grant.
 			// delivered again after a backoff, when the window is over.
 			return nil, fmt.Errorf("the approval window of %s closes at %s", id, g.ApprovalDeadline.Format(time.RFC3339Nano))
 		}
-		return s.transition(ctx, id, grant.ApprovalAwaited, grant.Expired, events.ExpiredType, actor, "no decision within the approval window")
+		return s.transition(ctx, id, grant.ApprovalAwaited, grant.Expired, events.TypeExpired, actor, "no decision within the approval window")
 	case reason == ReasonExpired, g.State == grant.ApprovalAwaited, g.State == grant.Scheduled:
 		return g, nil // decided (or withdrawn) before the window closed; nothing held
 	case g.State == grant.Active && reason == ReasonEnd:
 		if now.Before(g.EndTime) {
 			return g, nil // not yet: the caller (a task) retries or chains
 		}
-		target, eventType = grant.Ended, events.EndedType
+		target, eventType = grant.Ended, events.TypeEnded
 	case g.State == grant.Active && reason == ReasonWithdraw:
-		if g, err = s.transition(ctx, id, grant.Active, grant.Withdrawing, events.WithdrawingType, actor, "withdrawn by the requester"); err != nil {
+		if g, err = s.transition(ctx, id, grant.Active, grant.Withdrawing, events.TypeWithdrawing, actor, "withdrawn by the requester"); err != nil {
 			return nil, err
 		}
-		target, eventType = grant.Withdrawn, events.WithdrawnType
+		target, eventType = grant.Withdrawn, events.TypeWithdrawn
 	case g.State == grant.Active:
-		if g, err = s.transition(ctx, id, grant.Active, grant.Revoking, events.RevokingType, actor, "revocation requested"); err != nil {
+		if g, err = s.transition(ctx, id, grant.Active, grant.Revoking, events.TypeRevoking, actor, "revocation requested"); err != nil {
 			return nil, err
 		}
-		target, eventType = grant.Revoked, events.RevokedType
+		target, eventType = grant.Revoked, events.TypeRevoked
 	case g.State == grant.Withdrawing:
-		target, eventType = grant.Withdrawn, events.WithdrawnType
+		target, eventType = grant.Withdrawn, events.TypeWithdrawn
 	case g.State == grant.Revoking:
-		target, eventType = grant.Revoked, events.RevokedType
+		target, eventType = grant.Revoked, events.TypeRevoked
 	case g.State == grant.Activating:
 		if reason == ReasonEnd && (g.EndTime.IsZero() || now.Before(g.EndTime)) {
 			return g, nil // still activating within its window
@@ -81,7 +81,7 @@ func (s *Service) Revoke(ctx context.Context, id, reason, actor string) (*grant.
 		if reason == ReasonEnd {
 			msg = "activation did not complete before the end of its window"
 		}
-		if g, err = s.transition(ctx, id, grant.Activating, grant.ActivationFailed, events.ActivationFailed, actor, msg); err != nil {
+		if g, err = s.transition(ctx, id, grant.Activating, grant.ActivationFailed, events.TypeActivationFailed, actor, msg); err != nil {
 			return nil, err
 		}
 		if g.MayHoldAccess() {
@@ -117,7 +117,7 @@ func (e *ErrTooEarly) Error() string {
 // returns nil — the task is done — only when the grant can no longer hold
 // access (its removal verified, or it never started), or when the grant
 // runs on and the next link of the task chain is scheduled. Anything else
-// is an error, so Cloud Tasks delivers the task again (gcp-facts §3: the
+// is an error, so Cloud Tasks delivers the task again (docs/google-cloud.md §3: the
 // status code is the acknowledgement): an early delivery (ErrTooEarly), a
 // grant still activating, a removal that could not be verified.
 func (s *Service) OnRevocationTask(ctx context.Context, t RevocationTask) error {
@@ -193,7 +193,7 @@ func (s *Service) removeAndVerify(ctx context.Context, g *grant.Grant) error {
 			return grant.ErrNoChange
 		}
 		cur.RevocationVerified = true
-		cur.Record(events.RevocationVerified, now, "revoke-function",
+		cur.Record(events.TypeRevocationVerified, now, "revoke-function",
 			fmt.Sprintf("policy read back at %s: no binding of %s outlives the grant", now.Format(time.RFC3339), g.Requester))
 		return nil
 	})
@@ -204,7 +204,7 @@ func (s *Service) removeAndVerify(ctx context.Context, g *grant.Grant) error {
 	return nil
 }
 
-func withoutGrant(ws []iamgrant.Window, id string) []iamgrant.Window {
+func withoutGrant(ws []iambinding.Window, id string) []iambinding.Window {
 	out := ws[:0:0]
 	for _, w := range ws {
 		if w.GrantID != id {

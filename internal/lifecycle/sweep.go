@@ -37,7 +37,7 @@ const sweepLimit = 500
 //   - purges expired JIT bindings of anyone from the policies of the
 //     resources the policy grants on and of recently ended grants, even
 //     when no new grant writes there (they count against IAM's 1,500
-//     principals per policy forever otherwise; gcp-facts §1).
+//     principals per policy forever otherwise; docs/google-cloud.md §1).
 //
 // Every step is the same idempotent operation the functions do, so a sweep
 // racing the workflow or a task changes nothing twice.

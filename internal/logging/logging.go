@@ -1,6 +1,6 @@
 // Package logging builds the slog loggers of the project: one JSON object per
 // line with the field names Cloud Logging lifts into the LogEntry
-// (gcp-facts §10), so the same output is structured on Google Cloud and
+// (docs/google-cloud.md §10), so the same output is structured on Google Cloud and
 // readable locally.
 package logging
 
@@ -10,7 +10,7 @@ import (
 	"strings"
 )
 
-// Cloud Logging's special JSON keys (gcp-facts §10).
+// Cloud Logging's special JSON keys (docs/google-cloud.md §10).
 const (
 	KeySeverity       = "severity"
 	KeyMessage        = "message"

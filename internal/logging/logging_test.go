@@ -9,7 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// gcp-facts §10: severity, message, time and logging.googleapis.com/* keys
+// docs/google-cloud.md §10: severity, message, time and logging.googleapis.com/* keys
 // are lifted into the LogEntry; severity names follow LogSeverity.
 func TestCloudLoggingFieldNames(t *testing.T) {
 	t.Parallel()

@@ -197,7 +197,7 @@ func (p *parser) keepExpiry(nd *Node) {
 // lifetimes refuses an expiry maximum that a grant cannot live out within
 // one workflow execution: the lifecycle of a grant — the approval wait,
 // the activation and the whole grant — is one Cloud Workflows execution,
-// and an execution that runs longer than a year fails (gcp-facts §4,
+// and an execution that runs longer than a year fails (docs/google-cloud.md §4,
 // https://cloud.google.com/workflows/quotas#limits), so the workflow's own
 // revocation would never run. Each expiry constraint is reported once, at
 // its max, for the first group it fails for.

@@ -1,6 +1,6 @@
 // Package pubsubevent is the envelope that Eventarc puts around a Pub/Sub
 // message when it delivers it to a Cloud Function as a CloudEvent
-// (gcp-facts §5). It is tiny and depends only on the CloudEvents SDK, so
+// (docs/google-cloud.md §5). It is tiny and depends only on the CloudEvents SDK, so
 // function code can unwrap events with it without pulling in the local
 // push bridge or any Pub/Sub client.
 package pubsubevent

@@ -7,7 +7,7 @@ import (
 )
 
 // TestFromEventRefuses: only messagePublished events with a message ID are
-// unwrapped (gcp-facts §5: ce-type google.cloud.pubsub.topic.v1.messagePublished,
+// unwrapped (docs/google-cloud.md §5: ce-type google.cloud.pubsub.topic.v1.messagePublished,
 // messageId always set by the server).
 func TestFromEventRefuses(t *testing.T) {
 	t.Parallel()

@@ -16,11 +16,11 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/jitpipeline/jit/internal/localgcp/emulators"
-	"github.com/jitpipeline/jit/internal/localgcp/loopback"
+	"github.com/jitpipeline/jit/internal/local/gcp/emulators"
+	"github.com/jitpipeline/jit/internal/local/gcp/loopback"
 )
 
-// The tests run against Google's Firestore emulator (DESIGN §6), started
+// The tests run against Google's Firestore emulator (docs/architecture.md §6), started
 // once for the package on first use and killed, with its whole process
 // group, when the tests end. FIRESTORE_EMULATOR_HOST, if set, names a
 // running emulator to use instead.

@@ -17,7 +17,7 @@ import (
 	"github.com/jitpipeline/jit/internal/ledger"
 	"github.com/jitpipeline/jit/internal/ledger/firestore"
 	"github.com/jitpipeline/jit/internal/ledger/ledgertest"
-	"github.com/jitpipeline/jit/internal/localgcp/loopback"
+	"github.com/jitpipeline/jit/internal/local/gcp/loopback"
 )
 
 const project = "jit-ledger-test"

@@ -47,7 +47,7 @@ func TestContract(t *testing.T) {
 }
 
 // TestReopen: what one Ledger wrote, a Ledger opened later on the same
-// file reads, idempotency keys included (DESIGN §7: a restart loses
+// file reads, idempotency keys included (docs/architecture.md §7: a restart loses
 // nothing).
 func TestReopen(t *testing.T) {
 	t.Parallel()
@@ -372,7 +372,7 @@ func TestHelperProcess(t *testing.T) {
 
 // TestKill9: a process killed with SIGKILL in the middle of a stream of
 // writes loses none that had returned, and leaves a file that opens, passes
-// SQLite's integrity check and accepts writes (DESIGN §7: state survives a
+// SQLite's integrity check and accepts writes (docs/architecture.md §7: state survives a
 // kill -9).
 func TestKill9(t *testing.T) {
 	if testing.Short() {

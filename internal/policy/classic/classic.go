@@ -150,7 +150,7 @@ func scan(ctx context.Context, cfg Config, resource string) (*policy.System, err
 	case strings.HasPrefix(resource, "organizations/"):
 		client = cfg.Organizations
 	}
-	// Version 3, or conditional bindings come back stripped (gcp-facts §1).
+	// Version 3, or conditional bindings come back stripped (docs/google-cloud.md §1).
 	pol, err := client.GetIamPolicy(ctx, &iampb.GetIamPolicyRequest{
 		Resource: resource,
 		Options:  &iampb.GetPolicyOptions{RequestedPolicyVersion: 3},

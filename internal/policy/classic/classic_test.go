@@ -12,8 +12,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/genproto/googleapis/type/expr"
 
-	"github.com/jitpipeline/jit/internal/localgcp/localiam"
-	"github.com/jitpipeline/jit/internal/localgcp/loopback"
+	"github.com/jitpipeline/jit/internal/local/gcp/localiam"
+	"github.com/jitpipeline/jit/internal/local/gcp/loopback"
 	"github.com/jitpipeline/jit/internal/policy"
 )
 

@@ -40,7 +40,7 @@ import (
 //     verified in the docs; the loader treats the name as opaque either way).
 //
 // Wired through the real client with option.WithEndpoint + WithoutAuthentication
-// (gcp-facts §11).
+// (docs/google-cloud.md §11).
 type smFake struct {
 	mu      sync.Mutex
 	numbers map[string]string // project ID -> project number

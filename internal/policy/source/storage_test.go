@@ -38,7 +38,7 @@ import (
 //   - 403 for a caller without storage.objects.get.
 //
 // Wired through the real client with option.WithEndpoint + WithoutAuthentication
-// (gcp-facts §11).
+// (docs/google-cloud.md §11).
 type gcsFake struct {
 	mu         sync.Mutex
 	versioning bool

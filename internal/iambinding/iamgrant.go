@@ -1,0 +1,445 @@
+// Package iambinding writes and removes the time-bound IAM bindings that are
+// the access a grant confers, and reads them back to verify a revocation
+// (docs/architecture.md §3). It is the most safety-critical code of the pipeline, so the
+// rules of the IAM API are kept to the letter (docs/google-cloud.md §1, §2):
+//
+//   - every read asks for policy version 3 and every write sends version 3,
+//     so conditions are never stripped or rendered as _withcond_ roles;
+//   - every write sends back the etag of the read it is based on, and on
+//     ABORTED (a concurrent change) the whole read-modify-write is retried
+//     with exponential backoff and jitter, as the Go clients do not;
+//   - only the bindings a change is about are touched, plus expired JIT
+//     activations, which are purged on every write because IAM never
+//     removes them and they count against the policy limits forever.
+//
+// Writes to one resource are coalesced: while one read-modify-write is in
+// flight, further changes queue up and are all applied by the next one, so
+// hundreds of concurrent grants on one project cost a handful of writes
+// instead of a storm of ABORTED retries.
+package iambinding
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"cloud.google.com/go/iam/apiv1/iampb"
+	"github.com/googleapis/gax-go/v2"
+	"google.golang.org/genproto/googleapis/type/expr"
+)
+
+// IAMClient is the slice of the Resource Manager v3 clients the writer
+// needs; *resourcemanager.ProjectsClient, FoldersClient and
+// OrganizationsClient satisfy it as they are.
+type IAMClient interface {
+	GetIamPolicy(ctx context.Context, req *iampb.GetIamPolicyRequest, opts ...gax.CallOption) (*iampb.Policy, error)
+	SetIamPolicy(ctx context.Context, req *iampb.SetIamPolicyRequest, opts ...gax.CallOption) (*iampb.Policy, error)
+}
+
+// Defaults of Config.
+const (
+	DefaultMaxAttempts       = 10
+	DefaultBackoffInitial    = 100 * time.Millisecond
+	DefaultBackoffMax        = 5 * time.Second
+	DefaultBackoffMultiplier = 2
+)
+
+// MaxDescription is the longest condition description written, in bytes.
+const MaxDescription = 256
+
+// Config configures a Writer.
+type Config struct {
+	// Projects, Folders and Organizations read and write the policies of
+	// each kind of resource. At least one is required; a change on a kind
+	// without a client is refused.
+	Projects, Folders, Organizations IAMClient
+	// Now is the clock that decides which windows and bindings have ended.
+	// Default time.Now.
+	Now func() time.Time
+	// Backoff paces the retries of a read-modify-write after ABORTED or
+	// UNAVAILABLE; each pause is drawn at random up to the current period
+	// (full jitter). Zero fields take the defaults: 100 ms initial, 5 s
+	// maximum, multiplier 2.
+	Backoff gax.Backoff
+	// MaxAttempts bounds the read-modify-write attempts per batch. Default 10.
+	MaxAttempts int
+	// Logger receives a record of every policy write and retry. Default
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// Validate reports every problem with the configuration.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Projects == nil && c.Folders == nil && c.Organizations == nil {
+		errs = append(errs, errors.New("at least one of Projects, Folders and Organizations is required"))
+	}
+	if c.MaxAttempts < 0 {
+		errs = append(errs, fmt.Errorf("MaxAttempts %d must not be negative", c.MaxAttempts))
+	}
+	if c.Backoff.Initial < 0 {
+		errs = append(errs, fmt.Errorf("Backoff.Initial %v must not be negative", c.Backoff.Initial))
+	}
+	if c.Backoff.Max < 0 {
+		errs = append(errs, fmt.Errorf("Backoff.Max %v must not be negative", c.Backoff.Max))
+	}
+	if c.Backoff.Initial > 0 && c.Backoff.Max > 0 && c.Backoff.Initial > c.Backoff.Max {
+		errs = append(errs, fmt.Errorf("Backoff.Initial %v must not exceed Backoff.Max %v", c.Backoff.Initial, c.Backoff.Max))
+	}
+	if c.Backoff.Multiplier != 0 && c.Backoff.Multiplier < 1 {
+		errs = append(errs, fmt.Errorf("Backoff.Multiplier %v must be at least 1", c.Backoff.Multiplier))
+	}
+	return errors.Join(errs...)
+}
+
+// Writer applies changes to IAM policies. It is safe for concurrent use;
+// concurrent changes to one resource are coalesced.
+type Writer struct {
+	cfg Config
+	log *slog.Logger
+
+	mu     sync.Mutex
+	queues map[string]*queue // resource -> changes waiting for its next write
+
+	// onQueued, if set, is called (under mu) after a request was queued for
+	// resource behind a write in flight, with the number now waiting. Tests
+	// use it to make coalescing deterministic.
+	onQueued func(resource string, waiting int)
+}
+
+// New returns a Writer.
+func New(cfg Config) (*Writer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid iambinding config: %w", err)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.MaxAttempts == 0 {
+		cfg.MaxAttempts = DefaultMaxAttempts
+	}
+	if cfg.Backoff.Initial == 0 {
+		cfg.Backoff.Initial = DefaultBackoffInitial
+	}
+	if cfg.Backoff.Max == 0 {
+		cfg.Backoff.Max = max(DefaultBackoffMax, cfg.Backoff.Initial)
+	}
+	if cfg.Backoff.Multiplier == 0 {
+		cfg.Backoff.Multiplier = DefaultBackoffMultiplier
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Writer{cfg: cfg, log: logger, queues: make(map[string]*queue)}, nil
+}
+
+// Key names the access of one member for one (resource, role, resource
+// condition): at most one temporary binding on the resource's policy.
+type Key struct {
+	// Resource is projects/ID, folders/ID or organizations/ID.
+	Resource string
+	// Role is roles/…, or a custom role's full name.
+	Role string
+	// Condition is the policy's resource condition, AND-ed into the time
+	// window; "" for none (grant.Privilege.Condition).
+	Condition string
+	// Member is the principal, e.g. "user:alice@example.com".
+	Member string
+}
+
+func (k Key) String() string {
+	s := k.Member + " " + k.Role + " on " + k.Resource
+	if k.Condition != "" {
+		s += " if " + k.Condition
+	}
+	return s
+}
+
+// Window is the time one active grant gives the key: from Start
+// (inclusive) to End (exclusive).
+type Window struct {
+	Start, End time.Time
+	// GrantID identifies the grant, for logs.
+	GrantID string
+	// Description says who approved and why, as iamcond.Description
+	// formats it; it becomes the binding's condition description.
+	Description string
+}
+
+// Change is the access a key should have: the union of the windows of the
+// member's active grants for that key. No windows (or only windows that
+// have ended) means no access: the binding is removed.
+type Change struct {
+	Key
+	Windows []Window
+}
+
+// Result reports what Apply did.
+type Result struct {
+	// Writes counts the SetIamPolicy calls made for this Apply, failed
+	// ones included. A write that served several coalesced Apply calls is
+	// counted for exactly one of them, so summing Writes over concurrent
+	// calls gives the number of calls IAM saw.
+	Writes int
+	// Policies holds, per resource, the policy as written (or as read, when
+	// nothing had to change).
+	Policies map[string]*iampb.Policy
+}
+
+// Check is the verdict of Verify on one key: the "revocation verified"
+// record when the change wants no access.
+type Check struct {
+	Key
+	// At is the time (Config.Now) the windows were judged at.
+	At time.Time
+	// Want is the condition the key's binding should have, nil for none.
+	Want *expr.Expr
+	// Found are the conditions of the member's temporary bindings for the
+	// key on the policy read back.
+	Found []*expr.Expr
+	// Verified is true when the policy is exactly as wanted: one binding
+	// with condition Want, or none.
+	Verified bool
+	// Problem says why Verified is false; "" otherwise.
+	Problem string
+}
+
+// Apply makes the policies match the changes: for each key, every
+// temporary binding of its member, role and resource condition is removed
+// (any title, active or expired: jit-access-facts §4), and, if a window
+// has not ended, one binding is added that spans the union of the windows,
+// so overlapping grants never cut each other short; the grant ledger
+// decides which grant is active. A write also purges every expired JIT
+// activation on the policy (docs/google-cloud.md §1). No other binding is touched, and
+// nothing is written when the policy already matches.
+//
+// Changes to one resource are written by one read-modify-write, possibly
+// together with the changes of concurrent calls; Apply returns once its
+// changes are written. Errors are reported per resource; policies of the
+// resources that succeeded are in the Result.
+func (w *Writer) Apply(ctx context.Context, changes ...Change) (Result, error) {
+	groups, err := w.plan(changes)
+	if err != nil {
+		return Result{}, err
+	}
+	reqs := make([]*request, len(groups))
+	for i, g := range groups {
+		reqs[i] = &request{ctx: ctx, changes: g.changes, done: make(chan outcome, 1)}
+		w.submit(g.resource, g.client, reqs[i])
+	}
+	return w.await(ctx, groups, reqs)
+}
+
+// Purge removes the expired JIT activations of anyone from the policies of
+// resources, writing only where there are some: the sweep's janitor for
+// policies no grant has written to lately.
+func (w *Writer) Purge(ctx context.Context, resources ...string) (Result, error) {
+	var errs []error
+	var groups []group
+	seen := map[string]bool{}
+	for _, r := range resources {
+		c, err := w.client(r)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if !seen[r] {
+			seen[r] = true
+			groups = append(groups, group{resource: r, client: c})
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return Result{}, fmt.Errorf("invalid purge: %w", err)
+	}
+	reqs := make([]*request, len(groups))
+	for i, g := range groups {
+		reqs[i] = &request{ctx: ctx, purge: true, done: make(chan outcome, 1)}
+		w.submit(g.resource, g.client, reqs[i])
+	}
+	return w.await(ctx, groups, reqs)
+}
+
+// await collects the outcomes of requests submitted for groups.
+func (w *Writer) await(ctx context.Context, groups []group, reqs []*request) (Result, error) {
+	res := Result{Policies: make(map[string]*iampb.Policy, len(groups))}
+	var errs []error
+	for i, req := range reqs {
+		select {
+		case o := <-req.done:
+			res.Writes += o.writes
+			if o.err != nil {
+				errs = append(errs, fmt.Errorf("failed to update the IAM policy of %s: %w", groups[i].resource, o.err))
+				continue
+			}
+			res.Policies[groups[i].resource] = o.policy
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("failed to update the IAM policy of %s: %w", groups[i].resource, context.Cause(ctx)))
+		}
+	}
+	return res, errors.Join(errs...)
+}
+
+// Verify reads each resource's policy back (version 3) and reports, per
+// change in order, whether the key's binding is exactly as Apply would
+// write it now: present with the union window, or absent. Only the
+// member's temporary bindings for the key are judged; an unconditional
+// binding of the same role is not a JIT activation and is not reported.
+// A resource that cannot be read is reported in the error and its
+// changes are left out of the checks.
+func (w *Writer) Verify(ctx context.Context, changes ...Change) ([]Check, error) {
+	groups, err := w.plan(changes)
+	if err != nil {
+		return nil, err
+	}
+	type read struct {
+		policy *iampb.Policy
+		err    error
+	}
+	reads := make([]read, len(groups))
+	var wg sync.WaitGroup
+	for i, g := range groups {
+		wg.Go(func() {
+			p, err := w.read(ctx, g.resource, g.client)
+			reads[i] = read{p, err}
+		})
+	}
+	wg.Wait()
+
+	now := w.cfg.Now()
+	byResource := map[string]*iampb.Policy{}
+	var errs []error
+	for i, g := range groups {
+		if reads[i].err != nil {
+			errs = append(errs, fmt.Errorf("failed to verify %s: %w", g.resource, reads[i].err))
+			continue
+		}
+		byResource[g.resource] = reads[i].policy
+	}
+	var checks []Check
+	for _, c := range orderedChanges(groups) {
+		p, ok := byResource[c.Resource]
+		if !ok {
+			continue
+		}
+		checks = append(checks, c.check(p, now))
+	}
+	return checks, errors.Join(errs...)
+}
+
+// group is the changes of one Apply call for one resource.
+type group struct {
+	resource string
+	client   IAMClient
+	changes  []planned
+}
+
+// orderedChanges lists the planned changes of groups in the order they
+// were given to Apply or Verify.
+func orderedChanges(groups []group) []planned {
+	var all []planned
+	for _, g := range groups {
+		all = append(all, g.changes...)
+	}
+	slices.SortStableFunc(all, func(a, b planned) int { return a.index - b.index })
+	return all
+}
+
+// plan validates changes, reporting every problem at once, and groups them
+// by resource in order of first appearance.
+func (w *Writer) plan(changes []Change) ([]group, error) {
+	var errs []error
+	var groups []group
+	at := map[string]int{}
+	seen := map[Key]bool{}
+	for i, c := range changes {
+		p, err := newPlanned(c)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("change %d (%s): %w", i, c.Key, err))
+			continue
+		}
+		p.index = i
+		client, err := w.client(c.Resource)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("change %d (%s): %w", i, c.Key, err))
+			continue
+		}
+		if seen[p.norm] {
+			errs = append(errs, fmt.Errorf("change %d (%s): the same key appears twice", i, c.Key))
+			continue
+		}
+		seen[p.norm] = true
+		j, ok := at[c.Resource]
+		if !ok {
+			j = len(groups)
+			at[c.Resource] = j
+			groups = append(groups, group{resource: c.Resource, client: client})
+		}
+		groups[j].changes = append(groups[j].changes, p)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("invalid changes: %w", err)
+	}
+	return groups, nil
+}
+
+// client returns the client for resource's kind.
+func (w *Writer) client(resource string) (IAMClient, error) {
+	collection, id, ok := strings.Cut(resource, "/")
+	if !ok || id == "" || strings.Contains(id, "/") {
+		return nil, fmt.Errorf("resource %q is not projects/ID, folders/ID or organizations/ID", resource)
+	}
+	var c IAMClient
+	switch collection {
+	case "projects":
+		c = w.cfg.Projects
+	case "folders":
+		c = w.cfg.Folders
+	case "organizations":
+		c = w.cfg.Organizations
+	default:
+		return nil, fmt.Errorf("resource %q is not projects/ID, folders/ID or organizations/ID", resource)
+	}
+	if c == nil {
+		return nil, fmt.Errorf("no IAM client is configured for %s", collection)
+	}
+	return c, nil
+}
+
+// description joins the descriptions of windows, in order of start, each
+// once, and cuts the result to MaxDescription bytes on a rune boundary.
+func description(windows []Window) string {
+	sorted := slices.Clone(windows)
+	slices.SortStableFunc(sorted, func(a, b Window) int {
+		if c := a.Start.Compare(b.Start); c != 0 {
+			return c
+		}
+		if c := a.End.Compare(b.End); c != 0 {
+			return c
+		}
+		return strings.Compare(a.GrantID, b.GrantID)
+	})
+	var parts []string
+	for _, w := range sorted {
+		if d := strings.TrimSpace(w.Description); d != "" && !slices.Contains(parts, d) {
+			parts = append(parts, d)
+		}
+	}
+	s := strings.Join(parts, "; ")
+	if len(s) <= MaxDescription {
+		return s
+	}
+	const ellipsis = "..."
+	cut := MaxDescription - len(ellipsis)
+	for cut > 0 && !isRuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + ellipsis
+}
+
+func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }

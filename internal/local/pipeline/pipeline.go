@@ -1,0 +1,640 @@
+// Package pipeline is the embedded default (docs/architecture.md §7): the whole
+// pipeline in one process on loopback, with no Google account. The four
+// functions run against the embedded Google Cloud through the same client
+// libraries as on Google Cloud; events travel through Pub/Sub and the push
+// bridge (Eventarc), the lifecycle workflow runs in the local runner, the
+// ledger is a SQLite file. Everything durable lives under one data
+// directory, so a restart — even kill -9 — loses nothing: pending
+// approvals, active grants and scheduled revocations carry on.
+//
+// One HTTP server serves it all:
+//
+//	/v1/…                   the API (intake and approval functions)
+//	/functions/approval     CloudEvents: approval.requested   (approval function)
+//	/functions/grant        CloudEvents: activation.requested (grant function)
+//	/functions/revoke       CloudEvents: revoke.requested     (revoke function)
+//	/functions/revoke-task  Cloud Tasks: the revocation at the end time (revoke function)
+//	/eventarc/grant-lifecycle  Eventarc → Workflows: grant.requested starts an execution
+//	/v1/projects/…/callbacks/…  workflow callbacks
+//	/local/iam/{resource}   the emulated IAM policy of a resource (local mode only)
+//
+// CloudEvent functions are wrapped with the CloudEvents SDK's receive
+// handler, exactly as functions-framework-go wraps them; on Google Cloud the
+// root package registers the same functions with functions-framework.
+package pipeline
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	cloudtasks "cloud.google.com/go/cloudtasks/apiv2"
+	"cloud.google.com/go/iam/apiv1/iampb"
+	resourcemanager "cloud.google.com/go/resourcemanager/apiv3"
+	executions "cloud.google.com/go/workflows/executions/apiv1"
+	"cloud.google.com/go/workflows/executions/apiv1/executionspb"
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	approvalfn "github.com/jitpipeline/jit/functions/approval"
+	grantfn "github.com/jitpipeline/jit/functions/grant"
+	intakefn "github.com/jitpipeline/jit/functions/intake"
+	revokefn "github.com/jitpipeline/jit/functions/revoke"
+	"github.com/jitpipeline/jit/internal/api"
+	"github.com/jitpipeline/jit/internal/auth"
+	"github.com/jitpipeline/jit/internal/clock"
+	"github.com/jitpipeline/jit/internal/envelope"
+	"github.com/jitpipeline/jit/internal/events"
+	"github.com/jitpipeline/jit/internal/iambinding"
+	"github.com/jitpipeline/jit/internal/ledger/sqlite"
+	"github.com/jitpipeline/jit/internal/lifecycle"
+	"github.com/jitpipeline/jit/internal/local/gcp/embedded"
+	"github.com/jitpipeline/jit/internal/local/gcp/localiam"
+	"github.com/jitpipeline/jit/internal/local/gcp/pushbridge"
+	"github.com/jitpipeline/jit/internal/local/gcp/wfrunner"
+	"github.com/jitpipeline/jit/internal/local/world"
+	"github.com/jitpipeline/jit/internal/policy"
+	"github.com/jitpipeline/jit/internal/policy/source"
+	"github.com/jitpipeline/jit/workflows"
+)
+
+//go:embed demo-policy.yaml
+var demoPolicy []byte
+
+// DemoPolicy is the policy used when none is given.
+func DemoPolicy() []byte { return append([]byte(nil), demoPolicy...) }
+
+// The names of the local deployment.
+const (
+	Project  = "jit-local"
+	Location = "us-central1"
+	// Topic carries the grants' transitions (the audit trail); the other
+	// topics each start one thing, as Eventarc triggers cannot filter
+	// Pub/Sub messages by attribute: LifecycleTopic (grant.requested) the
+	// workflow, ApprovalTopic, ActivationTopic and RevokeTopic the
+	// workflow's commands to the approval, grant and revoke functions.
+	Topic           = "jit-events"
+	LifecycleTopic  = "jit-lifecycle"
+	ApprovalTopic   = "jit-approvals"
+	ActivationTopic = "jit-activations"
+	RevokeTopic     = "jit-revocations"
+	Queue           = "revocations"
+	Workflow        = "grant-lifecycle"
+	domainSA        = "@" + Project + ".iam.gserviceaccount.com"
+	IntakeSA        = "jit-intake" + domainSA
+	ApproveSA       = "jit-approval" + domainSA
+	GrantSA         = "jit-grant" + domainSA
+	RevokeSA        = "jit-revoke" + domainSA
+	FlowSA          = "jit-lifecycle" + domainSA
+	EventsSA        = "jit-eventarc" + domainSA
+	TasksSA         = "jit-tasks" + domainSA
+	// SchedulerSA is Cloud Scheduler's identity: the only caller of the
+	// sweep entry point, POST /functions/sweep (as on Google Cloud).
+	SchedulerSA = "jit-scheduler" + domainSA
+	// RequestsTopic carries signed requests from other systems;
+	// RequestsAudience is the audience their envelopes name. The demo
+	// policy trusts IncidentBotSA to request on behalf of users.
+	RequestsTopic    = "jit-requests"
+	RequestsAudience = "jit-requests"
+	IncidentBotSA    = "incident-bot" + domainSA
+)
+
+// Config configures the embedded pipeline.
+type Config struct {
+	DataDir string
+	// Addr is the loopback address of the one HTTP server. Keep the port
+	// stable across restarts: callback URLs and task URLs point at it.
+	Addr string
+	// PolicyFile is watched and reloaded; empty means the demo policy.
+	PolicyFile string
+	// World is the emulated organization; nil means world.Default().
+	World *world.World
+	// Clock drives every timer; nil means real time. Tests speed it up.
+	Clock clock.Clock
+	// PubSubEmulatorHost uses Google's emulator instead of pstest.
+	PubSubEmulatorHost string
+	// Chaos makes event delivery duplicate and reorder, for tests.
+	Chaos pushbridge.Chaos
+	// SweepInterval is how often the built-in scheduler runs the sweep
+	// (default 30 s); negative leaves it to calls of POST /functions/sweep,
+	// as on Google Cloud without a Cloud Scheduler job.
+	SweepInterval time.Duration
+	// IAP, if set, is production-auth mode: people are authenticated by
+	// IAP assertions verified against these settings (a test key set
+	// locally), the debug principal header is refused, and service tokens
+	// go through the strict Google ID token verifier (fed the local token
+	// service's keys) instead of the local signer's own check.
+	IAP *auth.IAPConfig
+	// RateLimit bounds each caller's changing API calls (default
+	// api.DefaultRateLimit).
+	RateLimit *api.RateLimit
+	// ActivationTimeout is how long the workflow waits for the grant
+	// function before it gives up and revokes (default 10 minutes). It is
+	// on Clock's time, so tests that run the clock fast raise it: the IAM
+	// write does not speed up with the clock.
+	ActivationTimeout time.Duration
+	Logger            *slog.Logger
+}
+
+// Pipeline is the running embedded pipeline.
+type Pipeline struct {
+	URL    string
+	Cloud  *embedded.Cloud
+	Ledger *sqlite.Ledger
+	Policy *source.Source[*policy.Policy]
+	World  *world.World
+	Clock  clock.Clock
+	// ServiceVerifier checks the pipeline's service tokens (push,
+	// tasks, callbacks).
+	ServiceVerifier auth.TokenVerifier
+
+	closers []func() error
+	cancel  context.CancelFunc
+}
+
+// Start builds and starts the pipeline.
+func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("pipeline: DataDir is required")
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:8080"
+	}
+	if cfg.World == nil {
+		cfg.World = world.Default()
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.SweepInterval == 0 {
+		cfg.SweepInterval = 30 * time.Second
+	}
+	if cfg.ActivationTimeout == 0 {
+		cfg.ActivationTimeout = 10 * time.Minute
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("failed to create the data directory: %w", err)
+	}
+	log := cfg.Logger
+	p := &Pipeline{World: cfg.World, Clock: cfg.Clock}
+	defer func() {
+		if retErr != nil {
+			p.Close()
+		}
+	}()
+
+	// The handler is built once the cloud's clients exist; the server
+	// starts first, so it serves through this indirection.
+	var handler atomic.Pointer[http.Handler]
+	notReady := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "starting", http.StatusServiceUnavailable)
+	}))
+	handler.Store(&notReady)
+	route := func(path, sa string) pushbridge.Route {
+		return pushbridge.Route{Endpoint: path, OIDC: &pushbridge.OIDC{ServiceAccountEmail: sa},
+			MinBackoff: 100 * time.Millisecond, MaxBackoff: 5 * time.Second, AckDeadline: 60 * time.Second,
+			Concurrency: 16, Chaos: cfg.Chaos}
+	}
+	trigger := func(topic, sub, path string) pushbridge.Route {
+		r := route(path, EventsSA)
+		r.Topic, r.Subscription = topic, sub
+		return r
+	}
+	routes := []pushbridge.Route{
+		trigger(LifecycleTopic, "eventarc-grant-lifecycle", "/eventarc/grant-lifecycle"),
+		trigger(ApprovalTopic, "approval", "/functions/approval"),
+		trigger(ActivationTopic, "grant", "/functions/grant"),
+		trigger(RevokeTopic, "revoke", "/functions/revoke"),
+		trigger(RequestsTopic, "intake-requests", "/functions/intake-requests"),
+	}
+	var cloud *embedded.Cloud
+	cloud, err := embedded.Start(ctx, embedded.Config{
+		DataDir: cfg.DataDir, Project: Project, Location: Location,
+		HTTPAddr: cfg.Addr, PubSubEmulatorHost: cfg.PubSubEmulatorHost,
+		WorkflowServiceAccount: FlowSA,
+		WorkflowEnv: map[string]string{
+			"JIT_APPROVAL_TOPIC":     ApprovalTopic,
+			"JIT_ACTIVATION_TOPIC":   ActivationTopic,
+			"JIT_REVOKE_TOPIC":       RevokeTopic,
+			"JIT_ACTIVATION_TIMEOUT": strconv.Itoa(int(cfg.ActivationTimeout.Seconds())),
+		},
+		Queues:            []string{Queue},
+		Seed:              cfg.World.Seed,
+		GroupMembers:      cfg.World.DirectMembers,
+		Routes:            routes,
+		Clock:             cfg.Clock,
+		AuthorizeCallback: func(r *http.Request) error { return authorizeCallback(cloud, r) },
+		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*handler.Load()).ServeHTTP(w, r) }),
+		Logger:            log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	p.Cloud, p.URL = cloud, cloud.HTTPURL
+	p.closers = append(p.closers, cloud.Close)
+	if err := deployWorkflows(cloud); err != nil {
+		return nil, err
+	}
+
+	if p.Ledger, err = sqlite.Open(filepath.Join(cfg.DataDir, "ledger.db"), sqlite.WithClock(cfg.Clock)); err != nil {
+		return nil, fmt.Errorf("failed to open the ledger: %w", err)
+	}
+	p.closers = append(p.closers, p.Ledger.Close)
+
+	var loader source.Loader = staticLoader(demoPolicy)
+	if cfg.PolicyFile != "" {
+		if loader, err = source.NewFileLoader(cfg.PolicyFile); err != nil {
+			return nil, err
+		}
+	}
+	if p.Policy, err = source.New(ctx, source.Config[*policy.Policy]{
+		Loader: loader, Compile: policy.Compile, Now: cfg.Clock.Now, Logger: log.With("component", "policy"),
+		OnReject: func(ctx context.Context, r source.Rejection) {
+			log.ErrorContext(ctx, "policy version refused", "policy_version", r.Version, "kept_version", r.KeptVersion, "error", r.Err)
+		},
+	}); err != nil {
+		return nil, fmt.Errorf("failed to load the policy: %w", err)
+	}
+
+	ps, err := cloud.PubSub.NewClient(ctx, Project)
+	if err != nil {
+		return nil, err
+	}
+	p.closers = append(p.closers, ps.Close)
+	// The transitions topic has no trigger here: it is for other systems.
+	if err := pushbridge.EnsureTopic(ctx, ps, Topic); err != nil {
+		return nil, err
+	}
+	publisher := func(topic string) *events.Publisher {
+		pub := events.NewPublisher(ps, topic)
+		p.closers = append(p.closers, func() error { pub.Stop(); return nil })
+		return pub
+	}
+	eventsPub, lifecyclePub, revokePub := publisher(Topic), publisher(LifecycleTopic), publisher(RevokeTopic)
+
+	tasks, err := cloudtasks.NewClient(ctx, cloud.ClientOptions()...)
+	if err != nil {
+		return nil, fmt.Errorf("failed to create the Cloud Tasks client: %w", err)
+	}
+	p.closers = append(p.closers, tasks.Close)
+
+	iamAs := func(sa string) (lifecycle.IAM, error) {
+		rm, err := p.resourceManager(ctx, append(cloud.ClientOptions(), option.WithGRPCDialOption(grpc.WithUnaryInterceptor(localiam.UnaryClientInterceptor("serviceAccount:"+sa))))...)
+		if err != nil {
+			return nil, err
+		}
+		return iambinding.New(iambinding.Config{Projects: rm.projects, Folders: rm.folders, Organizations: rm.orgs, Now: cfg.Clock.Now, Logger: log.With("component", "iambinding", "identity", sa)})
+	}
+	grantIAM, err := iamAs(GrantSA)
+	if err != nil {
+		return nil, fmt.Errorf("failed to create the grant function's IAM clients: %w", err)
+	}
+	revokeIAM, err := iamAs(RevokeSA)
+	if err != nil {
+		return nil, fmt.Errorf("failed to create the revoke function's IAM clients: %w", err)
+	}
+
+	execs, err := executions.NewClient(ctx, cloud.ClientOptions()...)
+	if err != nil {
+		return nil, fmt.Errorf("failed to create the executions client: %w", err)
+	}
+	p.closers = append(p.closers, execs.Close)
+	workflow := fmt.Sprintf("projects/%s/locations/%s/workflows/%s", Project, Location, Workflow)
+	base := lifecycle.Config{
+		Ledger: p.Ledger, Policy: p.Policy, Groups: cfg.World.Resolver(),
+		InternalDomains: []string{cfg.World.Organization.Domain}, Directory: cfg.World.HostedDomain,
+		Events: eventsPub, Lifecycle: lifecyclePub, Revocations: revokePub, Clock: cfg.Clock,
+		RevokeQueue: fmt.Sprintf("projects/%s/locations/%s/queues/%s", Project, Location, Queue),
+		RevokeURL:   cloud.HTTPURL + "/functions/revoke-task", RevokeServiceAccount: TasksSA,
+		Workflow: workflow, ExecutionsURL: cloud.HTTPURL, Executions: execs,
+	}
+	service := func(name, sa string, iam lifecycle.IAM, withTasks bool) (*lifecycle.Service, error) {
+		c := base
+		c.Logger = log.With("function", name)
+		c.Callbacks = lifecycle.HTTPCallbacks{Endpoint: cloud.HTTPURL, Token: func(context.Context) (string, error) { return cloud.Signer.AccessToken(sa) }}
+		c.IAM = iam
+		if withTasks {
+			c.Tasks = tasks
+		}
+		return lifecycle.New(c)
+	}
+	intakeSvc, err := service("intake", IntakeSA, nil, false)
+	if err != nil {
+		return nil, err
+	}
+	approvalSvc, err := service("approval", ApproveSA, nil, false)
+	if err != nil {
+		return nil, err
+	}
+	grantSvc, err := service("grant", GrantSA, grantIAM, true)
+	if err != nil {
+		return nil, err
+	}
+	revokeSvc, err := service("revoke", RevokeSA, revokeIAM, true)
+	if err != nil {
+		return nil, err
+	}
+
+	operator, err := p.resourceManager(ctx, cloud.ClientOptions()...)
+	if err != nil {
+		return nil, err
+	}
+
+	// Service tokens go through the production verifier, fed the local
+	// token service's keys: one verification path in both modes.
+	// Tokens live in real time (the local signer mints them so), whatever
+	// the pipeline clock says.
+	google, err := auth.NewGoogle(auth.GoogleConfig{KeysJSON: cloud.Signer.JWKS()})
+	if err != nil {
+		return nil, fmt.Errorf("failed to build the service token verifier: %w", err)
+	}
+	var userAuth api.Authenticator = api.LocalAuthenticator{}
+	var serviceVerifier auth.TokenVerifier = google
+	if cfg.IAP != nil {
+		iap, err := auth.NewIAP(*cfg.IAP)
+		if err != nil {
+			return nil, fmt.Errorf("production-auth mode: %w", err)
+		}
+		userAuth = iap
+	}
+	p.ServiceVerifier = serviceVerifier
+	pushAuth := auth.Service{Verifier: serviceVerifier, Allowed: []string{EventsSA}}
+	ceHandler := func(path string, fn func(context.Context, cloudevents.Event) error) (http.Handler, error) {
+		// As functions-framework-go wraps a CloudEvent function.
+		proto, err := cloudevents.NewHTTP()
+		if err != nil {
+			return nil, err
+		}
+		h, err := cloudevents.NewHTTPReceiveHandler(ctx, proto, fn)
+		if err != nil {
+			return nil, err
+		}
+		a := pushAuth
+		a.Audience = cloud.HTTPURL + path
+		return a.Middleware(h), nil
+	}
+	mux := http.NewServeMux()
+	limit := api.DefaultRateLimit
+	if cfg.RateLimit != nil {
+		limit = *cfg.RateLimit
+	}
+	intakeAPI := intakefn.HTTP(intakeSvc, userAuth, log.With("function", "intake")).WithRateLimit(limit)
+	approvalAPI := approvalfn.HTTP(approvalSvc, userAuth, log.With("function", "approval")).WithRateLimit(limit)
+	mux.Handle("/v1/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A load balancer's path rules on Google Cloud: decisions go to the
+		// approval function, the rest to intake.
+		if strings.HasSuffix(r.URL.Path, ":approve") || strings.HasSuffix(r.URL.Path, ":deny") {
+			approvalAPI.ServeHTTP(w, r)
+			return
+		}
+		intakeAPI.ServeHTTP(w, r)
+	}))
+	verifier, err := envelope.New(envelope.Config{
+		Keys:     localKeys{cloud.Signer.JWKS()},
+		Audience: RequestsAudience,
+		Trusted: func(email string) bool {
+			pol, _, err := p.Policy.Current(ctx)
+			return err == nil && pol.TrustsRequester(email)
+		},
+		Now:    cfg.Clock.Now,
+		Logger: log.With("component", "envelope"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("failed to configure the envelope verifier: %w", err)
+	}
+	for path, fn := range map[string]func(context.Context, cloudevents.Event) error{
+		"/functions/intake-requests": intakefn.Requests(intakeSvc, verifier, log.With("function", "intake")),
+		"/functions/approval":        approvalfn.Events(approvalSvc, log.With("function", "approval")),
+		"/functions/grant":           grantfn.Events(grantSvc, log.With("function", "grant")),
+		"/functions/revoke":          revokefn.Events(revokeSvc, log.With("function", "revoke")),
+		"/eventarc/grant-lifecycle":  startWorkflow(execs, workflow, log),
+	} {
+		h, err := ceHandler(path, fn)
+		if err != nil {
+			return nil, err
+		}
+		mux.Handle("POST "+path, h)
+	}
+	mux.Handle("POST /functions/revoke-task", revokefn.Tasks(revokeSvc,
+		auth.Service{Verifier: serviceVerifier, Audience: cloud.HTTPURL + "/functions/revoke-task", Allowed: []string{TasksSA}},
+		log.With("function", "revoke")))
+	mux.Handle("POST /functions/sweep", revokefn.Sweep(revokeSvc,
+		auth.Service{Verifier: serviceVerifier, Audience: cloud.HTTPURL + "/functions/sweep", Allowed: []string{SchedulerSA}},
+		log.With("function", "sweep")))
+	if cfg.IAP == nil {
+		// Local conveniences exist in local mode only.
+		mux.Handle("GET /local/iam/{resource...}", localIAM(operator))
+	}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	h := sameHostOnly(cloud.HTTPURL, mux)
+	handler.Store(&h)
+
+	sweepCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	p.cancel = cancel
+	if cfg.SweepInterval > 0 {
+		go p.sweep(sweepCtx, revokeSvc, cfg.SweepInterval, log)
+	}
+	mode := "local"
+	if cfg.IAP != nil {
+		mode = "production-auth"
+	}
+	log.Info("embedded pipeline started", "url", p.URL, "data_dir", cfg.DataDir, "mode", mode)
+	return p, nil
+}
+
+func deployWorkflows(cloud *embedded.Cloud) error {
+	files, err := fs.Glob(workflows.FS, "*.yaml")
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		src, err := workflows.FS.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		if err := cloud.Workflows.Deploy(strings.TrimSuffix(f, ".yaml"), src); err != nil {
+			return fmt.Errorf("failed to deploy %s: %w", f, err)
+		}
+	}
+	return nil
+}
+
+// sweep re-publishes events a crash left unpublished, as a scheduled job
+// of the revoke function does on Google Cloud.
+func (p *Pipeline) sweep(ctx context.Context, svc *lifecycle.Service, every time.Duration, log *slog.Logger) {
+	if err := svc.Sweep(ctx); err != nil {
+		log.WarnContext(ctx, "sweep failed", "error", err)
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := svc.Sweep(ctx); err != nil {
+				log.WarnContext(ctx, "sweep failed", "error", err)
+			}
+		}
+	}
+}
+
+// Close stops everything; the data directory keeps the state.
+func (p *Pipeline) Close() error {
+	if p.cancel != nil {
+		p.cancel()
+	}
+	var errs []error
+	for i := len(p.closers) - 1; i >= 0; i-- {
+		if err := p.closers[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	p.closers = nil
+	return errors.Join(errs...)
+}
+
+// startWorkflow is the local Eventarc trigger for Workflows: it starts an
+// execution with the CloudEvent, converted to JSON, as its argument, as
+// Eventarc does (docs/google-cloud.md §4).
+func startWorkflow(execs *executions.Client, workflow string, log *slog.Logger) func(context.Context, cloudevents.Event) error {
+	return func(ctx context.Context, e cloudevents.Event) error {
+		var data any
+		if err := json.Unmarshal(e.Data(), &data); err != nil {
+			log.ErrorContext(ctx, "refused an event that is not JSON", "event_id", e.ID())
+			return nil
+		}
+		arg, err := json.Marshal(map[string]any{
+			"specversion": e.SpecVersion(), "id": e.ID(), "source": e.Source(), "type": e.Type(),
+			"time": e.Time().Format(time.RFC3339Nano), "datacontenttype": e.DataContentType(), "data": data,
+		})
+		if err != nil {
+			return err
+		}
+		ex, err := execs.CreateExecution(ctx, &executionspb.CreateExecutionRequest{Parent: workflow, Execution: &executionspb.Execution{Argument: string(arg)}})
+		if err != nil {
+			return fmt.Errorf("failed to start %s: %w", workflow, err)
+		}
+		log.InfoContext(ctx, "workflow execution started", "execution", ex.GetName(), "event_id", e.ID())
+		return nil
+	}
+}
+
+// resourceManagerClients are the three Resource Manager clients, one per
+// kind of resource that has an IAM policy.
+type resourceManagerClients struct {
+	projects *resourcemanager.ProjectsClient
+	folders  *resourcemanager.FoldersClient
+	orgs     *resourcemanager.OrganizationsClient
+}
+
+func (p *Pipeline) resourceManager(ctx context.Context, opts ...option.ClientOption) (*resourceManagerClients, error) {
+	var rm resourceManagerClients
+	var err error
+	if rm.projects, err = resourcemanager.NewProjectsClient(ctx, opts...); err != nil {
+		return nil, fmt.Errorf("failed to create the Resource Manager clients: %w", err)
+	}
+	p.closers = append(p.closers, rm.projects.Close)
+	if rm.folders, err = resourcemanager.NewFoldersClient(ctx, opts...); err != nil {
+		return nil, fmt.Errorf("failed to create the Resource Manager clients: %w", err)
+	}
+	p.closers = append(p.closers, rm.folders.Close)
+	if rm.orgs, err = resourcemanager.NewOrganizationsClient(ctx, opts...); err != nil {
+		return nil, fmt.Errorf("failed to create the Resource Manager clients: %w", err)
+	}
+	p.closers = append(p.closers, rm.orgs.Close)
+	return &rm, nil
+}
+
+// localIAM serves a resource's emulated IAM policy in the REST JSON form.
+func localIAM(rm *resourceManagerClients) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		res := r.PathValue("resource")
+		req := &iampb.GetIamPolicyRequest{Resource: res, Options: &iampb.GetPolicyOptions{RequestedPolicyVersion: 3}}
+		var pol *iampb.Policy
+		var err error
+		switch {
+		case strings.HasPrefix(res, "projects/"):
+			pol, err = rm.projects.GetIamPolicy(r.Context(), req)
+		case strings.HasPrefix(res, "folders/"):
+			pol, err = rm.folders.GetIamPolicy(r.Context(), req)
+		case strings.HasPrefix(res, "organizations/"):
+			pol, err = rm.orgs.GetIamPolicy(r.Context(), req)
+		default:
+			http.Error(w, `{"error":{"code":"INVALID_ARGUMENT","field":"resource","message":"want projects/ID, folders/ID or organizations/ID"}}`, http.StatusBadRequest)
+			return
+		}
+		if err != nil {
+			http.Error(w, fmt.Sprintf(`{"error":{"code":"NOT_FOUND","field":"resource","message":%q}}`, err.Error()), http.StatusNotFound)
+			return
+		}
+		b, _ := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(pol)
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(b) //nolint:errcheck // client gone
+	})
+}
+
+// localKeys is the key source of envelopes locally: every service account
+// of the local project signs with the local token service's key; others
+// are unknown.
+type localKeys struct{ jwks []byte }
+
+func (k localKeys) Keys(_ context.Context, issuer string) ([]byte, error) {
+	if !strings.HasSuffix(strings.ToLower(issuer), domainSA) {
+		return nil, envelope.ErrUnknownIssuer
+	}
+	return k.jwks, nil
+}
+
+// staticLoader serves the embedded demo policy as a policy source.
+type staticLoader []byte
+
+func (s staticLoader) Load(context.Context) ([]byte, string, error) {
+	return []byte(s), "embedded-demo", nil
+}
+
+// CallbackSenders are the identities that hold workflows.callbacks.send on
+// the lifecycle workflow: the functions that resume its executions —
+// intake (withdraw, admin revoke), approval (decisions) and grant
+// (activation). The revoke function never calls back.
+var CallbackSenders = []string{IntakeSA, ApproveSA, GrantSA}
+
+// authorizeCallback checks a workflow callback as Google does: the bearer
+// must be an OAuth 2.0 access token (an ID token, an IAP assertion or none
+// is 401), issued to an identity with workflows.callbacks.send (otherwise
+// 403) — https://cloud.google.com/workflows/docs/creating-callback-endpoints,
+// docs/google-cloud.md §4.
+func authorizeCallback(cloud *embedded.Cloud, r *http.Request) error {
+	if cloud == nil {
+		return fmt.Errorf("%w: starting", wfrunner.ErrUnauthenticated)
+	}
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || tok == "" {
+		return wfrunner.ErrUnauthenticated
+	}
+	email, ok := cloud.Signer.LookupAccessToken(tok)
+	if !ok {
+		return wfrunner.ErrUnauthenticated
+	}
+	if !slices.Contains(CallbackSenders, email) {
+		return fmt.Errorf("permission workflows.callbacks.send denied for %s", email)
+	}
+	return nil
+}

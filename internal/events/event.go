@@ -41,7 +41,7 @@ func New(eventType, id string, t time.Time, d Data) (event.Event, error) {
 	// The JSON as is: SetData would mark a []byte as base64.
 	e.DataEncoded = b
 	if err := e.Validate(); err != nil {
-		return event.Event{}, fmt.Errorf("failed to build event %q: %w: %v", id, ErrInvalid, err)
+		return event.Event{}, fmt.Errorf("failed to build event %q: %w: %w", id, ErrInvalid, err)
 	}
 	return e, nil
 }

@@ -83,7 +83,7 @@ func Message(e event.Event) (*pubsub.Message, error) {
 	for name, v := range e.Extensions() {
 		s, err := types.Format(v)
 		if err != nil {
-			return nil, fmt.Errorf("%w: extension %q: %v", ErrInvalid, name, err)
+			return nil, fmt.Errorf("%w: extension %q: %w", ErrInvalid, name, err)
 		}
 		a[AttrPrefix+name] = s
 	}

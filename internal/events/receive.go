@@ -66,7 +66,7 @@ func fromMessage(m pubsubevent.Message) (event.Event, error) {
 		}
 		var e event.Event
 		if err := json.Unmarshal(m.Data, &e); err != nil {
-			return event.Event{}, fmt.Errorf("%w: structured event: %v", ErrInvalid, err)
+			return event.Event{}, fmt.Errorf("%w: structured event: %w", ErrInvalid, err)
 		}
 		return e, nil
 	}
@@ -121,7 +121,7 @@ func fromMessage(m pubsubevent.Message) (event.Event, error) {
 // decoded data.
 func check(e event.Event) (*Data, error) {
 	if err := e.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if e.SpecVersion() != event.CloudEventsVersionV1 {
 		return nil, fmt.Errorf("%w: specversion %q, want %q", ErrInvalid, e.SpecVersion(), event.CloudEventsVersionV1)
@@ -142,7 +142,7 @@ func check(e event.Event) (*Data, error) {
 	}
 	var d Data
 	if err := json.Unmarshal(e.Data(), &d); err != nil {
-		return nil, fmt.Errorf("%w: %s data: %v", ErrInvalid, e.Type(), err)
+		return nil, fmt.Errorf("%w: %s data: %w", ErrInvalid, e.Type(), err)
 	}
 	if s := e.Subject(); s != "" && s != d.GrantID {
 		return nil, fmt.Errorf("%w: subject %q is not the grant ID %q", ErrInvalid, s, d.GrantID)

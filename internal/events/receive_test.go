@@ -316,7 +316,7 @@ func TestWorkflowCommandShapes(t *testing.T) {
 			"requester": "alice@example.com", "state": string(s)}
 	}
 	with := func(m map[string]any, kv ...string) map[string]any {
-		for i := 0; i < len(kv); i += 2 {
+		for i := 0; i+1 < len(kv); i += 2 {
 			m[kv[i]] = kv[i+1]
 		}
 		return m

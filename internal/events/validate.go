@@ -141,7 +141,7 @@ func Validate(eventType string, data []byte) error {
 	}
 	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
 	if err != nil {
-		return fmt.Errorf("%w: %s data is not JSON: %v", ErrInvalid, eventType, err)
+		return fmt.Errorf("%w: %s data is not JSON: %w", ErrInvalid, eventType, err)
 	}
 	err = s.Validate(v)
 	if err == nil {
@@ -149,7 +149,7 @@ func Validate(eventType string, data []byte) error {
 	}
 	var ve *jsonschema.ValidationError
 	if !errors.As(err, &ve) {
-		return fmt.Errorf("%w: %s data: %v", ErrInvalid, eventType, err)
+		return fmt.Errorf("%w: %s data: %w", ErrInvalid, eventType, err)
 	}
 	problems := leaves(ve, nil)
 	slices.SortFunc(problems, cmpProblem)

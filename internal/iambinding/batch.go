@@ -266,7 +266,10 @@ func Unreadable(err error) []string {
 	var out []string
 	var walk func(error)
 	walk = func(err error) {
-		switch e := err.(type) {
+		// A walk of the whole tree by hand: errors.As stops at the first
+		// ReadError, and every one of them is wanted.
+		switch e := err.(type) { //nolint:errorlint // this is the unwrapping, see above
+
 		case nil:
 		case *ReadError:
 			if c := status.Code(e.Err); c == codes.NotFound || c == codes.PermissionDenied {

@@ -52,7 +52,7 @@ func Parse(s string) (time.Duration, error) {
 		if err != nil || strings.HasPrefix(num, ".") || strings.HasSuffix(num, ".") {
 			return 0, fmt.Errorf("%q: bad number %q", orig, num)
 		}
-		if strings.Contains(num, ".") && !(inTime && unit == 'S') {
+		if strings.Contains(num, ".") && (!inTime || unit != 'S') {
 			return 0, fmt.Errorf("%q: only seconds may have a fraction", orig)
 		}
 		switch {

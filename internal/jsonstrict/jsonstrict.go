@@ -334,7 +334,7 @@ func plain(name string) bool {
 		return false
 	}
 	for _, r := range name {
-		if !(r == '_' || r == '-' || r == '$' || r == '@' || unicode.IsLetter(r) || unicode.IsDigit(r)) {
+		if r != '_' && r != '-' && r != '$' && r != '@' && !unicode.IsLetter(r) && !unicode.IsDigit(r) {
 			return false
 		}
 	}

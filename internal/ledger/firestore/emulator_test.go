@@ -100,7 +100,7 @@ func startEmulator() (addr string, stop func(), skip string, err error) {
 			return "", nil, "", fmt.Errorf("emulator exited before it was ready; output:\n%s", e.Output())
 		case <-ctx.Done():
 			e.Stop()
-			return "", nil, "", fmt.Errorf("emulator not ready after %s (last probe: %v); output:\n%s", startTimeout, err, e.Output())
+			return "", nil, "", fmt.Errorf("emulator not ready after %s (last probe: %w); output:\n%s", startTimeout, err, e.Output())
 		case <-time.After(200 * time.Millisecond):
 		}
 	}

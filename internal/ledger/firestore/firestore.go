@@ -103,7 +103,7 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("ProjectID is required"))
 	}
 	if err := ledger.CheckID(c.Prefix + GrantsCollection); err != nil {
-		errs = append(errs, fmt.Errorf("Prefix %q does not make a valid collection ID", c.Prefix))
+		errs = append(errs, fmt.Errorf("Prefix %q does not make a valid collection ID", c.Prefix)) //nolint:staticcheck // ST1005: starts with the Go field name Prefix, spelt as in the code
 	}
 	return errors.Join(errs...)
 }
@@ -391,7 +391,7 @@ func (l *Ledger) moveSlot(tx *firestore.Transaction, before, after *grant.Grant,
 	held, holds := before.State.HoldsSlot(), after.State.HoldsSlot()
 	same := before.Entitlement == after.Entitlement
 	var lists []*slotList
-	if held && !(holds && same) {
+	if held && (!holds || !same) {
 		if err := lock(before.Entitlement); err != nil {
 			return nil, err
 		}
@@ -402,7 +402,7 @@ func (l *Ledger) moveSlot(tx *firestore.Transaction, before, after *grant.Grant,
 		s.drop(before.ID)
 		lists = append(lists, s)
 	}
-	if holds && !(held && same) {
+	if holds && (!held || !same) {
 		if err := lock(after.Entitlement); err != nil {
 			return nil, err
 		}

@@ -451,7 +451,7 @@ func (l *Ledger) List(ctx context.Context, q grant.Query) ([]*grant.Grant, error
 	}
 	stmt := "SELECT doc, version FROM grants"
 	if len(where) > 0 {
-		stmt += " WHERE " + strings.Join(where, " AND ")
+		stmt += " WHERE " + strings.Join(where, " AND ") //nolint:gosec // G202: where holds only constant SQL; every value is a ? in args
 	}
 	stmt += " ORDER BY create_time DESC, id DESC"
 	if q.Limit > 0 {
@@ -560,7 +560,7 @@ func (l *Ledger) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	backoff := 5 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		err := l.tryTx(ctx, fn)
-		if err == nil || !(errors.Is(err, errVersion) || isBusy(err)) || attempt == maxAttempts {
+		if err == nil || (!errors.Is(err, errVersion) && !isBusy(err)) || attempt == maxAttempts {
 			if errors.Is(err, errVersion) {
 				return fmt.Errorf("failed to write: %w after %d attempts", err, attempt)
 			}
@@ -581,7 +581,10 @@ func (l *Ledger) tryTx(ctx context.Context, fn func(*sql.Tx) error) error {
 		return fmt.Errorf("failed to begin transaction: %w", err)
 	}
 	if err := fn(tx); err != nil {
-		tx.Rollback()
+		// ErrTxDone: the context's end already rolled it back.
+		if rbErr := tx.Rollback(); rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) {
+			return errors.Join(err, fmt.Errorf("failed to roll back: %w", rbErr))
+		}
 		return err
 	}
 	if err := tx.Commit(); err != nil {

@@ -228,7 +228,7 @@ func TestTwoProcessesLimit(t *testing.T) {
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }) // may be dead already; then both fail
 		c := child{cmd: cmd, start: start, out: bufio.NewScanner(stdout)}
 		if !c.out.Scan() || c.out.Text() != "ready" {
 			t.Fatalf("child %d: %q, want ready", p, c.out.Text())
@@ -274,7 +274,10 @@ func TestLimitHelperProcess(t *testing.T) {
 	}
 	n, _ := strconv.Atoi(os.Getenv("LEDGER_SQLITE_HELPER_N"))
 	fmt.Println("ready")
-	io.Copy(io.Discard, os.Stdin)
+	if _, err := io.Copy(io.Discard, os.Stdin); err != nil { // the parent closes stdin to start the race
+		fmt.Println("error", err)
+		os.Exit(2)
+	}
 	errs := ledgertest.Race(n, func(i int) error {
 		return l.Create(context.Background(), ledgertest.SlotGrant(fmt.Sprintf("g-p%s-%d", os.Getenv("LEDGER_SQLITE_HELPER_PREFIX"), i), "prod", grant.Activating, 1))
 	})
@@ -397,8 +400,8 @@ func TestKill9(t *testing.T) {
 		for lines < 60 && sc.Scan() {
 			f := strings.Fields(sc.Text())
 			if len(f) != 3 || f[0] != "committed" {
-				cmd.Process.Kill()
-				cmd.Wait()
+				_ = cmd.Process.Kill() // failing anyway: the helper's state no longer matters
+				_ = cmd.Wait()
 				t.Fatalf("round %d: helper said %q", round, sc.Text())
 			}
 			v, _ := strconv.ParseInt(f[2], 10, 64)
@@ -416,7 +419,7 @@ func TestKill9(t *testing.T) {
 				committed[f[1]] = v
 			}
 		}
-		cmd.Wait()
+		_ = cmd.Wait() // "signal: killed" is the expected outcome
 		if lines < 60 {
 			t.Fatalf("round %d: helper stopped after %d writes", round, lines)
 		}

@@ -2,6 +2,7 @@ package world
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -30,7 +31,8 @@ func errAt(line int, format string, args ...any) error {
 // sortByLine orders problems as they appear in the file.
 func sortByLine(errs []error) {
 	line := func(err error) int {
-		if le, ok := err.(*lineError); ok {
+		var le *lineError
+		if errors.As(err, &le) {
 			return le.line
 		}
 		return 0

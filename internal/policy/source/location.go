@@ -108,7 +108,7 @@ func hasScheme(s string) bool {
 	}
 	for i, r := range scheme {
 		letter := r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z'
-		if !letter && (i == 0 || !(r >= '0' && r <= '9' || r == '+' || r == '-' || r == '.')) {
+		if !letter && (i == 0 || (r < '0' || r > '9') && r != '+' && r != '-' && r != '.') {
 			return false
 		}
 	}

@@ -137,13 +137,13 @@ func (f *smFake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		payload["dataCrc32c"] = strconv.FormatInt(crc, 10)
 	}
 	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
-	json.NewEncoder(w).Encode(map[string]any{"name": resolved, "payload": payload})
+	_ = json.NewEncoder(w).Encode(map[string]any{"name": resolved, "payload": payload}) // a failed write is the client's error
 }
 
 func smError(w http.ResponseWriter, code int, status, msg string) {
 	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
 	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(map[string]any{"error": map[string]any{"code": code, "message": msg, "status": status}})
+	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]any{"code": code, "message": msg, "status": status}}) // a failed write is the client's error
 }
 
 func TestSecretManagerLoader(t *testing.T) {

@@ -1,7 +1,7 @@
 package source_test
 
 import (
-	"crypto/md5"
+	"crypto/md5" //nolint:gosec // G501: Cloud Storage's md5Hash is MD5, which the fake must compute
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
@@ -143,7 +143,7 @@ func (f *gcsFake) serve(w http.ResponseWriter, r *http.Request) (func(), bool) {
 	if f.badCRC {
 		crc[3] ^= 0xff
 	}
-	sum := md5.Sum(g.data)
+	sum := md5.Sum(g.data) //nolint:gosec // G401: Cloud Storage's md5Hash, not a security check
 	crcB64, md5B64 := base64.StdEncoding.EncodeToString(crc), base64.StdEncoding.EncodeToString(sum[:])
 
 	switch q.Get("alt") {
@@ -151,12 +151,12 @@ func (f *gcsFake) serve(w http.ResponseWriter, r *http.Request) (func(), bool) {
 		w.Header().Set("Content-Type", "application/octet-stream")
 		w.Header().Set("X-Goog-Generation", gen)
 		w.Header().Set("X-Goog-Hash", "crc32c="+crcB64+",md5="+md5B64)
-		w.Write(g.data)
+		_, _ = w.Write(g.data) // a failed write is the client's error
 		return nil, true
 	case "json", "":
 		f.metaCalls++
 		w.Header().Set("Content-Type", "application/json; charset=UTF-8")
-		json.NewEncoder(w).Encode(map[string]any{
+		_ = json.NewEncoder(w).Encode(map[string]any{ // a failed write is the client's error
 			"kind": "storage#object", "id": bucket + "/" + object + "/" + gen,
 			"name": object, "bucket": bucket, "generation": gen, "metageneration": "1",
 			"size": strconv.Itoa(len(g.data)), "crc32c": crcB64, "md5Hash": md5B64,
@@ -172,7 +172,7 @@ func (f *gcsFake) serve(w http.ResponseWriter, r *http.Request) (func(), bool) {
 func gcsError(w http.ResponseWriter, code int, reason, msg string) {
 	w.Header().Set("Content-Type", "application/json; charset=UTF-8")
 	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(map[string]any{"error": map[string]any{
+	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]any{ // a failed write is the client's error
 		"code": code, "message": msg,
 		"errors": []any{map[string]any{"message": msg, "domain": "global", "reason": reason}},
 	}})

@@ -89,7 +89,7 @@ func Start(component string, args ...string) (*Emulator, error) {
 	l.Close()
 
 	e := &Emulator{Addr: addr, done: make(chan struct{}), out: &syncBuffer{}}
-	e.cmd = exec.Command(gcloud, append(args, "--host-port="+addr, "--quiet")...)
+	e.cmd = exec.Command(gcloud, append(args, "--host-port="+addr, "--quiet")...) //nolint:gosec // G204: gcloud from PATH with this package's own arguments
 	e.cmd.Stdout, e.cmd.Stderr = e.out, e.out
 	e.cmd.Env = append(os.Environ(), "CLOUDSDK_CORE_DISABLE_PROMPTS=1")
 	e.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -1,6 +1,7 @@
 package localtasks_test
 
 import (
+	"errors"
 	"regexp"
 	"strings"
 	"testing"
@@ -109,7 +110,7 @@ func TestQueues(t *testing.T) {
 	var names []string
 	for {
 		q, err := it.Next()
-		if err == iterator.Done {
+		if errors.Is(err, iterator.Done) {
 			break
 		}
 		if err != nil {

@@ -14,8 +14,8 @@ import (
 
 	"cloud.google.com/go/cloudtasks/apiv2/cloudtaskspb"
 	codepb "google.golang.org/genproto/googleapis/rpc/code"
-	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -255,11 +255,11 @@ func (s *Server) finish(ctx context.Context, a attempt, out outcome) {
 	now := s.clock.Now()
 	last := t.pb.GetLastAttempt()
 	last.ResponseTime = timestamppb.New(now.Truncate(time.Microsecond))
-	last.ResponseStatus = &spb.Status{Code: int32(out.code), Message: out.message}
+	last.ResponseStatus = status.New(out.code, out.message).Proto()
 	t.prevStatus = out.httpStatus
 	// The values of X-CloudTasks-TaskRetryReason are not documented; the
 	// google.rpc.Code name of the previous attempt's status is sent.
-	t.prevReason = codepb.Code(out.code).String()
+	t.prevReason = codepb.Code(last.ResponseStatus.GetCode()).String()
 	if out.httpStatus != 0 {
 		t.pb.ResponseCount++
 		if out.httpStatus < 500 {

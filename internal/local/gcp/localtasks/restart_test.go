@@ -55,7 +55,7 @@ func startChild(t *testing.T, dir string) (*exec.Cmd, string) {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start child: %v", err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }) // may be dead already; then both fail
 	var addr string
 	eventually(t, "child server address", func() bool {
 		b, err := os.ReadFile(addrFile)

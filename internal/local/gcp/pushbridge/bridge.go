@@ -101,7 +101,7 @@ func New(cfg Config) (*Bridge, error) {
 			intake:   make(chan *delivery),
 			work:     make(chan *delivery),
 			failures: map[string]int{},
-			rng:      rand.New(rand.NewPCG(rc.Chaos.Seed, rc.Chaos.Seed^0x9e3779b97f4a7c15)),
+			rng:      rand.New(rand.NewPCG(rc.Chaos.Seed, rc.Chaos.Seed^0x9e3779b97f4a7c15)), //nolint:gosec // G404: chaos must replay from its seed; nothing drawn is a secret
 		})
 	}
 	return b, nil
@@ -211,9 +211,15 @@ func (r *route) ensure(ctx context.Context) error {
 		// production and the server counts delivery attempts; the bridge
 		// forwards itself (with the source attributes) before the server
 		// would, and the server's forwarding is only a backstop.
+		// Validate and withDefaults keep it in range; checked again here
+		// so the conversion to int32 is visibly bounded.
+		n := r.cfg.MaxDeliveryAttempts
+		if n < minDeliveryAttempts || n > maxDeliveryAttempts {
+			return fmt.Errorf("max delivery attempts %d is outside %d..%d", n, minDeliveryAttempts, maxDeliveryAttempts)
+		}
 		sub.DeadLetterPolicy = &pubsubpb.DeadLetterPolicy{
 			DeadLetterTopic:     r.cfg.DeadLetterTopic,
-			MaxDeliveryAttempts: int32(r.cfg.MaxDeliveryAttempts),
+			MaxDeliveryAttempts: int32(n),
 		}
 		r.dlt = c.Publisher(r.cfg.DeadLetterTopic)
 	}

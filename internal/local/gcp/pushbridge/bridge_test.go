@@ -123,7 +123,7 @@ func TestAckDeadlineIsPushTimeout(t *testing.T) {
 		cancelled bool
 	)
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body) // lets the server notice the client hanging up
+		_, _ = io.Copy(io.Discard, r.Body) // lets the server notice the client hanging up; it errs when it does
 		mu.Lock()
 		calls++
 		first := calls == 1

@@ -1,6 +1,7 @@
 package wfexpr
 
 import (
+	"errors"
 	"testing"
 )
 
@@ -36,7 +37,7 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, src string) {
 		e, err := Parse(src)
 		if err != nil {
-			if _, ok := err.(*Error); !ok {
+			if _, ok := errors.AsType[*Error](err); !ok {
 				t.Fatalf("Parse(%q) error %T is not *Error", src, err)
 			}
 			return

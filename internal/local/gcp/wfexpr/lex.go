@@ -290,7 +290,7 @@ func (lx *lexer) unicodeEscape(i int) (rune, int, error) {
 		if at+4 > len(lx.src) {
 			return 0, false
 		}
-		v, err := strconv.ParseUint(lx.src[at:at+4], 16, 32)
+		v, err := strconv.ParseUint(lx.src[at:at+4], 16, 16)
 		return rune(v), err == nil
 	}
 	r, ok := hex4(i)

@@ -683,7 +683,7 @@ func exprName(s string) string {
 	}
 	in := strings.TrimSpace(s[2 : len(s)-1])
 	for _, r := range in {
-		if !(r == '.' || r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+		if r != '.' && r != '_' && (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9') {
 			return ""
 		}
 	}

@@ -112,7 +112,8 @@ func helperMain() error {
 	if err := r.Start(ctx); err != nil {
 		return err
 	}
-	go http.Serve(l, r.CallbackHandler()) //nolint:errcheck // serves until the process dies
+	srv := &http.Server{Handler: r.CallbackHandler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(l) }() // serves until the process dies
 	g, err := loopback.ServeGRPC("127.0.0.1:0", r.Register)
 	if err != nil {
 		return err

@@ -179,7 +179,7 @@ func (ex *execution) httpCall(method string, args map[string]any) (any, error) {
 	return ex.effect("http", func() (any, error) {
 		ctx, cancel := context.WithTimeout(ex.ctx, timeout)
 		defer cancel()
-		resp, err := ex.r.cfg.HTTPClient.Do(req.WithContext(ctx))
+		resp, err := ex.r.cfg.HTTPClient.Do(req.WithContext(ctx)) //nolint:gosec // G704: http.* calls the URL the workflow names, as Google Workflows does
 		if err != nil {
 			return nil, classifyNetError(ctx, err)
 		}
@@ -271,7 +271,7 @@ func (ex *execution) buildRequest(method string, args map[string]any) (*http.Req
 			return nil, 0, err
 		}
 	}
-	req, err := http.NewRequest(method, u.String(), bytes.NewReader(body))
+	req, err := http.NewRequest(method, u.String(), bytes.NewReader(body)) //nolint:gosec // G704: http.* calls the URL the workflow names, as Google Workflows does
 	if err != nil {
 		return nil, 0, newError("ValueError", fmt.Sprintf("bad request: %v", err))
 	}

@@ -185,9 +185,10 @@ func parsePath(s string) (*path, error) {
 			for ; i < len(s); i++ {
 				c := s[i]
 				if quote != 0 {
-					if c == '\\' {
+					switch c {
+					case '\\':
 						i++
-					} else if c == quote {
+					case quote:
 						quote = 0
 					}
 					continue

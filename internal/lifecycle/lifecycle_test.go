@@ -42,6 +42,8 @@ environment:
       - {type: expiry, min: PT1M, max: PT8H}
   systems:
     - name: demo-project
+      access:
+        - {principal: "serviceAccount:bot@p.iam.gserviceaccount.com", allow: "REQUEST_ON_BEHALF"}
       groups:
         - name: viewer
           access:

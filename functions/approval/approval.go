@@ -17,11 +17,11 @@ import (
 )
 
 // HTTP serves POST /v1/grants/{id}:approve and :deny.
-func HTTP(svc *lifecycle.Service, auth api.Authenticator, log *slog.Logger) *api.Handler {
-	return api.New(svc, auth, api.ApprovalRoutes, log)
+func HTTP(svc *lifecycle.ApprovalService, auth api.Authenticator, log *slog.Logger) *api.Handler {
+	return api.NewApproval(svc, auth, log)
 }
 
 // Events handles approval.requested.
-func Events(svc *lifecycle.Service, log *slog.Logger) func(context.Context, cloudevents.Event) error {
+func Events(svc *lifecycle.ApprovalService, log *slog.Logger) func(context.Context, cloudevents.Event) error {
 	return eventfn.New(events.TypeApprovalRequested, log, svc.OnApprovalRequested)
 }

@@ -16,6 +16,6 @@ import (
 )
 
 // Events handles activation.requested.
-func Events(svc *lifecycle.Service, log *slog.Logger) func(context.Context, cloudevents.Event) error {
+func Events(svc *lifecycle.GrantService, log *slog.Logger) func(context.Context, cloudevents.Event) error {
 	return eventfn.New(events.TypeActivationRequested, log, svc.OnActivationRequested)
 }

@@ -20,8 +20,8 @@ import (
 )
 
 // HTTP is the intake function's handler.
-func HTTP(svc *lifecycle.Service, auth api.Authenticator, log *slog.Logger) *api.Handler {
-	return api.New(svc, auth, api.IntakeRoutes, log)
+func HTTP(svc *lifecycle.IntakeService, auth api.Authenticator, log *slog.Logger) *api.Handler {
+	return api.NewIntake(svc, auth, log)
 }
 
 // Requests handles the requests topic: other systems (incident tooling,
@@ -30,7 +30,7 @@ func HTTP(svc *lifecycle.Service, auth api.Authenticator, log *slog.Logger) *api
 // policy refuses, is recorded as a security event and acknowledged — a
 // retry cannot make it valid; a temporary failure is returned, so Pub/Sub
 // delivers it again.
-func Requests(svc *lifecycle.Service, v *envelope.Verifier, log *slog.Logger) func(context.Context, cloudevents.Event) error {
+func Requests(svc *lifecycle.IntakeService, v *envelope.Verifier, log *slog.Logger) func(context.Context, cloudevents.Event) error {
 	return func(ctx context.Context, e cloudevents.Event) error {
 		msg, err := pubsubevent.FromEvent(e)
 		if err != nil {
@@ -54,7 +54,7 @@ func Requests(svc *lifecycle.Service, v *envelope.Verifier, log *slog.Logger) fu
 		var refused *lifecycle.Error
 		if errors.As(err, &refused) {
 			log.WarnContext(ctx, "request on behalf refused by the policy",
-				"event/type", "security", "reason", refused.Code, "issuer", req.Issuer, "user", req.User,
+				"event/type", "security", "reason", refused.Code(), "issuer", req.Issuer, "user", req.User,
 				"entitlement", req.Entitlement, "message_id", msg.Message.MessageID, "detail", refused.Message)
 			return nil
 		}

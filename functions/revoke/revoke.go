@@ -24,7 +24,7 @@ import (
 )
 
 // Events handles revoke.requested.
-func Events(svc *lifecycle.Service, log *slog.Logger) func(context.Context, cloudevents.Event) error {
+func Events(svc *lifecycle.RevokeService, log *slog.Logger) func(context.Context, cloudevents.Event) error {
 	return eventfn.New(events.TypeRevokeRequested, log, func(ctx context.Context, d *events.Data) error {
 		_, err := svc.Revoke(ctx, d.GrantID, d.Reason, "workflow")
 		if errors.Is(err, grant.ErrNotFound) {
@@ -40,8 +40,9 @@ func Events(svc *lifecycle.Service, log *slog.Logger) func(context.Context, clou
 // the acknowledgement (docs/google-cloud.md §3): 2xx only when the grant can no
 // longer hold access or the next task of the chain is scheduled; anything
 // else is retried with backoff — a delivery before the end answers 503
-// with Retry-After.
-func Tasks(svc *lifecycle.Service, check auth.Service, log *slog.Logger) http.Handler {
+// with Retry-After (the service says too early; the status is this
+// adapter's).
+func Tasks(svc *lifecycle.RevokeService, check auth.Service, log *slog.Logger) http.Handler {
 	return check.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			http.Error(w, "POST only", http.StatusMethodNotAllowed)
@@ -55,7 +56,7 @@ func Tasks(svc *lifecycle.Service, check auth.Service, log *slog.Logger) http.Ha
 			return
 		}
 		err := svc.OnRevocationTask(r.Context(), task)
-		var early *lifecycle.ErrTooEarly
+		var early *lifecycle.TooEarlyError
 		switch {
 		case err == nil, errors.Is(err, grant.ErrNotFound):
 			w.WriteHeader(http.StatusNoContent)
@@ -71,9 +72,9 @@ func Tasks(svc *lifecycle.Service, check auth.Service, log *slog.Logger) http.Ha
 
 // Sweep is the sweep's HTTP entry point, for Cloud Scheduler (POST, with
 // an OIDC token of the scheduler's service account): it runs
-// lifecycle.Service.Sweep and answers 500 when some of it failed, so the
+// lifecycle.RevokeService.Sweep and answers 500 when some of it failed, so the
 // job shows the failure; the next run retries.
-func Sweep(svc *lifecycle.Service, check auth.Service, log *slog.Logger) http.Handler {
+func Sweep(svc *lifecycle.RevokeService, check auth.Service, log *slog.Logger) http.Handler {
 	return check.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			http.Error(w, "POST only", http.StatusMethodNotAllowed)

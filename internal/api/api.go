@@ -1,6 +1,7 @@
 // Package api is the pipeline's HTTP API (JSON, /v1), modelled on
 // Privileged Access Manager: entitlements, grants, and the approve, deny and
-// withdraw actions. It translates HTTP to the lifecycle service and back;
+// withdraw actions. It translates HTTP to the lifecycle services and back
+// (each kind of refusal has its status here, the services know no HTTP);
 // errors are 4xx with {"error": {"code", "message", "field"}} and, on a
 // refusal, nothing is written or emitted (the service checks everything
 // before its first write).
@@ -112,23 +113,42 @@ func (l *limiter) allow(caller string) bool {
 	return b.Allow()
 }
 
-// Handler serves the API. Intake serves everything but approve and deny,
-// which the approval function serves; locally one handler serves all.
-type Handler struct {
-	svc   *lifecycle.Service
-	auth  Authenticator
-	log   *slog.Logger
-	mux   *http.ServeMux
-	limit *limiter
+// IntakeService is what the intake function's routes call
+// (lifecycle.IntakeService).
+type IntakeService interface {
+	Entitlements(ctx context.Context, caller lifecycle.Caller) ([]lifecycle.Entitlement, error)
+	Request(ctx context.Context, caller lifecycle.Caller, in lifecycle.RequestInput) (*grant.Grant, error)
+	Get(ctx context.Context, caller lifecycle.Caller, id string) (*grant.Grant, error)
+	List(ctx context.Context, caller lifecycle.Caller, approvable bool) ([]*grant.Grant, error)
+	Withdraw(ctx context.Context, caller lifecycle.Caller, id string) (*grant.Grant, error)
+	RevokeByAdmin(ctx context.Context, caller lifecycle.Caller, id, reason string) (*grant.Grant, error)
 }
 
-// Routes selects which part of the API a function serves.
-type Routes int
+// ApprovalService is what the approval function's routes call
+// (lifecycle.ApprovalService).
+type ApprovalService interface {
+	Approve(ctx context.Context, caller lifecycle.Caller, id, reason string) (*grant.Grant, error)
+	Deny(ctx context.Context, caller lifecycle.Caller, id, reason string) (*grant.Grant, error)
+}
+
+// Handler serves the API. Intake serves everything but approve and deny,
+// which the approval function serves.
+type Handler struct {
+	intake   IntakeService
+	approval ApprovalService
+	auth     Authenticator
+	log      *slog.Logger
+	mux      *http.ServeMux
+	limit    *limiter
+}
+
+// routes selects which part of the API a handler serves.
+type routes int
 
 const (
-	IntakeRoutes Routes = 1 << iota
-	ApprovalRoutes
-	AllRoutes = IntakeRoutes | ApprovalRoutes
+	intakeRoutes routes = 1 << iota
+	approvalRoutes
+	allRoutes = intakeRoutes | approvalRoutes
 )
 
 // WithRateLimit replaces the default per-caller rate limit.
@@ -137,14 +157,24 @@ func (h *Handler) WithRateLimit(l RateLimit) *Handler {
 	return h
 }
 
-// New builds the handler for the given routes.
-func New(svc *lifecycle.Service, auth Authenticator, routes Routes, log *slog.Logger) *Handler {
+// NewIntake builds the intake function's handler: entitlements, requests,
+// their reading, withdrawal and revocation.
+func NewIntake(svc IntakeService, auth Authenticator, log *slog.Logger) *Handler {
+	return newHandler(svc, nil, auth, intakeRoutes, log)
+}
+
+// NewApproval builds the approval function's handler: approve and deny.
+func NewApproval(svc ApprovalService, auth Authenticator, log *slog.Logger) *Handler {
+	return newHandler(nil, svc, auth, approvalRoutes, log)
+}
+
+func newHandler(intake IntakeService, approval ApprovalService, auth Authenticator, routes routes, log *slog.Logger) *Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{svc: svc, auth: auth, log: log, mux: http.NewServeMux(),
+	h := &Handler{intake: intake, approval: approval, auth: auth, log: log, mux: http.NewServeMux(),
 		limit: &limiter{cfg: DefaultRateLimit, buckets: map[string]*rate.Limiter{}}}
-	if routes&IntakeRoutes != 0 {
+	if routes&intakeRoutes != 0 {
 		h.mux.HandleFunc("GET /v1/entitlements", h.entitlements)
 		h.mux.HandleFunc("POST /v1/grants", h.create)
 		h.mux.HandleFunc("GET /v1/grants", h.list)
@@ -155,24 +185,24 @@ func New(svc *lifecycle.Service, auth Authenticator, routes Routes, log *slog.Lo
 	h.mux.HandleFunc("POST /v1/grants/{action}", func(w http.ResponseWriter, r *http.Request) {
 		id, verb, _ := strings.Cut(r.PathValue("action"), ":")
 		switch {
-		case verb == "withdraw" && routes&IntakeRoutes != 0:
+		case verb == "withdraw" && routes&intakeRoutes != 0:
 			h.act(w, r, id, func(caller lifecycle.Caller, _ string) (*grant.Grant, error) {
-				return h.svc.Withdraw(r.Context(), caller, id)
+				return h.intake.Withdraw(r.Context(), caller, id)
 			})
-		case verb == "revoke" && routes&IntakeRoutes != 0:
+		case verb == "revoke" && routes&intakeRoutes != 0:
 			h.act(w, r, id, func(caller lifecycle.Caller, reason string) (*grant.Grant, error) {
-				return h.svc.RevokeByAdmin(r.Context(), caller, id, reason)
+				return h.intake.RevokeByAdmin(r.Context(), caller, id, reason)
 			})
-		case verb == "approve" && routes&ApprovalRoutes != 0:
+		case verb == "approve" && routes&approvalRoutes != 0:
 			h.act(w, r, id, func(caller lifecycle.Caller, reason string) (*grant.Grant, error) {
-				return h.svc.Approve(r.Context(), caller, id, reason)
+				return h.approval.Approve(r.Context(), caller, id, reason)
 			})
-		case verb == "deny" && routes&ApprovalRoutes != 0:
+		case verb == "deny" && routes&approvalRoutes != 0:
 			h.act(w, r, id, func(caller lifecycle.Caller, reason string) (*grant.Grant, error) {
-				return h.svc.Deny(r.Context(), caller, id, reason)
+				return h.approval.Deny(r.Context(), caller, id, reason)
 			})
 		default:
-			writeError(w, &lifecycle.Error{Status: http.StatusNotFound, Code: "NOT_FOUND", Message: "no such action: use :approve, :deny, :withdraw or :revoke"})
+			writeError(w, &apiError{Status: http.StatusNotFound, Code: "NOT_FOUND", Message: "no such action: use :approve, :deny, :withdraw or :revoke"})
 		}
 	})
 	return h
@@ -266,17 +296,17 @@ func (h *Handler) caller(w http.ResponseWriter, r *http.Request) (lifecycle.Call
 		if err == nil {
 			err = errors.New("not authenticated")
 		}
-		writeError(w, &lifecycle.Error{Status: http.StatusUnauthorized, Code: "UNAUTHENTICATED", Message: err.Error()})
+		writeError(w, &apiError{Status: http.StatusUnauthorized, Code: "UNAUTHENTICATED", Message: err.Error()})
 		return lifecycle.Caller{}, false
 	}
 	caller := lifecycle.Caller{Email: id.who.Email, HostedDomain: id.who.HostedDomain}
 	if r.Method != http.MethodGet && r.Header.Get("X-Requested-With") == "" {
-		writeError(w, &lifecycle.Error{Status: http.StatusForbidden, Code: "PERMISSION_DENIED", Field: "X-Requested-With", Message: "requests that change anything must carry the X-Requested-With header"})
+		writeError(w, &apiError{Status: http.StatusForbidden, Code: "PERMISSION_DENIED", Field: "X-Requested-With", Message: "requests that change anything must carry the X-Requested-With header"})
 		return lifecycle.Caller{}, false
 	}
 	if r.Method != http.MethodGet && !h.limit.allow(caller.Email) {
 		w.Header().Set("Retry-After", strconv.Itoa(int(h.limit.cfg.Every.Seconds())+1))
-		writeError(w, &lifecycle.Error{Status: http.StatusTooManyRequests, Code: "RESOURCE_EXHAUSTED", Message: "too many requests from you; try again shortly"})
+		writeError(w, &apiError{Status: http.StatusTooManyRequests, Code: "RESOURCE_EXHAUSTED", Message: "too many requests from you; try again shortly"})
 		return lifecycle.Caller{}, false
 	}
 	return caller, true
@@ -287,7 +317,7 @@ func (h *Handler) entitlements(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	es, err := h.svc.Entitlements(r.Context(), caller)
+	es, err := h.intake.Entitlements(r.Context(), caller)
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -304,7 +334,7 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, &in) {
 		return
 	}
-	g, err := h.svc.Request(r.Context(), caller, in)
+	g, err := h.intake.Request(r.Context(), caller, in)
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -318,7 +348,7 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	g, err := h.svc.Get(r.Context(), caller, r.PathValue("id"))
+	g, err := h.intake.Get(r.Context(), caller, r.PathValue("id"))
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -333,10 +363,10 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 	}
 	view := r.URL.Query().Get("view")
 	if view != "" && view != "approvable" {
-		writeError(w, &lifecycle.Error{Status: http.StatusBadRequest, Code: "INVALID_ARGUMENT", Field: "view", Message: `must be empty or "approvable"`})
+		writeError(w, &apiError{Status: http.StatusBadRequest, Code: "INVALID_ARGUMENT", Field: "view", Message: `must be empty or "approvable"`})
 		return
 	}
-	gs, err := h.svc.List(r.Context(), caller, view == "approvable")
+	gs, err := h.intake.List(r.Context(), caller, view == "approvable")
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -374,7 +404,7 @@ func (h *Handler) act(w http.ResponseWriter, r *http.Request, id string, do func
 // body) sees. A refusal names the offending field's path.
 func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		writeError(w, &lifecycle.Error{Status: http.StatusUnsupportedMediaType, Code: "INVALID_ARGUMENT", Field: "Content-Type", Message: "send application/json"})
+		writeError(w, &apiError{Status: http.StatusUnsupportedMediaType, Code: "INVALID_ARGUMENT", Field: "Content-Type", Message: "send application/json"})
 		return false
 	}
 	err := jsonstrict.Decode(http.MaxBytesReader(w, r.Body, MaxBody), v)
@@ -383,7 +413,7 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	}
 	var tooBig *http.MaxBytesError
 	if errors.As(err, &tooBig) {
-		writeError(w, &lifecycle.Error{Status: http.StatusRequestEntityTooLarge, Code: "INVALID_ARGUMENT", Field: "body", Message: fmt.Sprintf("the body exceeds %d bytes", MaxBody)})
+		writeError(w, &apiError{Status: http.StatusRequestEntityTooLarge, Code: "INVALID_ARGUMENT", Field: "body", Message: fmt.Sprintf("the body exceeds %d bytes", MaxBody)})
 		return false
 	}
 	field := ""
@@ -394,21 +424,41 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 	if errors.Is(err, jsonstrict.ErrTrailingData) {
 		field = "body"
 	}
-	writeError(w, &lifecycle.Error{Status: http.StatusBadRequest, Code: "INVALID_ARGUMENT", Field: field, Message: "malformed JSON: " + strings.TrimPrefix(err.Error(), "json: ")})
+	writeError(w, &apiError{Status: http.StatusBadRequest, Code: "INVALID_ARGUMENT", Field: field, Message: "malformed JSON: " + strings.TrimPrefix(err.Error(), "json: ")})
 	return false
+}
+
+// apiError is an error response: its HTTP status and the body's code,
+// field and message.
+type apiError struct {
+	Status  int
+	Code    string
+	Field   string
+	Message string
+}
+
+// statuses is the HTTP status of each kind of the services' refusals.
+var statuses = map[error]int{
+	lifecycle.ErrInvalid:         http.StatusBadRequest,
+	lifecycle.ErrNotFound:        http.StatusNotFound,
+	lifecycle.ErrForbidden:       http.StatusForbidden,
+	lifecycle.ErrConflict:        http.StatusConflict,
+	lifecycle.ErrUnauthenticated: http.StatusUnauthorized,
 }
 
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var e *lifecycle.Error
 	if errors.As(err, &e) {
-		writeError(w, e)
-		return
+		if status, ok := statuses[e.Kind]; ok {
+			writeError(w, &apiError{Status: status, Code: e.Code(), Field: e.Field, Message: e.Message})
+			return
+		}
 	}
 	h.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "error", err)
-	writeError(w, &lifecycle.Error{Status: http.StatusInternalServerError, Code: "INTERNAL", Message: "internal error; see the logs"})
+	writeError(w, &apiError{Status: http.StatusInternalServerError, Code: "INTERNAL", Message: "internal error; see the logs"})
 }
 
-func writeError(w http.ResponseWriter, e *lifecycle.Error) {
+func writeError(w http.ResponseWriter, e *apiError) {
 	body := map[string]any{"code": e.Code, "message": e.Message}
 	if e.Field != "" {
 		body["field"] = e.Field

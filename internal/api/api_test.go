@@ -39,7 +39,7 @@ func TestAuditRecordCarriesDeviceContext(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer
 	who := &auth.Identity{Email: "alice@example.com", DeviceID: "dev-42", AccessLevels: []string{"accessPolicies/1/accessLevels/corp"}}
-	h := New(nil, fakeIAP{who: who}, AllRoutes, logging.New(&buf, logging.LevelNotice))
+	h := newHandler(nil, nil, fakeIAP{who: who}, allRoutes, logging.New(&buf, logging.LevelNotice))
 
 	// Refused for want of X-Requested-With: audited, with the status.
 	rec := httptest.NewRecorder()
@@ -63,7 +63,7 @@ func TestAuditRecordCarriesDeviceContext(t *testing.T) {
 	}
 
 	buf.Reset()
-	anon := New(nil, fakeIAP{}, AllRoutes, logging.New(&buf, logging.LevelNotice))
+	anon := newHandler(nil, nil, fakeIAP{}, allRoutes, logging.New(&buf, logging.LevelNotice))
 	rec = httptest.NewRecorder()
 	anon.ServeHTTP(rec, httptest.NewRequest("POST", "/v1/grants", strings.NewReader(`{}`)))
 	if rec.Code != http.StatusUnauthorized {

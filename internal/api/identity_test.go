@@ -44,9 +44,9 @@ func TestAPIRefusesIdentityVariants(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			for name, h := range map[string]*Handler{
-				"local header":  New(nil, LocalAuthenticator{}, AllRoutes, nil),
-				"identifier":    New(nil, fakeIAP{who: &auth.Identity{Email: tc.email, HostedDomain: "example.com"}}, AllRoutes, nil),
-				"authenticator": New(nil, callerOnly(tc.email), AllRoutes, nil),
+				"local header":  newHandler(nil, nil, LocalAuthenticator{}, allRoutes, nil),
+				"identifier":    newHandler(nil, nil, fakeIAP{who: &auth.Identity{Email: tc.email, HostedDomain: "example.com"}}, allRoutes, nil),
+				"authenticator": newHandler(nil, nil, callerOnly(tc.email), allRoutes, nil),
 			} {
 				r := httptest.NewRequest(http.MethodGet, "/v1/grants", nil)
 				r.RemoteAddr = "127.0.0.1:40000"
@@ -102,7 +102,7 @@ func TestRateLimitSharesOneBucketPerAddress(t *testing.T) {
 		spellings = append(spellings, v.email)
 	}
 	var who callerFunc = func(r *http.Request) string { return r.Header.Get("X-Test-Who") }
-	h := New(nil, who, AllRoutes, nil).WithRateLimit(RateLimit{Every: time.Hour, Burst: 10})
+	h := newHandler(nil, nil, who, allRoutes, nil).WithRateLimit(RateLimit{Every: time.Hour, Burst: 10})
 	got := map[int]int{}
 	for i := range 30 {
 		r := httptest.NewRequest(http.MethodPost, "/v1/grants", strings.NewReader(`{`))

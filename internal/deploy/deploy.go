@@ -3,7 +3,10 @@
 // clients are the real Google client libraries with the function's own
 // service account, and everything is built lazily, once per instance, on
 // the first invocation — never in init(), because every function's code is
-// linked into every deployed function (aesthetics §3, §4).
+// linked into every deployed function (aesthetics §3, §4) — but from a
+// background context, not the first request's: the clients live as long
+// as the instance. What the clients are composed into is package wiring's,
+// the same composition the embedded pipeline runs.
 //
 // What each function gets is only what it needs: intake and approval read
 // the ledger and policy and publish events; grant and revoke also write IAM
@@ -20,7 +23,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
 
@@ -33,7 +35,6 @@ import (
 
 	"github.com/jitpipeline/jit/internal/auth"
 	"github.com/jitpipeline/jit/internal/clock"
-	"github.com/jitpipeline/jit/internal/envelope"
 	"github.com/jitpipeline/jit/internal/events"
 	"github.com/jitpipeline/jit/internal/groups"
 	"github.com/jitpipeline/jit/internal/iambinding"
@@ -42,6 +43,7 @@ import (
 	"github.com/jitpipeline/jit/internal/logging"
 	"github.com/jitpipeline/jit/internal/policy"
 	"github.com/jitpipeline/jit/internal/policy/source"
+	"github.com/jitpipeline/jit/internal/wiring"
 )
 
 // Config is read from the environment.
@@ -133,60 +135,46 @@ func (c Config) Validate(needTasks bool) error {
 	return errors.Join(errs...)
 }
 
-// build makes the service of one function: with IAM and Cloud Tasks for
-// grant and revoke only.
-func build(ctx context.Context, cfg Config, function string, privileged bool) (*lifecycle.Service, *slog.Logger, error) {
-	b, err := buildAll(ctx, cfg, function, privileged)
-	if err != nil {
-		return nil, b.log, err
-	}
-	return b.svc, b.log, nil
-}
-
-// built is a function's service and the parts some entry points also need.
-type built struct {
-	svc    *lifecycle.Service
-	log    *slog.Logger
-	ledger *firestore.Ledger
-	policy *source.Source[*policy.Policy]
-}
-
-func buildAll(ctx context.Context, cfg Config, function string, privileged bool) (built, error) {
-	log := logging.New(os.Stdout, logging.ParseLevel(cfg.LogLevel)).With("function", function)
+// deps builds the clients of one function: with IAM and Cloud Tasks for
+// grant and revoke only. ctx must outlive the function instance — the
+// clients keep it for their connections and token refreshes — so callers
+// pass context.Background(), never a request's context.
+func deps(ctx context.Context, cfg Config, function string, privileged bool) (wiring.Deps, error) {
+	log := logging.New(os.Stdout, logging.ParseLevel(cfg.LogLevel))
 	if err := cfg.Validate(privileged); err != nil {
-		return built{log: log}, fmt.Errorf("the %s function is not configured: %w", function, err)
+		return wiring.Deps{}, fmt.Errorf("the %s function is not configured: %w", function, err)
 	}
 	ledger, err := firestore.New(ctx, cfg.Project)
 	if err != nil {
-		return built{log: log}, err
+		return wiring.Deps{}, err
 	}
 	loader, err := source.ParseLocation(ctx, cfg.Policy)
 	if err != nil {
-		return built{log: log}, err
+		return wiring.Deps{}, err
 	}
-	pol, err := source.New(ctx, source.Config[*policy.Policy]{Loader: loader, Compile: policy.Compile, Logger: log.With("component", "policy")})
+	pol, err := source.New(ctx, source.Config[*policy.Policy]{Loader: loader, Compile: policy.Compile, Logger: log.With("function", function, "component", "policy")})
 	if err != nil {
-		return built{log: log}, err
+		return wiring.Deps{}, err
 	}
 	ci, err := groups.NewCloudIdentity(ctx)
 	if err != nil {
-		return built{log: log}, err
+		return wiring.Deps{}, err
 	}
 	ps, err := pubsub.NewClient(ctx, cfg.Project)
 	if err != nil {
-		return built{log: log}, fmt.Errorf("failed to create the Pub/Sub client: %w", err)
+		return wiring.Deps{}, fmt.Errorf("failed to create the Pub/Sub client: %w", err)
 	}
 	// Callbacks need an OAuth access token with workflows.callbacks.send
 	// (docs/google-cloud.md §4): the function's own credentials, cloud-platform scope.
 	hc, _, err := htransport.NewClient(ctx, option.WithScopes("https://www.googleapis.com/auth/cloud-platform"))
 	if err != nil {
-		return built{log: log}, fmt.Errorf("failed to create the callback client: %w", err)
+		return wiring.Deps{}, fmt.Errorf("failed to create the callback client: %w", err)
 	}
 	execs, err := executions.NewClient(ctx)
 	if err != nil {
-		return built{log: log}, fmt.Errorf("failed to create the executions client: %w", err)
+		return wiring.Deps{}, fmt.Errorf("failed to create the executions client: %w", err)
 	}
-	lc := lifecycle.Config{
+	d := wiring.Deps{
 		Ledger: ledger, Policy: pol, Groups: groups.NewCache(ci, groups.DefaultTTL, nil),
 		// Internal means IAP vouched for a hosted domain of the
 		// organization; there is no directory lookup for others.
@@ -197,32 +185,30 @@ func buildAll(ctx context.Context, cfg Config, function string, privileged bool)
 		Callbacks:       lifecycle.HTTPCallbacks{Endpoint: lifecycle.ExecutionsEndpoint, Client: hc},
 		Workflow:        cfg.Workflow, ExecutionsURL: lifecycle.ExecutionsEndpoint, Executions: execs,
 		Clock:       clock.Real(),
-		RevokeQueue: cfg.RevokeQueue, RevokeURL: cfg.RevokeURL, RevokeServiceAccount: cfg.TasksSA, Logger: log,
+		RevokeQueue: cfg.RevokeQueue, RevokeURL: cfg.RevokeURL, TasksServiceAccount: cfg.TasksSA, Logger: log,
 	}
-	if privileged {
-		projects, err := resourcemanager.NewProjectsClient(ctx)
-		if err != nil {
-			return built{log: log}, err
-		}
-		folders, err := resourcemanager.NewFoldersClient(ctx)
-		if err != nil {
-			return built{log: log}, err
-		}
-		orgs, err := resourcemanager.NewOrganizationsClient(ctx)
-		if err != nil {
-			return built{log: log}, err
-		}
-		if lc.IAM, err = iambinding.New(iambinding.Config{Projects: projects, Folders: folders, Organizations: orgs, Logger: log}); err != nil {
-			return built{log: log}, err
-		}
-		tasks, err := cloudtasks.NewClient(ctx)
-		if err != nil {
-			return built{log: log}, err
-		}
-		lc.Tasks = tasks
+	if !privileged {
+		return d, nil
 	}
-	svc, err := lifecycle.New(lc)
-	return built{svc: svc, log: log, ledger: ledger, policy: pol}, err
+	projects, err := resourcemanager.NewProjectsClient(ctx)
+	if err != nil {
+		return wiring.Deps{}, err
+	}
+	folders, err := resourcemanager.NewFoldersClient(ctx)
+	if err != nil {
+		return wiring.Deps{}, err
+	}
+	orgs, err := resourcemanager.NewOrganizationsClient(ctx)
+	if err != nil {
+		return wiring.Deps{}, err
+	}
+	if d.IAM, err = iambinding.New(iambinding.Config{Projects: projects, Folders: folders, Organizations: orgs, Logger: log.With("function", function, "component", "iambinding")}); err != nil {
+		return wiring.Deps{}, err
+	}
+	if d.Tasks, err = cloudtasks.NewClient(ctx); err != nil {
+		return wiring.Deps{}, fmt.Errorf("failed to create the Cloud Tasks client: %w", err)
+	}
+	return d, nil
 }
 
 // tasksAuth is the revokeTask function's rule: a Google-signed token for
@@ -233,21 +219,6 @@ func tasksAuth(cfg Config) (auth.Service, error) {
 		return auth.Service{}, err
 	}
 	return auth.Service{Verifier: v, Audience: cfg.RevokeURL, Allowed: []string{strings.ToLower(cfg.TasksSA)}}, nil
-}
-
-// requestsVerifier checks the envelopes of requests from other systems:
-// Google publishes each service account's keys; the policy says whom to
-// trust. Replays are the ledger's to refuse (envelope.Request.Key).
-func requestsVerifier(ctx context.Context, cfg Config, b built) (*envelope.Verifier, error) {
-	return envelope.New(envelope.Config{
-		Keys:     &envelope.GoogleKeys{},
-		Audience: cfg.RequestsAud,
-		Trusted: func(email string) bool {
-			pol, _, err := b.policy.Current(ctx)
-			return err == nil && pol.TrustsRequester(email)
-		},
-		Logger: b.log,
-	})
 }
 
 // sweepAuth is the sweep function's rule: a Google-signed token for its

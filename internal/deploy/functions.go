@@ -8,14 +8,14 @@ import (
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 
-	approvalfn "github.com/jitpipeline/jit/functions/approval"
-	grantfn "github.com/jitpipeline/jit/functions/grant"
-	intakefn "github.com/jitpipeline/jit/functions/intake"
-	revokefn "github.com/jitpipeline/jit/functions/revoke"
+	"github.com/jitpipeline/jit/internal/envelope"
+	"github.com/jitpipeline/jit/internal/wiring"
 )
 
 // lazy builds a function's handler once, on first use; a failure is
-// reported to the caller (503) and retried on the next invocation.
+// reported to the caller (503) and retried on the next invocation. The
+// build gets a background context, never the invocation's: the clients it
+// makes outlive the request that happened to come first.
 type lazy[T any] struct {
 	mu    sync.Mutex
 	value T
@@ -23,13 +23,13 @@ type lazy[T any] struct {
 	build func(context.Context) (T, error)
 }
 
-func (l *lazy[T]) get(ctx context.Context) (T, error) {
+func (l *lazy[T]) get() (T, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.ok {
 		return l.value, nil
 	}
-	v, err := l.build(ctx)
+	v, err := l.build(context.Background())
 	if err != nil {
 		var zero T
 		return zero, err
@@ -41,7 +41,7 @@ func (l *lazy[T]) get(ctx context.Context) (T, error) {
 func lazyHTTP(build func(context.Context) (http.Handler, error)) http.HandlerFunc {
 	l := &lazy[http.Handler]{build: build}
 	return func(w http.ResponseWriter, r *http.Request) {
-		h, err := l.get(r.Context())
+		h, err := l.get()
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
@@ -50,15 +50,50 @@ func lazyHTTP(build func(context.Context) (http.Handler, error)) http.HandlerFun
 	}
 }
 
-func lazyEvent(build func(context.Context) (func(context.Context, cloudevents.Event) error, error)) func(context.Context, cloudevents.Event) error {
-	l := &lazy[func(context.Context, cloudevents.Event) error]{build: build}
+func lazyEvent(build func(context.Context) (wiring.CloudEventFunc, error)) wiring.CloudEventFunc {
+	l := &lazy[wiring.CloudEventFunc]{build: build}
 	return func(ctx context.Context, e cloudevents.Event) error {
-		fn, err := l.get(ctx)
+		fn, err := l.get()
 		if err != nil {
 			return err // redelivered once the function is configured
 		}
 		return fn(ctx, e)
 	}
+}
+
+// The builders of each function from the environment; the entry points
+// below make them lazy.
+
+func buildIntake(ctx context.Context, cfg Config) (*wiring.Intake, error) {
+	d, err := deps(ctx, cfg, "intake", false)
+	if err != nil {
+		return nil, err
+	}
+	return wiring.NewIntake(d)
+}
+
+func buildApproval(ctx context.Context, cfg Config) (*wiring.Approval, error) {
+	d, err := deps(ctx, cfg, "approval", false)
+	if err != nil {
+		return nil, err
+	}
+	return wiring.NewApproval(d)
+}
+
+func buildGrant(ctx context.Context, cfg Config) (*wiring.Grant, error) {
+	d, err := deps(ctx, cfg, "grant", true)
+	if err != nil {
+		return nil, err
+	}
+	return wiring.NewGrant(d)
+}
+
+func buildRevoke(ctx context.Context, cfg Config, function string) (*wiring.Revoke, error) {
+	d, err := deps(ctx, cfg, function, true)
+	if err != nil {
+		return nil, err
+	}
+	return wiring.NewRevoke(d)
 }
 
 // Intake is the intake function's HTTP entry point.
@@ -69,28 +104,26 @@ func Intake() http.HandlerFunc {
 		if err != nil {
 			return nil, fmt.Errorf("the intake function is not configured: %w", err)
 		}
-		svc, log, err := build(ctx, cfg, "intake", false)
+		f, err := buildIntake(ctx, cfg)
 		if err != nil {
 			return nil, err
 		}
-		return intakefn.HTTP(svc, people, log), nil
+		return f.HTTP(people), nil
 	})
 }
 
 // IntakeRequests is the intake function's entry point for the requests
-// topic: signed requests from other systems.
-func IntakeRequests() func(context.Context, cloudevents.Event) error {
-	return lazyEvent(func(ctx context.Context) (func(context.Context, cloudevents.Event) error, error) {
+// topic: signed requests from other systems. Google publishes each
+// service account's keys; the policy says whom to trust; replays are the
+// ledger's to refuse (envelope.Request.Key).
+func IntakeRequests() wiring.CloudEventFunc {
+	return lazyEvent(func(ctx context.Context) (wiring.CloudEventFunc, error) {
 		cfg := FromEnv()
-		b, err := buildAll(ctx, cfg, "intake", false)
+		f, err := buildIntake(ctx, cfg)
 		if err != nil {
 			return nil, err
 		}
-		v, err := requestsVerifier(context.WithoutCancel(ctx), cfg, b)
-		if err != nil {
-			return nil, err
-		}
-		return intakefn.Requests(b.svc, v, b.log), nil
+		return f.Requests(&envelope.GoogleKeys{}, cfg.RequestsAud)
 	})
 }
 
@@ -102,44 +135,44 @@ func Approval() http.HandlerFunc {
 		if err != nil {
 			return nil, fmt.Errorf("the approval function is not configured: %w", err)
 		}
-		svc, log, err := build(ctx, cfg, "approval", false)
+		f, err := buildApproval(ctx, cfg)
 		if err != nil {
 			return nil, err
 		}
-		return approvalfn.HTTP(svc, people, log), nil
+		return f.HTTP(people), nil
 	})
 }
 
 // ApprovalEvents is the approval function's CloudEvent entry point.
-func ApprovalEvents() func(context.Context, cloudevents.Event) error {
-	return lazyEvent(func(ctx context.Context) (func(context.Context, cloudevents.Event) error, error) {
-		svc, log, err := build(ctx, FromEnv(), "approval", false)
+func ApprovalEvents() wiring.CloudEventFunc {
+	return lazyEvent(func(ctx context.Context) (wiring.CloudEventFunc, error) {
+		f, err := buildApproval(ctx, FromEnv())
 		if err != nil {
 			return nil, err
 		}
-		return approvalfn.Events(svc, log), nil
+		return f.Events(), nil
 	})
 }
 
 // Grant is the grant function's CloudEvent entry point.
-func Grant() func(context.Context, cloudevents.Event) error {
-	return lazyEvent(func(ctx context.Context) (func(context.Context, cloudevents.Event) error, error) {
-		svc, log, err := build(ctx, FromEnv(), "grant", true)
+func Grant() wiring.CloudEventFunc {
+	return lazyEvent(func(ctx context.Context) (wiring.CloudEventFunc, error) {
+		f, err := buildGrant(ctx, FromEnv())
 		if err != nil {
 			return nil, err
 		}
-		return grantfn.Events(svc, log), nil
+		return f.Events(), nil
 	})
 }
 
 // Revoke is the revoke function's CloudEvent entry point.
-func Revoke() func(context.Context, cloudevents.Event) error {
-	return lazyEvent(func(ctx context.Context) (func(context.Context, cloudevents.Event) error, error) {
-		svc, log, err := build(ctx, FromEnv(), "revoke", true)
+func Revoke() wiring.CloudEventFunc {
+	return lazyEvent(func(ctx context.Context) (wiring.CloudEventFunc, error) {
+		f, err := buildRevoke(ctx, FromEnv(), "revoke")
 		if err != nil {
 			return nil, err
 		}
-		return revokefn.Events(svc, log), nil
+		return f.Events(), nil
 	})
 }
 
@@ -147,7 +180,7 @@ func Revoke() func(context.Context, cloudevents.Event) error {
 func RevokeTask() http.HandlerFunc {
 	return lazyHTTP(func(ctx context.Context) (http.Handler, error) {
 		cfg := FromEnv()
-		svc, log, err := build(ctx, cfg, "revoke", true)
+		f, err := buildRevoke(ctx, cfg, "revoke")
 		if err != nil {
 			return nil, err
 		}
@@ -155,7 +188,7 @@ func RevokeTask() http.HandlerFunc {
 		if err != nil {
 			return nil, err
 		}
-		return revokefn.Tasks(svc, check, log), nil
+		return f.Tasks(check), nil
 	})
 }
 
@@ -170,10 +203,10 @@ func Sweep() http.HandlerFunc {
 		if err != nil {
 			return nil, fmt.Errorf("the sweep function is not configured: %w", err)
 		}
-		svc, log, err := build(ctx, cfg, "sweep", true)
+		f, err := buildRevoke(ctx, cfg, "sweep")
 		if err != nil {
 			return nil, err
 		}
-		return revokefn.Sweep(svc, check, log), nil
+		return f.Sweep(check), nil
 	})
 }

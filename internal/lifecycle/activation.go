@@ -28,6 +28,37 @@ import (
 // chain of tasks, each scheduling the next.
 const MaxTaskHorizon = 29 * 24 * time.Hour
 
+// GrantConfig is what the grant function's service needs: with the revoke
+// function's, the only one that writes IAM policies and schedules
+// revocation tasks.
+type GrantConfig struct {
+	Common
+	Callers
+	Resume
+	// Executions confirms that a command's callback belongs to the
+	// execution running the grant.
+	Executions Executions
+	Privileged
+}
+
+// Validate reports every missing dependency.
+func (c GrantConfig) Validate() error {
+	return errors.Join(slices.Concat(c.Common.problems(), c.Callers.problems(), c.Resume.problems(),
+		required(need{"Executions", c.Executions != nil}), c.Privileged.problems())...)
+}
+
+// GrantService is the grant function: it activates grants.
+type GrantService struct{ *privileged }
+
+// NewGrant builds the grant service; a missing dependency is an error
+// naming it.
+func NewGrant(cfg GrantConfig) (*GrantService, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("lifecycle: grant service: %w", err)
+	}
+	return &GrantService{newPrivileged(newCore(cfg.Common, cfg.Callers, cfg.Resume, cfg.Executions), cfg.Privileged)}, nil
+}
+
 // OnActivationRequested is the grant function: it writes the time-bound
 // binding (docs/architecture.md §3), schedules the named revocation task and marks the
 // grant ACTIVE, then resumes the workflow with the end time. Redelivery of
@@ -40,8 +71,8 @@ const MaxTaskHorizon = 29 * 24 * time.Hour
 // scheduled before any binding is written, so no binding ever exists
 // without its backstop; a failure after a binding may have been written
 // removes it again and verifies the removal.
-func (s *Service) OnActivationRequested(ctx context.Context, d *events.Data) error {
-	g, err := s.cfg.Ledger.Get(ctx, d.GrantID)
+func (s *GrantService) OnActivationRequested(ctx context.Context, d *events.Data) error {
+	g, err := s.ledger.Get(ctx, d.GrantID)
 	if errors.Is(err, grant.ErrNotFound) {
 		s.log.ErrorContext(ctx, "activation requested for an unknown grant", "grant_id", d.GrantID)
 		return nil
@@ -60,7 +91,7 @@ func (s *Service) OnActivationRequested(ctx context.Context, d *events.Data) err
 	// Fix the window first: while it is being written, a revocation of
 	// another grant of the same binding counts this one as wanted.
 	now, duplicate := s.now(), false
-	g, err = s.cfg.Ledger.Update(ctx, g.ID, func(cur *grant.Grant) error {
+	g, err = s.ledger.Update(ctx, g.ID, func(cur *grant.Grant) error {
 		changed := false
 		if cur.Execution == "" {
 			cur.Execution, changed = exec, true
@@ -110,7 +141,7 @@ func (s *Service) OnActivationRequested(ctx context.Context, d *events.Data) err
 // bindings and marks the grant ACTIVE. A permanent failure ends it
 // ACTIVATION_FAILED with its bindings removed; a transient one is
 // returned for redelivery.
-func (s *Service) activate(ctx context.Context, g *grant.Grant) (*grant.Grant, error) {
+func (s *GrantService) activate(ctx context.Context, g *grant.Grant) (*grant.Grant, error) {
 	if refusal, err := s.stillAllowed(ctx, g); err != nil {
 		return nil, err
 	} else if refusal != "" {
@@ -125,7 +156,7 @@ func (s *Service) activate(ctx context.Context, g *grant.Grant) (*grant.Grant, e
 		}
 		return s.failActivation(ctx, g, err)
 	}
-	g, err := s.cfg.Ledger.Update(ctx, g.ID, func(cur *grant.Grant) error {
+	g, err := s.ledger.Update(ctx, g.ID, func(cur *grant.Grant) error {
 		if cur.State != grant.Activating {
 			return grant.ErrNoChange
 		}
@@ -141,7 +172,7 @@ func (s *Service) activate(ctx context.Context, g *grant.Grant) (*grant.Grant, e
 		// Withdrawn or revoked while the binding was being written: take
 		// it away again now (the grant function may change IAM, and Revoke
 		// is idempotent with the revoke function's own run).
-		return s.Revoke(ctx, g.ID, ReasonRevoke, "grant-function")
+		return s.revoke(ctx, g.ID, ReasonRevoke, "grant-function")
 	}
 	return g, nil
 }
@@ -150,7 +181,7 @@ func (s *Service) activate(ctx context.Context, g *grant.Grant) (*grant.Grant, e
 // may still have what the grant was requested for: JOIN, the join
 // constraints, the duration, and the same privileges. It returns the
 // reason of a refusal, or "".
-func (s *Service) stillAllowed(ctx context.Context, g *grant.Grant) (string, error) {
+func (s *GrantService) stillAllowed(ctx context.Context, g *grant.Grant) (string, error) {
 	pol, err := s.policy(ctx)
 	if err != nil {
 		return "", err
@@ -195,8 +226,8 @@ func samePrivileges(a, b []grant.Privilege) bool {
 // If the removal fails the error is returned, so the command is delivered
 // again; the revocation task, scheduled before the write, and the sweep
 // retry it too.
-func (s *Service) failActivation(ctx context.Context, g *grant.Grant, cause error) (*grant.Grant, error) {
-	g, err := s.cfg.Ledger.Update(ctx, g.ID, func(cur *grant.Grant) error {
+func (s *GrantService) failActivation(ctx context.Context, g *grant.Grant, cause error) (*grant.Grant, error) {
+	g, err := s.ledger.Update(ctx, g.ID, func(cur *grant.Grant) error {
 		if cur.State != grant.Activating {
 			return grant.ErrNoChange
 		}
@@ -213,7 +244,7 @@ func (s *Service) failActivation(ctx context.Context, g *grant.Grant, cause erro
 		if err := s.removeAndVerify(ctx, g); err != nil {
 			return nil, fmt.Errorf("activation of %s failed and its removal is not verified yet: %w", g.ID, err)
 		}
-		return s.cfg.Ledger.Get(ctx, g.ID)
+		return s.ledger.Get(ctx, g.ID)
 	}
 	return g, nil
 }
@@ -247,8 +278,8 @@ func nextTaskTime(g *grant.Grant, prev time.Time) time.Time {
 }
 
 // taskName is the name of the grant's revocation task due at t.
-func (s *Service) taskName(g *grant.Grant, t time.Time) string {
-	return fmt.Sprintf("%s/tasks/revoke-%s-%d", s.cfg.RevokeQueue, g.ID, t.Unix())
+func (s *privileged) taskName(g *grant.Grant, t time.Time) string {
+	return fmt.Sprintf("%s/tasks/revoke-%s-%d", s.queue, g.ID, t.Unix())
 }
 
 // RevocationTask is the body of a revocation task.
@@ -260,28 +291,25 @@ type RevocationTask struct {
 
 // scheduleRevocation creates the revocation task that follows the link
 // due at prev (the grant's start for the first one).
-func (s *Service) scheduleRevocation(ctx context.Context, g *grant.Grant, prev time.Time) error {
-	if s.cfg.Tasks == nil {
-		return fmt.Errorf("no Cloud Tasks client: %s would have no revocation backstop", g.ID)
-	}
+func (s *privileged) scheduleRevocation(ctx context.Context, g *grant.Grant, prev time.Time) error {
 	at := nextTaskTime(g, prev)
 	body, err := json.Marshal(RevocationTask{GrantID: g.ID, ScheduleTime: at})
 	if err != nil {
 		return err
 	}
-	_, err = s.cfg.Tasks.CreateTask(ctx, &cloudtaskspb.CreateTaskRequest{
-		Parent: s.cfg.RevokeQueue,
+	_, err = s.tasks.CreateTask(ctx, &cloudtaskspb.CreateTaskRequest{
+		Parent: s.queue,
 		Task: &cloudtaskspb.Task{
 			Name:         s.taskName(g, at),
 			ScheduleTime: timestamppb.New(at),
 			MessageType: &cloudtaskspb.Task_HttpRequest{HttpRequest: &cloudtaskspb.HttpRequest{
-				Url:        s.cfg.RevokeURL,
+				Url:        s.url,
 				HttpMethod: cloudtaskspb.HttpMethod_POST,
 				Headers:    map[string]string{"Content-Type": "application/json"},
 				Body:       body,
 				AuthorizationHeader: &cloudtaskspb.HttpRequest_OidcToken{OidcToken: &cloudtaskspb.OidcToken{
-					ServiceAccountEmail: s.cfg.RevokeServiceAccount,
-					Audience:            s.cfg.RevokeURL,
+					ServiceAccountEmail: s.sa,
+					Audience:            s.url,
 				}},
 			}},
 		},
@@ -311,8 +339,8 @@ func bindingKeys(g *grant.Grant) []iambinding.Key {
 // should be in force: ACTIVATING ones whose window is fixed, and ACTIVE
 // ones, that have not ended yet. The binding spans their union, so
 // overlapping grants never cut each other short (docs/architecture.md §3).
-func (s *Service) wanted(ctx context.Context, requester string, keys []iambinding.Key) ([]iambinding.Change, error) {
-	gs, err := s.cfg.Ledger.List(ctx, grant.Query{Requester: emailaddr.Key(requester), States: []grant.State{grant.Activating, grant.Active}})
+func (s *privileged) wanted(ctx context.Context, requester string, keys []iambinding.Key) ([]iambinding.Change, error) {
+	gs, err := s.ledger.List(ctx, grant.Query{Requester: emailaddr.Key(requester), States: []grant.State{grant.Activating, grant.Active}})
 	if err != nil {
 		return nil, fmt.Errorf("failed to list the grants of %s: %w", requester, err)
 	}
@@ -350,7 +378,7 @@ func approverNames(g *grant.Grant) []string {
 // wanted, then read the ledger again and repeat if it changed meanwhile, so
 // that concurrent activations and revocations of the same binding settle on
 // the ledger's final state whoever writes last.
-func (s *Service) converge(ctx context.Context, g *grant.Grant) error {
+func (s *privileged) converge(ctx context.Context, g *grant.Grant) error {
 	keys := bindingKeys(g)
 	unlock := s.lockKeys(keys)
 	defer unlock()
@@ -363,7 +391,7 @@ func (s *Service) converge(ctx context.Context, g *grant.Grant) error {
 		if last != nil && sameChanges(last, want) {
 			return nil
 		}
-		if _, err := s.cfg.IAM.Apply(ctx, want...); err != nil {
+		if _, err := s.iam.Apply(ctx, want...); err != nil {
 			return fmt.Errorf("failed to write the bindings of %s: %w", g.ID, err)
 		}
 		last = want
@@ -389,7 +417,7 @@ func sameChanges(a, b []iambinding.Change) bool {
 	return true
 }
 
-func (s *Service) lockKeys(keys []iambinding.Key) func() {
+func (s *privileged) lockKeys(keys []iambinding.Key) func() {
 	names := make([]string, len(keys))
 	for i, k := range keys {
 		names[i] = fmt.Sprintf("%s|%s|%s|%s", k.Member, k.Resource, k.Role, k.Condition)

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -36,6 +36,35 @@ func reasonText(reason string, required bool) (string, error) {
 	return r, nil
 }
 
+// ApprovalConfig is what the approval function's service needs.
+type ApprovalConfig struct {
+	Common
+	Callers
+	Resume
+	// Executions confirms that a command's callback belongs to the
+	// execution running the grant.
+	Executions Executions
+}
+
+// Validate reports every missing dependency.
+func (c ApprovalConfig) Validate() error {
+	return errors.Join(slices.Concat(c.Common.problems(), c.Callers.problems(), c.Resume.problems(),
+		required(need{"Executions", c.Executions != nil}))...)
+}
+
+// ApprovalService is the approval function: approvers' decisions and the
+// workflow's approval.requested command.
+type ApprovalService struct{ *core }
+
+// NewApproval builds the approval service; a missing dependency is an
+// error naming it.
+func NewApproval(cfg ApprovalConfig) (*ApprovalService, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("lifecycle: approval service: %w", err)
+	}
+	return &ApprovalService{newCore(cfg.Common, cfg.Callers, cfg.Resume, cfg.Executions)}, nil
+}
+
 // Approve records the caller's approval of a request. The caller's right
 // is checked against the policy in force now, never the one at request
 // time; the requester never approves their own request unless the policy
@@ -46,16 +75,16 @@ func reasonText(reason string, required bool) (string, error) {
 // and the requester asks again). When enough approvals are in, the grant
 // moves to ACTIVATING — if the entitlement's concurrency limit leaves
 // room, which the ledger checks atomically — and the workflow resumes.
-func (s *Service) Approve(ctx context.Context, caller Caller, id, reason string) (*grant.Grant, error) {
+func (s *ApprovalService) Approve(ctx context.Context, caller Caller, id, reason string) (*grant.Grant, error) {
 	return s.decide(ctx, caller, id, reason, true)
 }
 
 // Deny records a denial: the request ends DENIED with the reason.
-func (s *Service) Deny(ctx context.Context, caller Caller, id, reason string) (*grant.Grant, error) {
+func (s *ApprovalService) Deny(ctx context.Context, caller Caller, id, reason string) (*grant.Grant, error) {
 	return s.decide(ctx, caller, id, reason, false)
 }
 
-func (s *Service) decide(ctx context.Context, caller Caller, id, reason string, approve bool) (*grant.Grant, error) {
+func (s *ApprovalService) decide(ctx context.Context, caller Caller, id, reason string, approve bool) (*grant.Grant, error) {
 	reason, err := reasonText(reason, !approve)
 	if err != nil {
 		return nil, err
@@ -63,7 +92,7 @@ func (s *Service) decide(ctx context.Context, caller Caller, id, reason string, 
 	if !grant.ValidID(id) {
 		return nil, notFound("id", "no grant %q", id)
 	}
-	g, err := s.cfg.Ledger.Get(ctx, id)
+	g, err := s.ledger.Get(ctx, id)
 	if errors.Is(err, grant.ErrNotFound) {
 		return nil, notFound("id", "no grant %q", id)
 	}
@@ -103,7 +132,7 @@ func (s *Service) decide(ctx context.Context, caller Caller, id, reason string, 
 		return nil, conflict("%s can no longer be approved: the privileges of %s changed since it was requested; the requester must ask again", id, g.Entitlement)
 	}
 	now, entitlement := s.now(), g.Entitlement
-	g, err = s.cfg.Ledger.Update(ctx, id, func(cur *grant.Grant) error {
+	g, err = s.ledger.Update(ctx, id, func(cur *grant.Grant) error {
 		if cur.State != grant.ApprovalAwaited {
 			return conflict("%s is %s, not awaiting approval", id, cur.State)
 		}
@@ -134,8 +163,7 @@ func (s *Service) decide(ctx context.Context, caller Caller, id, reason string, 
 		return err
 	})
 	if errors.Is(err, grant.ErrLimit) {
-		return nil, &Error{Status: http.StatusConflict, Code: "FAILED_PRECONDITION", Field: "entitlement",
-			Message: fmt.Sprintf("%s cannot be approved now: %s allows at most %d active grants at once (%v); approve again when one has ended", id, entitlement, d.Group.MaxActive(), err)}
+		return nil, refusal(ErrConflict, "entitlement", "%s cannot be approved now: %s allows at most %d active grants at once (%v); approve again when one has ended", id, entitlement, d.Group.MaxActive(), err)
 	}
 	if err != nil {
 		return nil, err
@@ -153,8 +181,8 @@ func (s *Service) decide(ctx context.Context, caller Caller, id, reason string, 
 // it remembers the callback URL — only one of the execution that runs the
 // grant —, notifies the approvers and, if the request was decided (or
 // withdrawn) before the command arrived, resumes the workflow at once.
-func (s *Service) OnApprovalRequested(ctx context.Context, d *events.Data) error {
-	g, err := s.cfg.Ledger.Get(ctx, d.GrantID)
+func (s *ApprovalService) OnApprovalRequested(ctx context.Context, d *events.Data) error {
+	g, err := s.ledger.Get(ctx, d.GrantID)
 	if errors.Is(err, grant.ErrNotFound) {
 		s.log.ErrorContext(ctx, "approval requested for an unknown grant", "grant_id", d.GrantID)
 		return nil // nothing will ever make this succeed
@@ -171,7 +199,7 @@ func (s *Service) OnApprovalRequested(ctx context.Context, d *events.Data) error
 		return err
 	}
 	duplicate := false
-	g, err = s.cfg.Ledger.Update(ctx, d.GrantID, func(cur *grant.Grant) error {
+	g, err = s.ledger.Update(ctx, d.GrantID, func(cur *grant.Grant) error {
 		changed := false
 		if cur.Execution == "" {
 			cur.Execution, changed = exec, true
@@ -196,7 +224,7 @@ func (s *Service) OnApprovalRequested(ctx context.Context, d *events.Data) error
 	if g.State != grant.ApprovalAwaited {
 		return s.callback(ctx, g.Execution, g.ApprovalCallback, map[string]any{"state": g.State})
 	}
-	first, err := s.cfg.Ledger.Once(ctx, "notify/"+g.ID, 30*24*time.Hour)
+	first, err := s.ledger.Once(ctx, "notify/"+g.ID, 30*24*time.Hour)
 	if err != nil {
 		return err
 	}

@@ -100,11 +100,11 @@ var idRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
 // workflow on the executions endpoint and returns its execution ID.
 // Commands travel on Pub/Sub, where anyone allowed to publish could
 // write any URL: nothing but this shape is ever called.
-func (s *Service) callbackExecution(raw string) (string, error) {
-	prefix := s.cfg.ExecutionsURL + "/v1/" + s.cfg.Workflow + "/executions/"
+func (s *core) callbackExecution(raw string) (string, error) {
+	prefix := s.executionsURL + "/v1/" + s.workflow + "/executions/"
 	rest, ok := strings.CutPrefix(raw, prefix)
-	if !ok || s.cfg.ExecutionsURL == "" || s.cfg.Workflow == "" {
-		return "", fmt.Errorf("%w: %q is not a callback of %s", errForeignCallback, raw, s.cfg.Workflow)
+	if !ok || s.executionsURL == "" || s.workflow == "" {
+		return "", fmt.Errorf("%w: %q is not a callback of %s", errForeignCallback, raw, s.workflow)
 	}
 	exec, cb, ok := strings.Cut(rest, "/callbacks/")
 	if !ok || !idRE.MatchString(exec) || !idRE.MatchString(cb) {
@@ -125,15 +125,15 @@ var errNotOurExecution = errors.New("the execution does not run this grant")
 // is the grant.requested event Eventarc delivered (docs/google-cloud.md §4, "Eventarc
 // Pub/Sub → workflow"). Only a transient API failure is returned as
 // retryable; anything else wraps errNotOurExecution.
-func (s *Service) verifyExecution(ctx context.Context, id, execution string) error {
-	if s.cfg.Executions == nil {
+func (s *core) verifyExecution(ctx context.Context, id, execution string) error {
+	if s.executions == nil {
 		return fmt.Errorf("%w: no executions client to confirm %s", errNotOurExecution, execution)
 	}
-	name := s.cfg.Workflow + "/executions/" + execution
+	name := s.workflow + "/executions/" + execution
 	if v, ok := s.verified.Load(name); ok && v == id {
 		return nil
 	}
-	ex, err := s.cfg.Executions.GetExecution(ctx, &executionspb.GetExecutionRequest{Name: name})
+	ex, err := s.executions.GetExecution(ctx, &executionspb.GetExecutionRequest{Name: name})
 	switch status.Code(err) {
 	case codes.OK:
 	case codes.NotFound, codes.InvalidArgument, codes.PermissionDenied:
@@ -183,7 +183,7 @@ func grantOfArgument(arg string) string {
 // recorded one, or the Executions API confirms it). Whether it claims the
 // grant or is a duplicate is the caller's ledger write to decide.
 // errNotOurExecution (wrapped) means: refuse the command, call nothing.
-func (s *Service) commandExecution(ctx context.Context, g *grant.Grant, urls ...string) (string, error) {
+func (s *core) commandExecution(ctx context.Context, g *grant.Grant, urls ...string) (string, error) {
 	exec := ""
 	for _, u := range urls {
 		if u == "" {
@@ -211,7 +211,7 @@ func (s *Service) commandExecution(ctx context.Context, g *grant.Grant, urls ...
 
 // refuseCommand records a command that names somebody else's callback: a
 // security event, acknowledged without any call.
-func (s *Service) refuseCommand(ctx context.Context, d *events.Data, err error) {
+func (s *core) refuseCommand(ctx context.Context, d *events.Data, err error) {
 	s.log.WarnContext(ctx, "refused a command whose callback is not the grant's workflow execution",
 		"event/type", "security", "grant_id", d.GrantID, "error", err)
 }
@@ -221,11 +221,11 @@ func (s *Service) refuseCommand(ctx context.Context, d *events.Data, err error) 
 // called. A finished execution (404)
 // or an already-delivered callback (429) is not an error: the handler is
 // being redelivered.
-func (s *Service) callback(ctx context.Context, execution, url string, body any) error {
+func (s *core) callback(ctx context.Context, execution, url string, body any) error {
 	if url == "" {
 		return nil
 	}
-	if s.cfg.Callbacks == nil {
+	if s.callbacks == nil {
 		return errors.New("no callback client configured")
 	}
 	exec, err := s.callbackExecution(url)
@@ -235,7 +235,7 @@ func (s *Service) callback(ctx context.Context, execution, url string, body any)
 	if exec != execution || execution == "" {
 		return fmt.Errorf("%w: %s belongs to execution %s, not %q", errNotOurExecution, url, exec, execution)
 	}
-	if err := s.cfg.Callbacks.Call(ctx, url, body); err != nil {
+	if err := s.callbacks.Call(ctx, url, body); err != nil {
 		return fmt.Errorf("failed to resume the workflow: %w", err)
 	}
 	return nil

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -27,8 +27,40 @@ var slotStates = []grant.State{grant.Activating, grant.Active, grant.Withdrawing
 // limitReached is the refusal of a request or approval that would exceed
 // the entitlement's concurrency limit.
 func limitReached(entitlement string, limit int) *Error {
-	return &Error{Status: http.StatusConflict, Code: "FAILED_PRECONDITION", Field: "entitlement",
-		Message: fmt.Sprintf("%s allows at most %d active grant(s) at once, and that many are active; ask again when one has ended", entitlement, limit)}
+	return refusal(ErrConflict, "entitlement", "%s allows at most %d active grant(s) at once, and that many are active; ask again when one has ended", entitlement, limit)
+}
+
+// IntakeConfig is what the intake function's service needs. It has no IAM
+// writer: withdrawals and revocations are commands to the revoke function,
+// on Revocations.
+type IntakeConfig struct {
+	Common
+	Callers
+	Resume
+	// Revocations carries revoke.requested commands to the revoke function.
+	Revocations Publisher
+}
+
+// Validate reports every missing dependency.
+func (c IntakeConfig) Validate() error {
+	return errors.Join(slices.Concat(c.Common.problems(), c.Callers.problems(), c.Resume.problems(),
+		required(need{"Revocations", c.Revocations != nil}))...)
+}
+
+// IntakeService is the intake function: requests, their reading and
+// withdrawal, and administrators' revocations.
+type IntakeService struct {
+	*core
+	revocations Publisher
+}
+
+// NewIntake builds the intake service; a missing dependency is an error
+// naming it.
+func NewIntake(cfg IntakeConfig) (*IntakeService, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("lifecycle: intake service: %w", err)
+	}
+	return &IntakeService{core: newCore(cfg.Common, cfg.Callers, cfg.Resume, nil), revocations: cfg.Revocations}, nil
 }
 
 // Entitlement is what a caller may request, as GET /v1/entitlements shows it.
@@ -53,7 +85,7 @@ type Input struct {
 }
 
 // Entitlements lists what the caller may request now.
-func (s *Service) Entitlements(ctx context.Context, caller Caller) ([]Entitlement, error) {
+func (s *IntakeService) Entitlements(ctx context.Context, caller Caller) ([]Entitlement, error) {
 	pol, err := s.policy(ctx)
 	if err != nil {
 		return nil, err
@@ -105,7 +137,7 @@ type RequestInput struct {
 
 // Request creates a grant for the caller, if the policy in force lets them
 // request it with these inputs. Nothing is written or emitted on refusal.
-func (s *Service) Request(ctx context.Context, caller Caller, in RequestInput) (*grant.Grant, error) {
+func (s *IntakeService) Request(ctx context.Context, caller Caller, in RequestInput) (*grant.Grant, error) {
 	return s.request(ctx, caller, in, "", "")
 }
 
@@ -118,7 +150,7 @@ func (s *Service) Request(ctx context.Context, caller Caller, in RequestInput) (
 // to its redelivery; a key seen before is refused with an error wrapping
 // grant.ErrDuplicateRequest. A request the policy refuses consumes its key
 // too, so the same envelope cannot succeed later.
-func (s *Service) RequestOnBehalf(ctx context.Context, serviceAccount string, user Caller, in RequestInput, key string) (*grant.Grant, error) {
+func (s *IntakeService) RequestOnBehalf(ctx context.Context, serviceAccount string, user Caller, in RequestInput, key string) (*grant.Grant, error) {
 	if key == "" {
 		return nil, errors.New("a request on behalf needs its envelope's key")
 	}
@@ -134,7 +166,7 @@ func (s *Service) RequestOnBehalf(ctx context.Context, serviceAccount string, us
 	}
 	var refused *Error
 	if errors.As(err, &refused) {
-		if first, onceErr := s.cfg.Ledger.Once(ctx, key, RequestKeyTTL); onceErr != nil {
+		if first, onceErr := s.ledger.Once(ctx, key, RequestKeyTTL); onceErr != nil {
 			return nil, fmt.Errorf("failed to consume the refused request's key: %w", onceErr)
 		} else if !first {
 			return nil, fmt.Errorf("%w: %s", grant.ErrDuplicateRequest, key)
@@ -175,7 +207,7 @@ func justification(in RequestInput) (string, error) {
 	return clean, nil
 }
 
-func (s *Service) request(ctx context.Context, caller Caller, in RequestInput, via, key string) (*grant.Grant, error) {
+func (s *IntakeService) request(ctx context.Context, caller Caller, in RequestInput, via, key string) (*grant.Grant, error) {
 	if in.Entitlement == "" {
 		return nil, invalid("entitlement", "is required")
 	}
@@ -235,7 +267,7 @@ func (s *Service) request(ctx context.Context, caller Caller, in RequestInput, v
 	// atomically when a grant takes a slot (here, or on approval).
 	limit := d.Group.MaxActive()
 	if limit > 0 {
-		active, err := s.cfg.Ledger.List(ctx, grant.Query{Entitlement: d.Group.ID(), States: slotStates})
+		active, err := s.ledger.List(ctx, grant.Query{Entitlement: d.Group.ID(), States: slotStates})
 		if err != nil {
 			return nil, fmt.Errorf("failed to count active grants: %w", err)
 		}
@@ -268,22 +300,22 @@ func (s *Service) request(ctx context.Context, caller Caller, in RequestInput, v
 	if _, err := g.Transition(state, events.TypeRequested, now, subj.Email, msg); err != nil {
 		return nil, err
 	}
-	if err := s.cfg.Ledger.Create(ctx, g); errors.Is(err, grant.ErrLimit) {
+	if err := s.ledger.Create(ctx, g); errors.Is(err, grant.ErrLimit) {
 		return nil, limitReached(d.Group.ID(), limit)
 	} else if err != nil {
 		return nil, fmt.Errorf("failed to store the grant: %w", err)
 	}
 	s.publishAfter(ctx, g)
-	return s.cfg.Ledger.Get(ctx, g.ID)
+	return s.ledger.Get(ctx, g.ID)
 }
 
 // Get returns a grant the caller may see: their own, one they may
 // approve, or any for holders of RECONCILE.
-func (s *Service) Get(ctx context.Context, caller Caller, id string) (*grant.Grant, error) {
+func (s *IntakeService) Get(ctx context.Context, caller Caller, id string) (*grant.Grant, error) {
 	if !grant.ValidID(id) {
 		return nil, notFound("id", "no grant %q", id)
 	}
-	g, err := s.cfg.Ledger.Get(ctx, id)
+	g, err := s.ledger.Get(ctx, id)
 	if errors.Is(err, grant.ErrNotFound) {
 		return nil, notFound("id", "no grant %q", id)
 	}
@@ -298,7 +330,7 @@ func (s *Service) Get(ctx context.Context, caller Caller, id string) (*grant.Gra
 	return g, nil
 }
 
-func (s *Service) maySee(ctx context.Context, caller Caller, g *grant.Grant) (bool, error) {
+func (s *core) maySee(ctx context.Context, caller Caller, g *grant.Grant) (bool, error) {
 	if sameEmail(caller.Email, g.Requester) {
 		return true, nil
 	}
@@ -321,7 +353,7 @@ func (s *Service) maySee(ctx context.Context, caller Caller, g *grant.Grant) (bo
 	return ok && (acc.ApproveOthers || s.mayReconcile(pol, subj)), nil
 }
 
-func (s *Service) mayReconcile(pol *policy.Policy, subj policy.Subject) bool {
+func (s *core) mayReconcile(pol *policy.Policy, subj policy.Subject) bool {
 	var allow, deny policy.Permission
 	for _, ace := range pol.Environment.ACL {
 		if subj.Has(ace.Principal) {
@@ -337,16 +369,16 @@ func (s *Service) mayReconcile(pol *policy.Policy, subj policy.Subject) bool {
 
 // List returns the caller's own grants, or (approvable) those awaiting
 // an approval the caller may give now.
-func (s *Service) List(ctx context.Context, caller Caller, approvable bool) ([]*grant.Grant, error) {
+func (s *IntakeService) List(ctx context.Context, caller Caller, approvable bool) ([]*grant.Grant, error) {
 	if !approvable {
-		return s.cfg.Ledger.List(ctx, grant.Query{Requester: caller.Email, Limit: 200})
+		return s.ledger.List(ctx, grant.Query{Requester: caller.Email, Limit: 200})
 	}
 	subj, err := s.subject(ctx, caller)
 	if err != nil {
 		return nil, err
 	}
 	principals := subj.PrincipalStrings()
-	gs, err := s.cfg.Ledger.List(ctx, grant.Query{States: []grant.State{grant.ApprovalAwaited}, Approvers: principals, Limit: 200})
+	gs, err := s.ledger.List(ctx, grant.Query{States: []grant.State{grant.ApprovalAwaited}, Approvers: principals, Limit: 200})
 	if err != nil {
 		return nil, err
 	}
@@ -372,7 +404,7 @@ func (s *Service) List(ctx context.Context, caller Caller, approvable bool) ([]*
 // verified — moves to WITHDRAWING and the revoke function removes the
 // access (the command goes straight to it, and the workflow stops waiting
 // for the end).
-func (s *Service) Withdraw(ctx context.Context, caller Caller, id string) (*grant.Grant, error) {
+func (s *IntakeService) Withdraw(ctx context.Context, caller Caller, id string) (*grant.Grant, error) {
 	g, err := s.Get(ctx, caller, id)
 	if err != nil {
 		return nil, err
@@ -381,7 +413,7 @@ func (s *Service) Withdraw(ctx context.Context, caller Caller, id string) (*gran
 		return nil, forbidden("id", "only the requester may withdraw %s", id)
 	}
 	now := s.now()
-	g, err = s.cfg.Ledger.Update(ctx, id, func(cur *grant.Grant) error {
+	g, err = s.ledger.Update(ctx, id, func(cur *grant.Grant) error {
 		switch {
 		case cur.State == grant.ApprovalAwaited, cur.State == grant.Scheduled:
 			_, err := cur.Transition(grant.Withdrawn, events.TypeWithdrawn, now, caller.Email, "withdrawn by the requester before approval")
@@ -418,17 +450,14 @@ func (s *Service) Withdraw(ctx context.Context, caller Caller, id string) (*gran
 
 // requestRevoke sends the revoke command straight to the revoke function,
 // on the revocations topic.
-func (s *Service) requestRevoke(ctx context.Context, g *grant.Grant, reason string) error {
-	if s.cfg.Revocations == nil {
-		return errors.New("no revocations publisher configured")
-	}
+func (s *IntakeService) requestRevoke(ctx context.Context, g *grant.Grant, reason string) error {
 	e, err := events.New(events.TypeRevokeRequested, fmt.Sprintf("%s-%s", g.ID, reason), s.now(), events.Data{
 		GrantID: g.ID, Entitlement: g.Entitlement, Requester: g.Requester, State: g.State, Reason: reason,
 	})
 	if err != nil {
 		return fmt.Errorf("failed to build the revoke command: %w", err)
 	}
-	if _, err := s.cfg.Revocations.Publish(ctx, e); err != nil {
+	if _, err := s.revocations.Publish(ctx, e); err != nil {
 		return fmt.Errorf("failed to publish the revoke command: %w", err)
 	}
 	return nil
@@ -439,7 +468,7 @@ func (s *Service) requestRevoke(ctx context.Context, g *grant.Grant, reason stri
 // Every grant that may hold access can be revoked — activating, active, or
 // a failed activation whose removal is not verified. The grant moves to
 // REVOKING; the revoke function removes the access and records REVOKED.
-func (s *Service) RevokeByAdmin(ctx context.Context, caller Caller, id, reason string) (*grant.Grant, error) {
+func (s *IntakeService) RevokeByAdmin(ctx context.Context, caller Caller, id, reason string) (*grant.Grant, error) {
 	reason, err := reasonText(reason, false)
 	if err != nil {
 		return nil, err
@@ -463,7 +492,7 @@ func (s *Service) RevokeByAdmin(ctx context.Context, caller Caller, id, reason s
 	if reason != "" {
 		msg += ": " + strconv.Quote(reason)
 	}
-	g, err := s.cfg.Ledger.Update(ctx, id, func(cur *grant.Grant) error {
+	g, err := s.ledger.Update(ctx, id, func(cur *grant.Grant) error {
 		switch {
 		case cur.State == grant.Revoking, cur.State == grant.Withdrawing:
 			return grant.ErrNoChange // being removed: the revoke command goes out again

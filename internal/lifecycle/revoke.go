@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,6 +25,32 @@ const (
 	ReasonExpired  = "expired"  // nobody approved it in time
 )
 
+// RevokeConfig is what the revoke function's service needs: the IAM
+// writer that removes bindings and the Cloud Tasks client of the task
+// chain. It never calls a workflow back.
+type RevokeConfig struct {
+	Common
+	Privileged
+}
+
+// Validate reports every missing dependency.
+func (c RevokeConfig) Validate() error {
+	return errors.Join(slices.Concat(c.Common.problems(), c.Privileged.problems())...)
+}
+
+// RevokeService is the revoke function: revoke.requested, the revocation
+// tasks and the sweep.
+type RevokeService struct{ *privileged }
+
+// NewRevoke builds the revoke service; a missing dependency is an error
+// naming it.
+func NewRevoke(cfg RevokeConfig) (*RevokeService, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("lifecycle: revoke service: %w", err)
+	}
+	return &RevokeService{newPrivileged(newCore(cfg.Common, Callers{}, Resume{}, nil), cfg.Privileged)}, nil
+}
+
 // Revoke is the revoke function, for the workflow's revoke.requested
 // command, the revocation task, the sweep and withdrawals: it removes what
 // the grant added (keeping what other active grants of the same user
@@ -34,8 +61,14 @@ const (
 // an activation that did not complete fails and is cleaned up; a final
 // grant whose removal was never verified is verified again. It is
 // idempotent; a grant whose time has not come is returned unchanged.
-func (s *Service) Revoke(ctx context.Context, id, reason, actor string) (*grant.Grant, error) {
-	g, err := s.cfg.Ledger.Get(ctx, id)
+func (s *RevokeService) Revoke(ctx context.Context, id, reason, actor string) (*grant.Grant, error) {
+	return s.revoke(ctx, id, reason, actor)
+}
+
+// revoke is Revoke, which the grant service also does when a grant is
+// withdrawn while its binding is being written.
+func (s *privileged) revoke(ctx context.Context, id, reason, actor string) (*grant.Grant, error) {
+	g, err := s.ledger.Get(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -104,24 +137,15 @@ func (s *Service) Revoke(ctx context.Context, id, reason, actor string) (*grant.
 	return g, nil
 }
 
-// ErrTooEarly is returned for a revocation task delivered before the end
-// of its grant that has no further link to schedule: Cloud Tasks must
-// deliver it again (RetryAfter from now).
-type ErrTooEarly struct{ RetryAfter time.Duration }
-
-func (e *ErrTooEarly) Error() string {
-	return fmt.Sprintf("the grant does not end yet; retry in %s", e.RetryAfter.Round(time.Second))
-}
-
 // OnRevocationTask is the revoke function's Cloud Tasks handler. It
 // returns nil — the task is done — only when the grant can no longer hold
 // access (its removal verified, or it never started), or when the grant
 // runs on and the next link of the task chain is scheduled. Anything else
 // is an error, so Cloud Tasks delivers the task again (docs/google-cloud.md §3: the
-// status code is the acknowledgement): an early delivery (ErrTooEarly), a
+// status code is the acknowledgement): an early delivery (TooEarlyError), a
 // grant still activating, a removal that could not be verified.
-func (s *Service) OnRevocationTask(ctx context.Context, t RevocationTask) error {
-	g, err := s.Revoke(ctx, t.GrantID, ReasonEnd, "cloud-tasks")
+func (s *RevokeService) OnRevocationTask(ctx context.Context, t RevocationTask) error {
+	g, err := s.revoke(ctx, t.GrantID, ReasonEnd, "cloud-tasks")
 	if err != nil {
 		return err
 	}
@@ -136,15 +160,15 @@ func (s *Service) OnRevocationTask(ctx context.Context, t RevocationTask) error 
 		if next := nextTaskTime(g, due); next.After(due) {
 			return s.scheduleRevocation(ctx, g, due)
 		}
-		return &ErrTooEarly{RetryAfter: g.EndTime.Sub(s.now())}
+		return &TooEarlyError{RetryAfter: g.EndTime.Sub(s.now())}
 	}
 	return fmt.Errorf("%s is %s and may still hold access", g.ID, g.State)
 }
 
 // transition moves the grant from one state to another, if it is still in
 // the first, and publishes the event.
-func (s *Service) transition(ctx context.Context, id string, from, to grant.State, eventType, actor, msg string) (*grant.Grant, error) {
-	g, err := s.cfg.Ledger.Update(ctx, id, func(cur *grant.Grant) error {
+func (s *privileged) transition(ctx context.Context, id string, from, to grant.State, eventType, actor, msg string) (*grant.Grant, error) {
+	g, err := s.ledger.Update(ctx, id, func(cur *grant.Grant) error {
 		if cur.State != from {
 			return grant.ErrNoChange
 		}
@@ -160,10 +184,7 @@ func (s *Service) transition(ctx context.Context, id string, from, to grant.Stat
 
 // removeAndVerify converges the grant's bindings to what the other grants
 // still need, reads the policy back and records the verification.
-func (s *Service) removeAndVerify(ctx context.Context, g *grant.Grant) error {
-	if s.cfg.IAM == nil {
-		return errors.New("revoke: no IAM writer configured")
-	}
+func (s *privileged) removeAndVerify(ctx context.Context, g *grant.Grant) error {
 	if err := s.converge(ctx, g); err != nil {
 		return err
 	}
@@ -174,7 +195,7 @@ func (s *Service) removeAndVerify(ctx context.Context, g *grant.Grant) error {
 	for i := range want {
 		want[i].Windows = withoutGrant(want[i].Windows, g.ID)
 	}
-	checks, err := s.cfg.IAM.Verify(ctx, want...)
+	checks, err := s.iam.Verify(ctx, want...)
 	if err != nil {
 		return fmt.Errorf("failed to read the policy back: %w", err)
 	}
@@ -188,7 +209,7 @@ func (s *Service) removeAndVerify(ctx context.Context, g *grant.Grant) error {
 		return fmt.Errorf("revocation of %s not verified: %s", g.ID, strings.Join(problems, "; "))
 	}
 	now := s.now()
-	g, err = s.cfg.Ledger.Update(ctx, g.ID, func(cur *grant.Grant) error {
+	g, err = s.ledger.Update(ctx, g.ID, func(cur *grant.Grant) error {
 		if cur.RevocationVerified {
 			return grant.ErrNoChange
 		}
@@ -217,8 +238,8 @@ func withoutGrant(ws []iambinding.Window, id string) []iambinding.Window {
 // deleteTasks removes the pending revocation tasks of a grant that ended
 // early: each link's name follows from the grant (nextTaskTime). A task
 // that is gone or left behind does no harm: it finds the grant ended.
-func (s *Service) deleteTasks(ctx context.Context, g *grant.Grant) {
-	if s.cfg.Tasks == nil || g.State == grant.Ended || g.StartTime.IsZero() {
+func (s *privileged) deleteTasks(ctx context.Context, g *grant.Grant) {
+	if g.State == grant.Ended || g.StartTime.IsZero() {
 		return
 	}
 	now := s.now()
@@ -228,7 +249,7 @@ func (s *Service) deleteTasks(ctx context.Context, g *grant.Grant) {
 			return
 		}
 		if next.After(now) {
-			err := s.cfg.Tasks.DeleteTask(ctx, &cloudtaskspb.DeleteTaskRequest{Name: s.taskName(g, next)})
+			err := s.tasks.DeleteTask(ctx, &cloudtaskspb.DeleteTaskRequest{Name: s.taskName(g, next)})
 			if err != nil && status.Code(err) != codes.NotFound {
 				s.log.WarnContext(ctx, "failed to delete a revocation task; it will find the grant ended", "grant_id", g.ID, "error", err)
 			}

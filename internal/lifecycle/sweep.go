@@ -41,9 +41,9 @@ const sweepLimit = 500
 //
 // Every step is the same idempotent operation the functions do, so a sweep
 // racing the workflow or a task changes nothing twice.
-func (s *Service) Sweep(ctx context.Context) error {
+func (s *RevokeService) Sweep(ctx context.Context) error {
 	var errs []error
-	unpublished, err := s.cfg.Ledger.List(ctx, grant.Query{Unpublished: true, Limit: sweepLimit})
+	unpublished, err := s.ledger.List(ctx, grant.Query{Unpublished: true, Limit: sweepLimit})
 	if err != nil {
 		errs = append(errs, fmt.Errorf("failed to list grants with unpublished events: %w", err))
 	}
@@ -58,10 +58,10 @@ func (s *Service) Sweep(ctx context.Context) error {
 }
 
 // redrive finds grants whose next step is overdue and does it.
-func (s *Service) redrive(ctx context.Context) []error {
+func (s *RevokeService) redrive(ctx context.Context) []error {
 	now := s.now()
 	var errs []error
-	gs, err := s.cfg.Ledger.List(ctx, grant.Query{
+	gs, err := s.ledger.List(ctx, grant.Query{
 		States: []grant.State{grant.ApprovalAwaited, grant.Activating, grant.Active, grant.Withdrawing, grant.Revoking, grant.ActivationFailed},
 		Limit:  sweepLimit,
 	})
@@ -95,7 +95,7 @@ func (s *Service) redrive(ctx context.Context) []error {
 		default:
 			continue
 		}
-		if _, err := s.Revoke(ctx, g.ID, reason, "sweep"); err != nil {
+		if _, err := s.revoke(ctx, g.ID, reason, "sweep"); err != nil {
 			errs = append(errs, fmt.Errorf("sweep could not finish %s (%s): %w", g.ID, g.State, err))
 			continue
 		}
@@ -106,10 +106,7 @@ func (s *Service) redrive(ctx context.Context) []error {
 
 // purge removes expired JIT bindings from the resources the policy grants
 // on and those of grants that ended in the last day.
-func (s *Service) purge(ctx context.Context) []error {
-	if s.cfg.IAM == nil {
-		return []error{errors.New("sweep: no IAM writer configured, expired bindings are not purged")}
-	}
+func (s *RevokeService) purge(ctx context.Context) []error {
 	var resources []string
 	var errs []error
 	if pol, err := s.policy(ctx); err != nil {
@@ -122,7 +119,7 @@ func (s *Service) purge(ctx context.Context) []error {
 		}
 	}
 	now := s.now()
-	ended, err := s.cfg.Ledger.List(ctx, grant.Query{EndBefore: now, Limit: sweepLimit})
+	ended, err := s.ledger.List(ctx, grant.Query{EndBefore: now, Limit: sweepLimit})
 	if err != nil {
 		errs = append(errs, fmt.Errorf("failed to list ended grants: %w", err))
 	}
@@ -139,7 +136,7 @@ func (s *Service) purge(ctx context.Context) []error {
 	if len(resources) == 0 {
 		return errs
 	}
-	if _, err := s.cfg.IAM.Purge(ctx, resources...); err != nil {
+	if _, err := s.iam.Purge(ctx, resources...); err != nil {
 		errs = append(errs, fmt.Errorf("failed to purge expired bindings: %w", err))
 	}
 	return errs

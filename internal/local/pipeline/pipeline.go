@@ -50,10 +50,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	approvalfn "github.com/jitpipeline/jit/functions/approval"
-	grantfn "github.com/jitpipeline/jit/functions/grant"
-	intakefn "github.com/jitpipeline/jit/functions/intake"
-	revokefn "github.com/jitpipeline/jit/functions/revoke"
 	"github.com/jitpipeline/jit/internal/api"
 	"github.com/jitpipeline/jit/internal/auth"
 	"github.com/jitpipeline/jit/internal/clock"
@@ -69,6 +65,7 @@ import (
 	"github.com/jitpipeline/jit/internal/local/world"
 	"github.com/jitpipeline/jit/internal/policy"
 	"github.com/jitpipeline/jit/internal/policy/source"
+	"github.com/jitpipeline/jit/internal/wiring"
 	"github.com/jitpipeline/jit/workflows"
 )
 
@@ -317,37 +314,39 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 	}
 	p.closers = append(p.closers, execs.Close)
 	workflow := fmt.Sprintf("projects/%s/locations/%s/workflows/%s", Project, Location, Workflow)
-	base := lifecycle.Config{
+	// The same composition as on Google Cloud (package wiring); here all
+	// four functions share the process, each with its own identity for
+	// callbacks and IAM.
+	base := wiring.Deps{
 		Ledger: p.Ledger, Policy: p.Policy, Groups: cfg.World.Resolver(),
 		InternalDomains: []string{cfg.World.Organization.Domain}, Directory: cfg.World.HostedDomain,
 		Events: eventsPub, Lifecycle: lifecyclePub, Revocations: revokePub, Clock: cfg.Clock,
 		RevokeQueue: fmt.Sprintf("projects/%s/locations/%s/queues/%s", Project, Location, Queue),
-		RevokeURL:   cloud.HTTPURL + "/functions/revoke-task", RevokeServiceAccount: TasksSA,
-		Workflow: workflow, ExecutionsURL: cloud.HTTPURL, Executions: execs,
+		RevokeURL:   cloud.HTTPURL + "/functions/revoke-task", TasksServiceAccount: TasksSA,
+		Workflow: workflow, ExecutionsURL: cloud.HTTPURL, Executions: execs, Logger: log,
 	}
-	service := func(name, sa string, iam lifecycle.IAM, withTasks bool) (*lifecycle.Service, error) {
-		c := base
-		c.Logger = log.With("function", name)
-		c.Callbacks = lifecycle.HTTPCallbacks{Endpoint: cloud.HTTPURL, Token: func(context.Context) (string, error) { return cloud.Signer.AccessToken(sa) }}
-		c.IAM = iam
+	as := func(sa string, iam lifecycle.IAM, withTasks bool) wiring.Deps {
+		d := base
+		d.Callbacks = lifecycle.HTTPCallbacks{Endpoint: cloud.HTTPURL, Token: func(context.Context) (string, error) { return cloud.Signer.AccessToken(sa) }}
+		d.IAM = iam
 		if withTasks {
-			c.Tasks = tasks
+			d.Tasks = tasks
 		}
-		return lifecycle.New(c)
+		return d
 	}
-	intakeSvc, err := service("intake", IntakeSA, nil, false)
+	intakeFn, err := wiring.NewIntake(as(IntakeSA, nil, false))
 	if err != nil {
 		return nil, err
 	}
-	approvalSvc, err := service("approval", ApproveSA, nil, false)
+	approvalFn, err := wiring.NewApproval(as(ApproveSA, nil, false))
 	if err != nil {
 		return nil, err
 	}
-	grantSvc, err := service("grant", GrantSA, grantIAM, true)
+	grantFn, err := wiring.NewGrant(as(GrantSA, grantIAM, true))
 	if err != nil {
 		return nil, err
 	}
-	revokeSvc, err := service("revoke", RevokeSA, revokeIAM, true)
+	revokeFn, err := wiring.NewRevoke(as(RevokeSA, revokeIAM, true))
 	if err != nil {
 		return nil, err
 	}
@@ -395,8 +394,8 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 	if cfg.RateLimit != nil {
 		limit = *cfg.RateLimit
 	}
-	intakeAPI := intakefn.HTTP(intakeSvc, userAuth, log.With("function", "intake")).WithRateLimit(limit)
-	approvalAPI := approvalfn.HTTP(approvalSvc, userAuth, log.With("function", "approval")).WithRateLimit(limit)
+	intakeAPI := intakeFn.HTTP(userAuth).WithRateLimit(limit)
+	approvalAPI := approvalFn.HTTP(userAuth).WithRateLimit(limit)
 	mux.Handle("/v1/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// A load balancer's path rules on Google Cloud: decisions go to the
 		// approval function, the rest to intake.
@@ -406,24 +405,15 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 		}
 		intakeAPI.ServeHTTP(w, r)
 	}))
-	verifier, err := envelope.New(envelope.Config{
-		Keys:     localKeys{cloud.Signer.JWKS()},
-		Audience: RequestsAudience,
-		Trusted: func(email string) bool {
-			pol, _, err := p.Policy.Current(ctx)
-			return err == nil && pol.TrustsRequester(email)
-		},
-		Now:    cfg.Clock.Now,
-		Logger: log.With("component", "envelope"),
-	})
+	requests, err := intakeFn.Requests(localKeys{cloud.Signer.JWKS()}, RequestsAudience)
 	if err != nil {
 		return nil, fmt.Errorf("failed to configure the envelope verifier: %w", err)
 	}
 	for path, fn := range map[string]func(context.Context, cloudevents.Event) error{
-		"/functions/intake-requests": intakefn.Requests(intakeSvc, verifier, log.With("function", "intake")),
-		"/functions/approval":        approvalfn.Events(approvalSvc, log.With("function", "approval")),
-		"/functions/grant":           grantfn.Events(grantSvc, log.With("function", "grant")),
-		"/functions/revoke":          revokefn.Events(revokeSvc, log.With("function", "revoke")),
+		"/functions/intake-requests": requests,
+		"/functions/approval":        approvalFn.Events(),
+		"/functions/grant":           grantFn.Events(),
+		"/functions/revoke":          revokeFn.Events(),
 		"/eventarc/grant-lifecycle":  startWorkflow(execs, workflow, log),
 	} {
 		h, err := ceHandler(path, fn)
@@ -432,12 +422,10 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 		}
 		mux.Handle("POST "+path, h)
 	}
-	mux.Handle("POST /functions/revoke-task", revokefn.Tasks(revokeSvc,
-		auth.Service{Verifier: serviceVerifier, Audience: cloud.HTTPURL + "/functions/revoke-task", Allowed: []string{TasksSA}},
-		log.With("function", "revoke")))
-	mux.Handle("POST /functions/sweep", revokefn.Sweep(revokeSvc,
-		auth.Service{Verifier: serviceVerifier, Audience: cloud.HTTPURL + "/functions/sweep", Allowed: []string{SchedulerSA}},
-		log.With("function", "sweep")))
+	mux.Handle("POST /functions/revoke-task", revokeFn.Tasks(
+		auth.Service{Verifier: serviceVerifier, Audience: cloud.HTTPURL + "/functions/revoke-task", Allowed: []string{TasksSA}}))
+	mux.Handle("POST /functions/sweep", revokeFn.Sweep(
+		auth.Service{Verifier: serviceVerifier, Audience: cloud.HTTPURL + "/functions/sweep", Allowed: []string{SchedulerSA}}))
 	if cfg.IAP == nil {
 		// Local conveniences exist in local mode only.
 		mux.Handle("GET /local/iam/{resource...}", localIAM(operator))
@@ -449,7 +437,7 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 	sweepCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	p.cancel = cancel
 	if cfg.SweepInterval > 0 {
-		go p.sweep(sweepCtx, revokeSvc, cfg.SweepInterval, log)
+		go p.sweep(sweepCtx, revokeFn.Service, cfg.SweepInterval, log)
 	}
 	mode := "local"
 	if cfg.IAP != nil {
@@ -478,7 +466,7 @@ func deployWorkflows(cloud *embedded.Cloud) error {
 
 // sweep re-publishes events a crash left unpublished, as a scheduled job
 // of the revoke function does on Google Cloud.
-func (p *Pipeline) sweep(ctx context.Context, svc *lifecycle.Service, every time.Duration, log *slog.Logger) {
+func (p *Pipeline) sweep(ctx context.Context, svc *lifecycle.RevokeService, every time.Duration, log *slog.Logger) {
 	if err := svc.Sweep(ctx); err != nil {
 		log.WarnContext(ctx, "sweep failed", "error", err)
 	}

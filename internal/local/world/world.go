@@ -202,7 +202,7 @@ func Parse(data []byte) (*World, error) {
 // HostedDomain is the directory's answer for email: the hosted domain of
 // the declared user with that (canonical) address, "" for anyone else —
 // an address alone proves nothing, even one in the organization's domain.
-// Its signature is lifecycle.Config.Directory.
+// Its signature is lifecycle.Callers.Directory.
 func (w *World) HostedDomain(_ context.Context, email string) string {
 	if !emailaddr.Valid(email) {
 		return ""

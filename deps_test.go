@@ -79,7 +79,9 @@ func TestLayers(t *testing.T) {
 			func(p string) bool { return !under(p, "internal/local", "cmd/jit") },
 			[]string{"internal/local"}, false},
 		{"only the composition uses the composition",
-			func(p string) bool { return p != "" && !under(p, composition...) && !under(p, "internal/local", "cmd/jit") && p != "." },
+			func(p string) bool {
+				return p != "" && !under(p, composition...) && !under(p, "internal/local", "cmd/jit") && p != "."
+			},
 			composition, false},
 		{"adapters use neither the functions nor the lifecycle",
 			func(p string) bool { return under(p, adapters...) },

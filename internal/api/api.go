@@ -75,7 +75,7 @@ func (LocalAuthenticator) Caller(r *http.Request) (string, error) {
 
 // RateLimit bounds, per caller, the calls that make the pipeline send
 // mail (a request notifies its approvers, a decision the requester):
-// JIT Access's pentest found no such limit (jit-access-facts §6, #415). The
+// JIT Access's pentest found no such limit (docs/jit-access.md §6, #415). The
 // buckets live in the function instance: several instances each allow
 // this much.
 type RateLimit struct {

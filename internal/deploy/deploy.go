@@ -3,7 +3,7 @@
 // clients are the real Google client libraries with the function's own
 // service account, and everything is built lazily, once per instance, on
 // the first invocation — never in init(), because every function's code is
-// linked into every deployed function (aesthetics §3, §4) — but from a
+// linked into every deployed function (docs/google-cloud.md §6) — but from a
 // background context, not the first request's: the clients live as long
 // as the instance. What the clients are composed into is package wiring's,
 // the same composition the embedded pipeline runs.

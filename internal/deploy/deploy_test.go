@@ -34,7 +34,7 @@ func TestServeTarget(t *testing.T) {
 
 // Every entry point the Terraform deploys is registered with
 // functions-framework under its name, and, unconfigured, answers with the
-// configuration problem instead of crashing (fact: aesthetics §4.1 —
+// configuration problem instead of crashing (fact: docs/google-cloud.md §6 —
 // FUNCTION_TARGET selects the function, served at "/").
 func TestFunctionsFramework(t *testing.T) {
 	if testing.Short() {

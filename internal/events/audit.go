@@ -16,7 +16,7 @@ import (
 // Audit writes the one audit line of an event: severity NOTICE, a message
 // a person can read, and Cloud Logging labels (docs/google-cloud.md §10) to filter on,
 // named like JIT Access's (user, justification) and JIT Groups' (event/type
-// "audit", event/id; jit-access-facts §1.10, §3.10). Callback URLs are
+// "audit", event/id; docs/jit-access.md §1.10, §3.10). Callback URLs are
 // capabilities and are never logged; policy inputs are not in events.
 // d may be nil, in which case it is decoded from e. The source location
 // of the line is Audit's caller.

@@ -14,8 +14,8 @@ import (
 
 // TestAudit: one NOTICE line per transition, a readable message, and the
 // string labels Cloud Logging lifts into LogEntry.labels (docs/google-cloud.md §10);
-// label names after JIT Access (user, justification; jit-access-facts
-// §1.10) and JIT Groups (event/type audit, event/id; §3.10).
+// label names after JIT Access (user, justification;
+// docs/jit-access.md §1.10) and JIT Groups (event/type audit, event/id; §3.10).
 func TestAudit(t *testing.T) {
 	t.Parallel()
 	d := activatedData()

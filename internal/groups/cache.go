@@ -9,7 +9,7 @@ import (
 )
 
 // DefaultTTL is how long a Cache keeps an answer: JIT Groups caches subject
-// principals for 30 s (jit-access-facts §3.3), short next to the minutes
+// principals for 30 s (docs/jit-access.md §3.3), short next to the minutes
 // Google takes to propagate a membership change (docs/google-cloud.md §8).
 const DefaultTTL = 30 * time.Second
 

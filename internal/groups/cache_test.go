@@ -68,7 +68,7 @@ func (c *clock) advance(d time.Duration) {
 
 func TestCacheTTL(t *testing.T) {
 	t.Parallel()
-	// jit-access-facts §3.3: JIT Groups caches subject principals for 30 s,
+	// docs/jit-access.md §3.3: JIT Groups caches subject principals for 30 s,
 	// the default here; the answer is reused until then and reloaded after.
 	inner := newCounting()
 	clk := &clock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}

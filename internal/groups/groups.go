@@ -7,7 +7,7 @@
 // wrapped in a Cache, because group membership is asked for on every request
 // and changes slowly: Google itself takes minutes to hours to propagate a
 // membership change (docs/google-cloud.md §8), and JIT Groups caches subject principals
-// for 30 s (jit-access-facts §3.3).
+// for 30 s (docs/jit-access.md §3.3).
 package groups
 
 import (

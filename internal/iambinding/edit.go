@@ -135,7 +135,7 @@ func (p planned) want(now time.Time) *expr.Expr {
 
 // owns reports whether b is a temporary binding of the key: the same role,
 // the member among its members, a temporary clause in its condition (any
-// title, active or expired: jit-access-facts §4) and the same resource
+// title, active or expired: docs/jit-access.md §4) and the same resource
 // condition. A temporary binding of the member and role whose condition
 // cannot be parsed further is owned too: it is the junk the purge rule of
 // JIT Access removes, and no key could ever claim it otherwise.

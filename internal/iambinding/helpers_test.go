@@ -236,7 +236,7 @@ func (e *env) seed(t testing.TB, resource string, bindings ...*iampb.Binding) *i
 
 // unrelated is a policy's worth of bindings no change of the tests is
 // about: unconditional ones, a non-JIT condition on a role the tests
-// grant, eligibility markers (jit-access-facts §1.1) and a JIT activation
+// grant, eligibility markers (docs/jit-access.md §1.1) and a JIT activation
 // of the same user and role with another resource condition.
 func unrelated() []*iampb.Binding {
 	return []*iampb.Binding{

@@ -212,7 +212,7 @@ type Check struct {
 
 // Apply makes the policies match the changes: for each key, every
 // temporary binding of its member, role and resource condition is removed
-// (any title, active or expired: jit-access-facts §4), and, if a window
+// (any title, active or expired: docs/jit-access.md §4), and, if a window
 // has not ended, one binding is added that spans the union of the windows,
 // so overlapping grants never cut each other short; the grant ledger
 // decides which grant is active. A write also purges every expired JIT

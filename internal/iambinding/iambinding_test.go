@@ -20,7 +20,7 @@ import (
 // docs/architecture.md §3: a grant is a binding user × role with condition title "JIT
 // access activation" and expression (request.time >= timestamp("START") &&
 // request.time < timestamp("END")), AND-ed with the resource condition if
-// any (jit-access-facts §4 gives the exact strings); written at policy
+// any (docs/jit-access.md §4 gives the exact strings); written at policy
 // version 3 (docs/google-cloud.md §1, policy.pb.go Policy.Version). The local IAM
 // evaluates the condition: access inside the window, none before or after
 // (END is exclusive).
@@ -92,7 +92,7 @@ func TestGrantWritesDesignBinding(t *testing.T) {
 // window1 is the one-hour window [t0, t0+1h).
 func window1(id string) Window { return window(id, 0, time.Hour) }
 
-// docs/architecture.md §3 and the brief: an idempotent re-apply costs one read and no
+// docs/architecture.md §3: an idempotent re-apply costs one read and no
 // write; removing (no windows) deletes the binding and the access. The
 // member is matched the way IAM stores it, lower-cased (docs/google-cloud.md §1
 // member forms), so a mixed-case member does not cause a write per apply.
@@ -200,7 +200,7 @@ func TestOverlappingGrantsDoNotCutEachOtherShort(t *testing.T) {
 	}
 }
 
-// jit-access-facts §4 purge rule: before adding, every temporary binding
+// docs/jit-access.md §4 purge rule: before adding, every temporary binding
 // of the same user and role is removed, active or expired, whatever its
 // title. Bindings of other members, of the same user with another
 // resource condition (another key), and everything unrelated stay
@@ -247,7 +247,7 @@ func TestReplacesEarlierTemporaryBindingsOfTheKey(t *testing.T) {
 // 1,500-principal limit; docs/architecture.md §3: "on every write, purge expired JIT
 // bindings of anyone". Only activations (title "JIT access activation",
 // window ended) go; unconditional bindings, other conditions, eligibility
-// markers (jit-access-facts §1.1), an expired binding with another title
+// markers (docs/jit-access.md §1.1), an expired binding with another title
 // and active activations stay byte-for-byte. A change that needs no write
 // does not write just to purge.
 func TestWritePurgesExpiredActivationsOfAnyoneAndNothingElse(t *testing.T) {
@@ -395,7 +395,7 @@ func TestGivesUpAfterMaxAttempts(t *testing.T) {
 	}
 }
 
-// docs/google-cloud.md §1 and the brief: ABORTED and UNAVAILABLE restart the
+// docs/google-cloud.md §1: ABORTED and UNAVAILABLE restart the
 // read-modify-write; no other error is retried (SetIamPolicy has no retry
 // in the client, docs/google-cloud.md §1 "How clients retry").
 func TestRetriesOnlyAbortedAndUnavailable(t *testing.T) {

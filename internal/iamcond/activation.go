@@ -9,12 +9,12 @@ import (
 
 // ActivationTitle is the condition title of every temporary binding the
 // pipeline writes. JIT Access v1 uses the same title and recognises its
-// activations by it (jit-access-facts §4), so migrated tooling keeps
+// activations by it (docs/jit-access.md §4), so migrated tooling keeps
 // working.
 const ActivationTitle = "JIT access activation"
 
 // timestampLayout is UTC with whole seconds and a Z, as JIT Access writes
-// it (jit-access-facts §4).
+// it (docs/jit-access.md §4).
 const timestampLayout = "2006-01-02T15:04:05Z"
 
 // Activation returns the condition expression of a temporary binding that
@@ -27,7 +27,7 @@ const timestampLayout = "2006-01-02T15:04:05Z"
 //
 //	((request.time >= timestamp("START") && request.time < timestamp("END"))) && (R)
 //
-// (jit-access-facts §4, docs/architecture.md §3). R is used as given, apart from
+// (docs/jit-access.md §4, docs/architecture.md §3). R is used as given, apart from
 // comments, which are removed: a trailing // comment would otherwise
 // swallow the closing parenthesis.
 func Activation(start, end time.Time, resourceCondition string) string {
@@ -43,7 +43,7 @@ func Activation(start, end time.Time, resourceCondition string) string {
 // temporaryClause is the body of a temporary clause, once wrapping
 // parentheses and surrounding whitespace are gone. Whitespace between
 // tokens and either quote style are tolerated; anything else is not
-// (jit-access-facts §4: "anything else appended inside the same clause
+// (docs/jit-access.md §4: "anything else appended inside the same clause
 // breaks recognition").
 var temporaryClause = regexp.MustCompile(`^request\.time\s*>=\s*timestamp\(\s*(?:"([^"\\]*)"|'([^'\\]*)')\s*\)` +
 	`\s*&&\s*` +
@@ -93,7 +93,7 @@ func ParseActivation(expression string) (start, end time.Time, resourceCondition
 // HasTemporaryClause reports whether any top-level && clause of the
 // expression is a temporary clause, whatever else the condition holds.
 // This is the test for purging earlier activations of a user and role
-// (jit-access-facts §4: active or expired, any title, any resource
+// (docs/jit-access.md §4: active or expired, any title, any resource
 // condition).
 func HasTemporaryClause(expression string) bool {
 	if !isConjunction(expression) {
@@ -164,7 +164,7 @@ func unwrapParens(s string) string {
 }
 
 // Description is the condition description of a temporary binding
-// (jit-access-facts §4): "Self-approved, justification: "J"" without
+// (docs/jit-access.md §4): "Self-approved, justification: "J"" without
 // approvers, else "Approved by A, justification: "J"", several approvers
 // separated by ", " in the order given. Unlike JIT Access, the
 // justification is a Go-quoted string: its quotes and control characters

@@ -12,7 +12,7 @@ var (
 	t2040Plus = t2040.Add(5 * time.Minute)
 )
 
-// jit-access-facts §4 (v1:J/cel/TemporaryIamCondition.java,
+// docs/jit-access.md §4 (v1:J/cel/TemporaryIamCondition.java,
 // ProjectRoleActivator.java): the exact expressions, UTC with seconds and
 // Z, the window and the resource condition each parenthesised and AND-ed.
 func TestActivation(t *testing.T) {
@@ -54,7 +54,7 @@ func TestParseActivation(t *testing.T) {
 		expression string
 		want       result
 	}{
-		// jit-access-facts §4: the two exact expressions.
+		// docs/jit-access.md §4: the two exact expressions.
 		{"facts, no resource condition", "(" + window + ")", ok("")},
 		{"facts test string", "((" + window + ")) && (resource.name=='x' || resource.name=='y')",
 			ok(`resource.name == "x" || resource.name == "y"`)},
@@ -98,7 +98,7 @@ func TestParseActivation(t *testing.T) {
 	}
 }
 
-// jit-access-facts §4: what Activation writes, ParseActivation reads back;
+// docs/jit-access.md §4: what Activation writes, ParseActivation reads back;
 // a resource condition in the canonical form Eligibility returns (§1.2)
 // comes back unchanged.
 func TestActivationRoundTrip(t *testing.T) {
@@ -123,7 +123,7 @@ func TestActivationRoundTrip(t *testing.T) {
 	}
 }
 
-// jit-access-facts §4: earlier bindings with any temporary clause are
+// docs/jit-access.md §4: earlier bindings with any temporary clause are
 // purged, whatever else the condition holds; others are left alone.
 func TestHasTemporaryClause(t *testing.T) {
 	t.Parallel()
@@ -146,7 +146,7 @@ func TestHasTemporaryClause(t *testing.T) {
 	}
 }
 
-// jit-access-facts §4: "Self-approved, justification: <justification>" or
+// docs/jit-access.md §4: "Self-approved, justification: <justification>" or
 // "Approved by <approver-email>, justification: <justification>"; several
 // approvers are listed comma-separated (not in the facts: v1 has one).
 func TestDescription(t *testing.T) {
@@ -173,7 +173,7 @@ func TestDescription(t *testing.T) {
 
 func TestActivationTitle(t *testing.T) {
 	t.Parallel()
-	// jit-access-facts §4: exact title, used to recognise activations.
+	// docs/jit-access.md §4: exact title, used to recognise activations.
 	if ActivationTitle != "JIT access activation" {
 		t.Errorf("ActivationTitle = %q", ActivationTitle)
 	}

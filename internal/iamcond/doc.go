@@ -5,7 +5,7 @@
 // temporary activation condition, and the cel-go environment that mirrors
 // what IAM Conditions accept.
 //
-// The formats follow JIT Access v1 exactly (jit-access-facts §1.1, §1.2,
+// The formats follow JIT Access v1 exactly (docs/jit-access.md §1.1, §1.2,
 // §4) so that users migrating from it keep their eligible bindings, and
 // their tooling keeps recognising our activations. Everything here is a
 // pure function without I/O.

@@ -12,7 +12,7 @@ import (
 )
 
 // Marker is the kind of eligibility an IAM binding's condition grants
-// (jit-access-facts §1.1).
+// (docs/jit-access.md §1.1).
 type Marker int
 
 const (
@@ -53,7 +53,7 @@ var (
 // Eligibility reports whether a binding's condition makes its members
 // eligible, how (JIT or MPA), and the resource condition that comes with
 // it: the non-marker clauses, AND-ed and canonically formatted, or "" if
-// there are none (jit-access-facts §1.1, §1.2). ok is false for a
+// there are none (docs/jit-access.md §1.1, §1.2). ok is false for a
 // condition that is not eligible; EligibilityErr says why.
 func Eligibility(expression string) (m Marker, resourceCondition string, ok bool) {
 	m, resourceCondition, err := EligibilityErr(expression)
@@ -63,7 +63,7 @@ func Eligibility(expression string) (m Marker, resourceCondition string, ok bool
 // EligibilityErr is Eligibility with the reason a condition is not
 // eligible (ErrNoMarker, ErrNotConjunction or ErrInvalidResourceCondition);
 // on error the marker is None and the resource condition "". A top-level
-// || makes a condition not eligible (jit-access-facts §1.1), and so does a
+// || makes a condition not eligible (docs/jit-access.md §1.1), and so does a
 // top-level ternary for the same reason: the marker is then not a
 // conjunct of the condition.
 //
@@ -71,7 +71,7 @@ func Eligibility(expression string) (m Marker, resourceCondition string, ok bool
 // removed, it is has({}.jitaccessconstraint) or
 // has({}.multipartyapprovalconstraint). A condition with both markers is
 // JIT-eligible: JIT Access keeps only the JIT entitlement when a role is
-// both (jit-access-facts §1.1), and self-approval is what such a binding
+// both (docs/jit-access.md §1.1), and self-approval is what such a binding
 // allows at the least.
 func EligibilityErr(expression string) (Marker, string, error) {
 	if !isConjunction(expression) {
@@ -126,7 +126,7 @@ var celParser = sync.OnceValues(func() (*parser.Parser, error) {
 })
 
 // canonicalAnd AND-s clauses, each wrapped in parentheses, and formats the
-// result with cel-go's unparser on one line (jit-access-facts §1.2), so
+// result with cel-go's unparser on one line (docs/jit-access.md §1.2), so
 // that equal conditions written differently compare equal. Each clause
 // must parse on its own: wrapping a fragment such as `a) || (b` in
 // parentheses would otherwise turn it into a different expression.

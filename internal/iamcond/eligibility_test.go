@@ -19,7 +19,7 @@ func TestEligibility(t *testing.T) {
 		expression string
 		want       result
 	}{
-		// jit-access-facts §1.1 (v1:D/index.md, v1:D/multi-party-approval.md):
+		// docs/jit-access.md §1.1 (v1:D/index.md, v1:D/multi-party-approval.md):
 		// the two marker conditions.
 		{"JIT marker", "has({}.jitAccessConstraint)", result{JIT, "", nil}},
 		{"MPA marker", "has({}.multiPartyApprovalConstraint)", result{MPA, "", nil}},
@@ -86,7 +86,7 @@ func TestEligibility(t *testing.T) {
 }
 
 // The canonical resource condition is a fixed point: it is what
-// identifies an entitlement (jit-access-facts §1.1, entitlement ID), so
+// identifies an entitlement (docs/jit-access.md §1.1, entitlement ID), so
 // formatting it again must not change it.
 func TestResourceConditionIsCanonical(t *testing.T) {
 	t.Parallel()
@@ -108,7 +108,7 @@ func TestResourceConditionIsCanonical(t *testing.T) {
 	}
 }
 
-// jit-access-facts §1.4: activationType is JIT or MPA.
+// docs/jit-access.md §1.4: activationType is JIT or MPA.
 func TestMarkerString(t *testing.T) {
 	t.Parallel()
 	got := []string{None.String(), JIT.String(), MPA.String(), Marker(7).String()}

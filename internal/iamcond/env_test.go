@@ -73,7 +73,7 @@ func TestEnv(t *testing.T) {
 	}
 }
 
-// jit-access-facts §3.4: JIT Groups offers IAM's extract() in its own
+// docs/jit-access.md §3.4: JIT Groups offers IAM's extract() in its own
 // expression constraints; ExtractFunction brings it to another environment.
 func TestExtractFunctionInOtherEnv(t *testing.T) {
 	t.Parallel()

@@ -7,7 +7,7 @@ import "strings"
 const MaxLogicalOperators = 12
 
 // SplitAnd splits a condition into its top-level && clauses, the way JIT
-// Access v1 does before looking for eligibility markers (jit-access-facts
+// Access v1 does before looking for eligibility markers (docs/jit-access.md
 // §1.1). Comments (// to the end of the line, outside string literals) are
 // removed first; an && inside parentheses, brackets, braces, string
 // literals or `quoted identifiers` is not a split point. Clauses are

@@ -6,7 +6,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// jit-access-facts §1.1 (v1:J/cel/IamCondition.java splitAnd): a condition
+// docs/jit-access.md §1.1 (v1:J/cel/IamCondition.java splitAnd): a condition
 // is split into top-level && clauses; lines starting with // are removed;
 // && inside parentheses or quotes is not a split point. §1.2: comment lines
 // are ignored.
@@ -61,7 +61,7 @@ func TestSplitAnd(t *testing.T) {
 	}
 }
 
-// jit-access-facts §1.1: any || at top level makes a condition not
+// docs/jit-access.md §1.1: any || at top level makes a condition not
 // eligible (test "HAS({}.JitacceSSConstraint) || 1<2"); a || in
 // parentheses or quotes does not count.
 func TestHasTopLevelOr(t *testing.T) {

@@ -1,7 +1,7 @@
 // Package isoduration reads and writes ISO 8601 durations the way JIT Groups
 // policy documents and Privileged Access Manager use them: PnDTnHnMn.nS, where
 // a day is exactly 24 hours and years, months and weeks are not accepted
-// (they have no fixed length; jit-access-facts §3.4).
+// (they have no fixed length; docs/jit-access.md §3.4).
 package isoduration
 
 import (

@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// jit-access-facts §3.4: ISO-8601 Duration (PT1H, P1D, P1DT6H, P90D; no weeks
+// docs/jit-access.md §3.4: ISO-8601 Duration (PT1H, P1D, P1DT6H, P90D; no weeks
 // or months; days = 24 h).
 func TestParse(t *testing.T) {
 	t.Parallel()

@@ -144,7 +144,7 @@ var (
 
 // celBase declares what every expression constraint sees: subject.email,
 // subject.principals, group.environment, group.system, group.name, the
-// string and encoder extensions, and IAM's extract() (jit-access-facts §3.4).
+// string and encoder extensions, and IAM's extract() (docs/jit-access.md §3.4).
 func celBase() (*cel.Env, error) {
 	baseEnvOnce.Do(func() {
 		baseEnv, baseEnvErr = cel.NewEnv(

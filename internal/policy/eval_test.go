@@ -52,7 +52,7 @@ var (
 	managers = NewSubject("mgr@example.com", []string{"managers@example.com"}, true)
 )
 
-// jit-access-facts §3.3: allowed iff the allow masks cover the required
+// docs/jit-access.md §3.3: allowed iff the allow masks cover the required
 // bits and no matching deny shares a bit with them — deny wins regardless
 // of order, at any level.
 func TestDenyBeatsAllowInAnyOrder(t *testing.T) {
@@ -80,7 +80,7 @@ func TestDenyBeatsAllowInAnyOrder(t *testing.T) {
 	}
 }
 
-// jit-access-facts §3.3: the effective ACL is env ++ system ++ group; masks
+// docs/jit-access.md §3.3: the effective ACL is env ++ system ++ group; masks
 // from different levels and principals add up.
 func TestInheritedACLsCombine(t *testing.T) {
 	t.Parallel()

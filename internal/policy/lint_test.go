@@ -32,7 +32,7 @@ environment:
 `
 
 // The reference documents lint clean: the seed's policy and the schema of
-// jit-access-facts §3.2 with every field filled in.
+// docs/jit-access.md §3.2 with every field filled in.
 func TestReferenceDocumentsLintClean(t *testing.T) {
 	t.Parallel()
 	files, err := filepath.Glob("testdata/*.yaml")

@@ -6,7 +6,7 @@ import (
 )
 
 // Node is what environments, systems and groups share: a name, an access
-// control list and constraints, inherited downward (jit-access-facts §3.3, §3.4).
+// control list and constraints, inherited downward (docs/jit-access.md §3.3, §3.4).
 type Node struct {
 	Name        string
 	Description string

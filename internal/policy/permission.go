@@ -6,7 +6,7 @@ import (
 )
 
 // Permission is a set of access rights, as bit masks compatible with JIT
-// Groups (jit-access-facts §3.3): every right but ALL includes VIEW, so
+// Groups (docs/jit-access.md §3.3): every right but ALL includes VIEW, so
 // denying JOIN also denies VIEW.
 type Permission uint32
 

@@ -166,7 +166,7 @@ func masks(g *Group, s Subject) (allow, deny Permission) {
 	return allow, deny
 }
 
-// allowed is JIT Groups' rule (jit-access-facts §3.3): the allow masks
+// allowed is JIT Groups' rule (docs/jit-access.md §3.3): the allow masks
 // together cover every required bit, and no deny entry shares any bit with
 // it — deny wins whatever the order.
 func allowed(allow, deny, required Permission) bool {
@@ -236,7 +236,7 @@ func (p *Policy) TrustsRequester(serviceAccount string) bool {
 
 // Approvers are the principals that may approve others' requests for the
 // group: user and group principals of its effective ACL that hold
-// APPROVE_OTHERS on their own (jit-access-facts §3.5). The requester is
+// APPROVE_OTHERS on their own (docs/jit-access.md §3.5). The requester is
 // left out. Group principals must be expanded by the caller.
 func (g *Group) Approvers(requester string) []Principal {
 	seen := map[Principal]bool{}
@@ -273,7 +273,7 @@ func (g *Group) Approvers(requester string) []Principal {
 
 // effective lists the constraints that apply: the group's first, then the
 // system's, then the environment's, where a name already seen below hides
-// the inherited one (jit-access-facts §3.4).
+// the inherited one (docs/jit-access.md §3.4).
 func effective(g *Group, join bool) []Constraint {
 	var out []Constraint
 	seen := map[string]bool{}
@@ -449,7 +449,7 @@ type Approval struct {
 // APPROVE_OTHERS (or, for their own request, JOIN and APPROVE_SELF) on the
 // current policy, the approve constraints must hold for them, and the
 // requester must still hold JOIN and the request satisfy the join
-// constraints (jit-access-facts §3.5). A refusal for the approver's sake
+// constraints (docs/jit-access.md §3.5). A refusal for the approver's sake
 // comes first; one for the request's sake has Denied.Requester set.
 func (p *Policy) Approve(a Approval) (*Decision, error) {
 	g, ok := p.Group(a.Entitlement)

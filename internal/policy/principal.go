@@ -20,7 +20,7 @@ const (
 	ServiceAccountPrincipal PrincipalType = "serviceAccount"
 )
 
-// The user classes of JIT Groups (jit-access-facts §3.3).
+// The user classes of JIT Groups (docs/jit-access.md §3.3).
 const (
 	ClassIAPUsers      = "iapUsers"
 	ClassInternalUsers = "internalUsers"

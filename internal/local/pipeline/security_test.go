@@ -343,7 +343,7 @@ func TestSecuritySuite(t *testing.T) {
 		// Requests the policy does not allow.
 		// erin is a manager: she may approve admin requests, not make them.
 		{name: "entitlement outside the caller's ACL", method: "POST", path: "/v1/grants", headers: s.as("erin@example.com"), body: `{"entitlement":"demo.demo-project.admin","requestedDuration":"PT5M","justification":"x"}`, want: 403},
-		// Denying JOIN denies VIEW too (jit-access-facts §3.3): dave does not see it.
+		// Denying JOIN denies VIEW too (docs/jit-access.md §3.3): dave does not see it.
 		{name: "denied principal", method: "POST", path: "/v1/grants", headers: s.as(dave), body: grantReq, want: 404, wantAlso: 403},
 		{name: "outsider", method: "POST", path: "/v1/grants", headers: s.as("mallory@evil.example"), body: grantReq, want: 403},
 		{name: "unknown entitlement", method: "POST", path: "/v1/grants", headers: s.as(alice), body: `{"entitlement":"demo.demo-project.owner","requestedDuration":"PT1H","justification":"x"}`, want: 404},

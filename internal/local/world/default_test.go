@@ -18,7 +18,7 @@ func TestDefaultSeedsAndResolves(t *testing.T) {
 
 	// The demo's shape: 2 folders, 5 projects (demo-project is where the
 	// demo policy grants), ~8 users with one external, and the classic
-	// eligibility markers (jit-access-facts §1.1) on demo-prod, accepted by
+	// eligibility markers (docs/jit-access.md §1.1) on demo-prod, accepted by
 	// the local IAM's CEL type-check.
 	if len(w.Folders) != 2 || len(w.Projects) != 5 {
 		t.Errorf("demo world has %d folders and %d projects, want 2 and 5", len(w.Folders), len(w.Projects))

@@ -224,7 +224,7 @@ func (w *World) HostedDomain(_ context.Context, email string) string {
 
 // IsInternal reports whether email is an account of the organization's
 // domain (class:internalUsers, as opposed to class:externalUsers;
-// jit-access-facts §3.3), by the directory (HostedDomain), never by the
+// docs/jit-access.md §3.3), by the directory (HostedDomain), never by the
 // address's suffix: an undeclared address in the domain is external.
 func (w *World) IsInternal(email string) bool {
 	return w.Organization.Domain != "" && w.HostedDomain(context.Background(), email) == w.Organization.Domain

@@ -208,7 +208,7 @@ func TestLoad(t *testing.T) {
 
 func TestIsInternal(t *testing.T) {
 	t.Parallel()
-	// jit-access-facts §3.3: class:internalUsers are the users of the
+	// docs/jit-access.md §3.3: class:internalUsers are the users of the
 	// organization's Cloud Identity account, class:externalUsers the others.
 	w, err := Parse([]byte(minimal + `users:
   - {email: alice@example.com}

@@ -1,6 +1,6 @@
 // Package classic turns JIT Access 1.x eligible role bindings into
 // entitlements, so deployments that marked bindings in IAM keep working
-// unchanged (jit-access-facts §1.1, §1.2, §3.8).
+// unchanged (docs/jit-access.md §1.1, §1.2, §3.8).
 //
 // A binding whose condition has a top-level && clause
 // has({}.jitAccessConstraint) makes its members eligible to activate the

@@ -26,7 +26,7 @@ func binding(role, cond string, members ...string) *iampb.Binding {
 }
 
 // setup serves the local IAM with eligible bindings in the odd spellings
-// JIT Access accepts (jit-access-facts §1.1, §1.2), and returns a config
+// JIT Access accepts (docs/jit-access.md §1.1, §1.2), and returns a config
 // whose clients are the real Resource Manager clients.
 func setup(t *testing.T) Config {
 	t.Helper()
@@ -183,7 +183,7 @@ func TestClassicConstraints(t *testing.T) {
 		}
 	}
 	admin := policy.NewSubject("root@example.com", []string{"jit-admins@example.com"}, true)
-	// EXPORT and RECONCILE include VIEW (jit-access-facts §3.3): admins see
+	// EXPORT and RECONCILE include VIEW (docs/jit-access.md §3.3): admins see
 	// every entitlement, and may request none.
 	for _, a := range pol.Evaluate(admin) {
 		if a.Join || a.ApproveOthers {

@@ -23,7 +23,7 @@ func TestParseLocation(t *testing.T) {
 		{in: "./conf/a:b.yaml", want: "file:./conf/a:b.yaml"},
 		{in: "file:policy.yaml", want: "file:policy.yaml"},
 		{in: "file:///etc/jit/policy.yaml", want: "file:/etc/jit/policy.yaml"},
-		// jit-access-facts §3.8: JIT Groups reads projects/P/secrets/jit-<env>/versions/latest.
+		// docs/jit-access.md §3.8: JIT Groups reads projects/P/secrets/jit-<env>/versions/latest.
 		{in: "secretmanager:projects/acme/secrets/jit-prod", want: "secretmanager:projects/acme/secrets/jit-prod/versions/latest"},
 		{in: "secretmanager:projects/acme/secrets/jit-prod/versions/7", want: "secretmanager:projects/acme/secrets/jit-prod/versions/7"},
 		{in: "sm://acme/jit-prod", want: "secretmanager:projects/acme/secrets/jit-prod/versions/latest"},

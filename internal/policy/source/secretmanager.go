@@ -17,7 +17,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // SecretManagerLoader reads the policy from a Secret Manager secret version,
 // as JIT Groups does (`projects/P/secrets/jit-<env>/versions/latest`,
-// jit-access-facts §3.8). Its version is the resolved version name the API
+// docs/jit-access.md §3.8). Its version is the resolved version name the API
 // returns (`projects/…/secrets/S/versions/7`), so `latest` yields a new
 // version exactly when a new secret version is added.
 //

@@ -230,7 +230,7 @@ func TestSecretManagerLoader(t *testing.T) {
 	}
 }
 
-// JIT Groups' flow end to end (jit-access-facts §3.8, §3.9): Terraform adds a
+// JIT Groups' flow end to end (docs/jit-access.md §3.8, §3.9): Terraform adds a
 // new version of the secret jit-<env>; the source reads versions/latest. A
 // broken version is refused once; the next good version is accepted; a
 // disabled newest version keeps the last good one (an outage, not a refusal).

@@ -6,7 +6,7 @@
 // The rule that matters: a new version that cannot be loaded or compiled never
 // replaces a good one. JIT Groups reads its policy from the secret
 // `jit-<env>/versions/latest` and caches it for RESOURCE_CACHE_TIMEOUT
-// (jit-access-facts §3.8); a broken push to that secret must not take access
+// (docs/jit-access.md §3.8); a broken push to that secret must not take access
 // away from everyone, so here it is refused, logged at ERROR and reported once
 // through Config.OnReject, while the last good version stays in force.
 package source
@@ -23,7 +23,7 @@ import (
 // DefaultTTL is how long a checked version is trusted before the source is
 // asked again. JIT Groups defaults to 5 minutes (RESOURCE_CACHE_TIMEOUT) but
 // documents changes as taking effect "typically less than a minute"
-// (jit-access-facts §2.2, §3.8); 30 s keeps that promise while a check per
+// (docs/jit-access.md §2.2, §3.8); 30 s keeps that promise while a check per
 // instance every 30 s costs next to nothing (one small read).
 const DefaultTTL = 30 * time.Second
 

@@ -90,7 +90,7 @@ func TestNewFirstLoadMustSucceed(t *testing.T) {
 	}
 }
 
-// jit-access-facts §3.8: the policy document is cached for
+// docs/jit-access.md §3.8: the policy document is cached for
 // RESOURCE_CACHE_TIMEOUT; here TTL (default 30 s). No re-load before it runs
 // out, one re-load once it has.
 func TestTTLCaching(t *testing.T) {

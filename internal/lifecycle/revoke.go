@@ -202,7 +202,7 @@ func (s *privileged) removeAndVerify(ctx context.Context, g *grant.Grant) error 
 	var problems []string
 	for _, c := range checks {
 		if !c.Verified {
-			problems = append(problems, c.Key.String()+": "+c.Problem)
+			problems = append(problems, c.String()+": "+c.Problem)
 		}
 	}
 	if len(problems) > 0 {

@@ -54,10 +54,11 @@ func newIAPKey(t *testing.T, kid string) iapKey {
 
 func (k iapKey) jwks(t *testing.T) string {
 	t.Helper()
-	pub := k.key.PublicKey
-	x, y := make([]byte, 32), make([]byte, 32)
-	pub.X.FillBytes(x)
-	pub.Y.FillBytes(y)
+	raw, err := k.key.PublicKey.Bytes() // 0x04 ‖ X ‖ Y, 32 bytes each
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, y := raw[1:33], raw[33:]
 	b, _ := json.Marshal(map[string]any{"keys": []map[string]string{{
 		"kty": "EC", "crv": "P-256", "alg": "ES256", "use": "sig", "kid": k.kid,
 		"x": base64.RawURLEncoding.EncodeToString(x), "y": base64.RawURLEncoding.EncodeToString(y),

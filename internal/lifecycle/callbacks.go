@@ -137,7 +137,9 @@ func (s *core) verifyExecution(ctx context.Context, id, execution string) error 
 	switch status.Code(err) {
 	case codes.OK:
 	case codes.NotFound, codes.InvalidArgument, codes.PermissionDenied:
-		return fmt.Errorf("%w: %s: %v", errNotOurExecution, name, err)
+		// The cause is shown, not wrapped: callers must see only
+		// errNotOurExecution, never the lookup's gRPC code.
+		return fmt.Errorf("%w: %s: %v", errNotOurExecution, name, err) //nolint:errorlint // see above
 	default:
 		return fmt.Errorf("failed to look up execution %s: %w", name, err)
 	}

@@ -248,19 +248,19 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Kind }
 
+// kindCodes names each kind in the style of google.rpc.Code.
+var kindCodes = map[error]string{
+	ErrInvalid:         "INVALID_ARGUMENT",
+	ErrNotFound:        "NOT_FOUND",
+	ErrForbidden:       "PERMISSION_DENIED",
+	ErrConflict:        "FAILED_PRECONDITION",
+	ErrUnauthenticated: "UNAUTHENTICATED",
+}
+
 // Code is the kind's name in the style of google.rpc.Code.
 func (e *Error) Code() string {
-	switch e.Kind {
-	case ErrInvalid:
-		return "INVALID_ARGUMENT"
-	case ErrNotFound:
-		return "NOT_FOUND"
-	case ErrForbidden:
-		return "PERMISSION_DENIED"
-	case ErrConflict:
-		return "FAILED_PRECONDITION"
-	case ErrUnauthenticated:
-		return "UNAUTHENTICATED"
+	if c, ok := kindCodes[e.Kind]; ok {
+		return c
 	}
 	return "UNKNOWN"
 }

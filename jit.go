@@ -3,13 +3,18 @@
 // functions-framework. Each deployed function is this same source with its
 // own entry point (and its own service account); the handlers are built
 // lazily on the first invocation (internal/deploy), so init() only
-// registers.
+// registers — and checks the served function's settings, which reads the
+// environment and nothing else: a function missing one does not start.
 package jit
 
 import (
+	"log/slog"
+	"os"
+
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
 
 	"github.com/jitpipeline/jit/internal/deploy"
+	"github.com/jitpipeline/jit/internal/logging"
 )
 
 func init() {
@@ -21,4 +26,10 @@ func init() {
 	functions.CloudEvent("revoke", deploy.Revoke())
 	functions.HTTP("revokeTask", deploy.RevokeTask())
 	functions.HTTP("sweep", deploy.Sweep())
+
+	target := os.Getenv("FUNCTION_TARGET")
+	if err := deploy.Check(target); err != nil {
+		logging.New(os.Stderr, slog.LevelInfo).Error("the function cannot start", "function", target, "error", err.Error())
+		os.Exit(1)
+	}
 }

@@ -135,6 +135,56 @@ func (c Config) Validate(needTasks bool) error {
 	return errors.Join(errs...)
 }
 
+// Targets are the entry points jit.go registers, by FUNCTION_TARGET.
+var Targets = []string{"intake", "intakeRequests", "approval", "approvalEvents", "grant", "revoke", "revokeTask", "sweep"}
+
+// ValidateFor reports every setting the entry point named function needs
+// and lacks: what Validate checks (with the Cloud Tasks settings for the
+// grant and revoke entry points), IAP's audience for the people-facing
+// ones, Cloud Scheduler's identity for the sweep. It reads nothing but the
+// configuration, so it is cheap enough to run at start.
+func (c Config) ValidateFor(function string) error {
+	var errs []error
+	switch function {
+	case "intake", "approval":
+		errs = append(errs, c.Validate(false))
+		if len(c.IAPAudiences) == 0 {
+			errs = append(errs, errors.New("JIT_IAP_AUDIENCES is required: the IAP audience (/projects/NUMBER/locations/REGION/services/SERVICE) of this function"))
+		}
+	case "intakeRequests", "approvalEvents":
+		errs = append(errs, c.Validate(false))
+	case "grant", "revoke", "revokeTask":
+		errs = append(errs, c.Validate(true))
+	case "sweep":
+		errs = append(errs, c.Validate(true))
+		if !strings.HasPrefix(c.SweepURL, "https://") {
+			errs = append(errs, fmt.Errorf("JIT_SWEEP_URL must be the sweep function's https URL, got %q", c.SweepURL))
+		}
+		if !strings.Contains(c.SchedulerSA, "@") {
+			errs = append(errs, fmt.Errorf("JIT_SCHEDULER_SERVICE_ACCOUNT must be a service account email, got %q", c.SchedulerSA))
+		}
+	default:
+		return fmt.Errorf("FUNCTION_TARGET %q is none of %s", function, strings.Join(Targets, ", "))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("the %s function is not configured: %w", function, err)
+	}
+	return nil
+}
+
+// Check validates the configuration of the served entry point (target is
+// FUNCTION_TARGET, which Cloud Run functions set to the function's entry
+// point; empty when several functions are served, e.g. in tests, which then
+// report their configuration per request). jit.go exits when it fails, so a
+// function missing a setting fails at start, naming it, and Cloud Run keeps
+// serving the previous revision instead of one that answers 503.
+func Check(target string) error {
+	if target == "" {
+		return nil
+	}
+	return FromEnv().ValidateFor(target)
+}
+
 // deps builds the clients of one function: with IAM and Cloud Tasks for
 // grant and revoke only. ctx must outlive the function instance — the
 // clients keep it for their connections and token refreshes — so callers

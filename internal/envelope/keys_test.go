@@ -129,42 +129,43 @@ func isReason(err error, want Reason) bool {
 }
 
 // TestParseJWKS: keys that cannot verify an RS256 envelope are not used,
-// and a kid published twice is refused rather than guessed.
+// and a kid published twice is refused rather than guessed. Each set
+// holds the trusted signer's modulus under its kid, so a key that were
+// used would verify the envelope.
 func TestParseJWKS(t *testing.T) {
 	t.Parallel()
 	trusted, _ := keys(t)
 	good := trusted.JWKS()
-	keys, err := parseJWKS(good)
-	if err != nil || len(keys) != 1 {
-		t.Fatalf("parseJWKS = %v, %v", keys, err)
+	tok := sign(t, trusted, validClaims(body))
+	attrs := map[string]string{Attribute: tok}
+	verify := func(jwks []byte) error {
+		v, err := New(Config{Keys: StaticKeys{caller: jwks}, Trusted: TrustSet(caller), Audience: audience, Now: func() time.Time { return now }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = v.Verify(t.Context(), []byte(body), attrs)
+		return err
 	}
-	var kid string
-	for k := range keys {
-		kid = k
+	if err := verify(good); err != nil {
+		t.Fatalf("the published key: %v", err)
 	}
+	kid := `"kid":"` + kidOf(t, tok) + `"`
 	n := `"n":"` + jwkField(t, good, "n") + `"`
 	tests := map[string]string{
-		"weak key":  `{"keys":[{"kty":"RSA","kid":"k","n":"AQAB","e":"AQAB"}]}`,
-		"EC key":    `{"keys":[{"kty":"EC","kid":"k","crv":"P-256","x":"AA","y":"AA"}]}`,
-		"HS256 alg": `{"keys":[{"kty":"RSA","alg":"HS256","kid":"k",` + n + `,"e":"AQAB"}]}`,
-		"enc use":   `{"keys":[{"kty":"RSA","use":"enc","kid":"k",` + n + `,"e":"AQAB"}]}`,
-		"even e":    `{"keys":[{"kty":"RSA","kid":"k",` + n + `,"e":"AQAC"}]}`,
-		"kid twice": `{"keys":[{"kty":"RSA","kid":"k",` + n + `,"e":"AQAB"},{"kty":"RSA","kid":"k",` + n + `,"e":"AQAB"}]}`,
+		"weak key":  `{"keys":[{"kty":"RSA",` + kid + `,"n":"AQAB","e":"AQAB"}]}`,
+		"EC key":    `{"keys":[{"kty":"EC",` + kid + `,"crv":"P-256","x":"AA","y":"AA"}]}`,
+		"HS256 alg": `{"keys":[{"kty":"RSA","alg":"HS256",` + kid + `,` + n + `,"e":"AQAB"}]}`,
+		"enc use":   `{"keys":[{"kty":"RSA","use":"enc",` + kid + `,` + n + `,"e":"AQAB"}]}`,
+		"even e":    `{"keys":[{"kty":"RSA",` + kid + `,` + n + `,"e":"AQAC"}]}`,
+		"kid twice": `{"keys":[{"kty":"RSA",` + kid + `,` + n + `,"e":"AQAB"},{"kty":"RSA",` + kid + `,` + n + `,"e":"AQAB"}]}`,
 		"no kid":    `{"keys":[{"kty":"RSA",` + n + `,"e":"AQAB"}]}`,
-		"huge e":    `{"keys":[{"kty":"RSA","kid":"k",` + n + `,"e":"AQABAQAB"}]}`,
+		"huge e":    `{"keys":[{"kty":"RSA",` + kid + `,` + n + `,"e":"AQABAQAB"}]}`,
+		"HTML":      `<html>`,
 	}
 	for name, jwks := range tests {
-		keys, err := parseJWKS([]byte(jwks))
-		if err != nil {
-			t.Errorf("%s: %v", name, err)
-			continue
+		if err := verify([]byte(jwks)); !isReason(err, ReasonUnknownSigner) {
+			t.Errorf("%s: Verify = %v, want %s", name, err, ReasonUnknownSigner)
 		}
-		if keys["k"] != nil || keys[kid] != nil {
-			t.Errorf("%s: usable key %v", name, keys)
-		}
-	}
-	if _, err := parseJWKS([]byte("<html>")); err == nil {
-		t.Error("HTML parsed as a JWKS")
 	}
 }
 

@@ -407,7 +407,7 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 		intakeAPI.ServeHTTP(w, r)
 	}))
 	verifier, err := envelope.New(envelope.Config{
-		Keys:     localKeys{cloud.Signer.JWKS()},
+		Keys:     envelope.JWKSFunc(localKeys{cloud.Signer.JWKS()}.Keys),
 		Audience: RequestsAudience,
 		Trusted: func(email string) bool {
 			pol, _, err := p.Policy.Current(ctx)

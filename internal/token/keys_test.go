@@ -41,20 +41,20 @@ func TestParseKeysRefuses(t *testing.T) {
 	}
 	n := `"n":"` + set.Keys[0]["n"] + `"`
 	tests := map[string]string{
-		"weak key":     `{"keys":[{"kty":"RSA","kid":"k","n":"AQAB","e":"AQAB"}]}`,
-		"invalid EC":   `{"keys":[{"kty":"EC","kid":"k","crv":"P-256","x":"AA","y":"AA"}]}`,
-		"HS256 alg":    `{"keys":[{"kty":"RSA","alg":"HS256","kid":"k",` + n + `,"e":"AQAB"}]}`,
-		"enc use":      `{"keys":[{"kty":"RSA","use":"enc","kid":"k",` + n + `,"e":"AQAB"}]}`,
-		"even e":       `{"keys":[{"kty":"RSA","kid":"k",` + n + `,"e":"AQAC"}]}`,
-		"e over 2^31":  `{"keys":[{"kty":"RSA","kid":"k",` + n + `,"e":"AQABAQAB"}]}`,
-		"kid twice":    `{"keys":[{"kty":"RSA","kid":"k",` + n + `,"e":"AQAB"},{"kty":"RSA","kid":"k",` + n + `,"e":"AQAB"}]}`,
-		"no kid":       `{"keys":[{"kty":"RSA",` + n + `,"e":"AQAB"}]}`,
-		"not JSON":     `<html>`,
-		"keys not []":  `{"keys":{}}`,
-		"dup member":   `{"keys":[],"keys":[]}`,
-		"no keys":      `{"keys":[]}`,
-		"PEM not PEM":  `{"k":"hello"}`,
-		"only P-384":   `{"keys":[{"kty":"EC","kid":"k","crv":"P-384","x":"AA","y":"AA"}]}`,
+		"weak key":    `{"keys":[{"kty":"RSA","kid":"k","n":"AQAB","e":"AQAB"}]}`,
+		"invalid EC":  `{"keys":[{"kty":"EC","kid":"k","crv":"P-256","x":"AA","y":"AA"}]}`,
+		"HS256 alg":   `{"keys":[{"kty":"RSA","alg":"HS256","kid":"k",` + n + `,"e":"AQAB"}]}`,
+		"enc use":     `{"keys":[{"kty":"RSA","use":"enc","kid":"k",` + n + `,"e":"AQAB"}]}`,
+		"even e":      `{"keys":[{"kty":"RSA","kid":"k",` + n + `,"e":"AQAC"}]}`,
+		"e over 2^31": `{"keys":[{"kty":"RSA","kid":"k",` + n + `,"e":"AQABAQAB"}]}`,
+		"kid twice":   `{"keys":[{"kty":"RSA","kid":"k",` + n + `,"e":"AQAB"},{"kty":"RSA","kid":"k",` + n + `,"e":"AQAB"}]}`,
+		"no kid":      `{"keys":[{"kty":"RSA",` + n + `,"e":"AQAB"}]}`,
+		"not JSON":    `<html>`,
+		"keys not []": `{"keys":{}}`,
+		"dup member":  `{"keys":[],"keys":[]}`,
+		"no keys":     `{"keys":[]}`,
+		"PEM not PEM": `{"k":"hello"}`,
+		"only P-384":  `{"keys":[{"kty":"EC","kid":"k","crv":"P-384","x":"AA","y":"AA"}]}`,
 	}
 	for name, jwks := range tests {
 		t.Run(name, func(t *testing.T) {

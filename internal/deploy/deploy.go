@@ -33,6 +33,7 @@ import (
 
 	"github.com/jitpipeline/jit/internal/auth"
 	"github.com/jitpipeline/jit/internal/clock"
+	"github.com/jitpipeline/jit/internal/emailaddr"
 	"github.com/jitpipeline/jit/internal/envelope"
 	"github.com/jitpipeline/jit/internal/events"
 	"github.com/jitpipeline/jit/internal/groups"
@@ -126,7 +127,7 @@ func (c Config) Validate(needTasks bool) error {
 		if !strings.HasPrefix(c.RevokeURL, "https://") {
 			errs = append(errs, fmt.Errorf("JIT_REVOKE_URL must be an https URL, got %q", c.RevokeURL))
 		}
-		if !strings.Contains(c.TasksSA, "@") {
+		if !emailaddr.Valid(c.TasksSA) {
 			errs = append(errs, fmt.Errorf("JIT_TASKS_SERVICE_ACCOUNT must be a service account email, got %q", c.TasksSA))
 		}
 	}
@@ -257,7 +258,7 @@ func sweepAuth(cfg Config) (auth.Service, error) {
 	if !strings.HasPrefix(cfg.SweepURL, "https://") {
 		errs = append(errs, fmt.Errorf("JIT_SWEEP_URL must be the sweep function's https URL, got %q", cfg.SweepURL))
 	}
-	if !strings.Contains(cfg.SchedulerSA, "@") {
+	if !emailaddr.Valid(cfg.SchedulerSA) {
 		errs = append(errs, fmt.Errorf("JIT_SCHEDULER_SERVICE_ACCOUNT must be a service account email, got %q", cfg.SchedulerSA))
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -20,8 +20,8 @@
 //     optionally no other header parameter (Kind.OnlyKnownHeaders);
 //   - claims read by exact name: iss one of Kind.Issuers, aud exactly one
 //     of the audiences asked for (optionally a string only), integer exp
-//     and iat (required) and nbf, with Kind.Skew, and optionally a longest
-//     lifetime.
+//     and iat (required) and nbf after 1970 and before the year 36812,
+//     with Kind.Skew, and optionally a longest lifetime.
 //
 // Keys come from KeySet, the one cached JWKS fetcher. Where the issuer
 // chooses the keys (signed envelopes), Peek reads iss before any key is

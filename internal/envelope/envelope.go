@@ -306,6 +306,11 @@ var reasons = []struct {
 // the token package's refusals (the keys could not be fetched) stays a
 // plain, transient error.
 func (v *Verifier) refusal(ctx context.Context, iss string, err error) error {
+	if errors.Is(err, token.ErrKeysUnusable) && !errors.Is(err, token.ErrKeysInvalid) && !errors.Is(err, token.ErrNoKeys) {
+		// The keys could not be fetched, even if the kid is unknown to
+		// the cached set: it may be a new key. Let Pub/Sub redeliver.
+		return fmt.Errorf("failed to get the keys of %s: %w", iss, err)
+	}
 	for _, r := range reasons {
 		if !errors.Is(err, r.err) {
 			continue

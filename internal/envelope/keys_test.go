@@ -123,6 +123,42 @@ func TestGoogleKeys(t *testing.T) {
 	}
 }
 
+// TestRefetchFailureIsTransient: a kid the cached keys lack may be a key
+// the caller just created; if Google cannot be reached to fetch it, the
+// envelope is not refused but left for Pub/Sub to redeliver.
+func TestRefetchFailureIsTransient(t *testing.T) {
+	t.Parallel()
+	trusted, _ := keys(t)
+	rotated, err := localoidc.Open("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &jwkServer{sets: map[string][]byte{caller: trusted.JWKS()}}
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	clock := now
+	gk := &GoogleKeys{Client: hs.Client(), BaseURL: hs.URL + "/", Now: func() time.Time { return clock }}
+	v, err := New(Config{Keys: gk, Trusted: TrustSet(caller), Audience: audience, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	verify := func(s *localoidc.Signer) error {
+		_, err := v.Verify(t.Context(), []byte(body), map[string]string{Attribute: sign(t, s, validClaims(body))})
+		return err
+	}
+	if err := verify(trusted); err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	hs.Close()
+	clock = clock.Add(time.Minute)
+	if err := verify(rotated); err == nil || errors.Is(err, ErrRefused) {
+		t.Errorf("new kid, key server down: %v, want a transient error", err)
+	}
+	if err := verify(trusted); err != nil {
+		t.Errorf("cached key, key server down: %v", err)
+	}
+}
+
 func isReason(err error, want Reason) bool {
 	var r *Refused
 	return errors.As(err, &r) && r.Reason == want

@@ -169,8 +169,10 @@ func (s *KeySet) Key(ctx context.Context, kid string) (any, error) {
 	s.lastErr = err
 	if err != nil {
 		if fresh {
-			// The cached keys stay good; this kid is simply not among them.
-			return nil, fmt.Errorf("%w: kid %.40q (refetch failed: %v)", ErrUnknownKey, kid, err)
+			// The cached keys stay good and this kid is not among them,
+			// but it may be a new key we could not fetch: the error wraps
+			// both, and the caller decides whether to wait.
+			return nil, fmt.Errorf("%w: kid %.40q (refetch failed: %w)", ErrUnknownKey, kid, err)
 		}
 		return nil, err
 	}

@@ -129,3 +129,42 @@ func TestKeySetFailures(t *testing.T) {
 		mu.Unlock()
 	}
 }
+
+// TestRefetchFailure: a kid missing from a fresh cache whose refetch fails
+// is ErrUnknownKey and the fetch's error both; the cached keys still work.
+func TestRefetchFailure(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	up := true
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !up {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write(testJWKS(t)) //nolint:errcheck
+	}))
+	defer srv.Close()
+	clock := testNow
+	keys, err := NewKeySet(KeySetConfig{KeysURL: srv.URL, HTTPClient: srv.Client(), Algorithms: []jose.SignatureAlgorithm{jose.RS256}}, func() time.Time { return clock })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keys.Key(t.Context(), testKid); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	up = false
+	mu.Unlock()
+	clock = clock.Add(time.Minute)
+	_, err = keys.Key(t.Context(), "new-key")
+	for _, want := range []error{ErrUnknownKey, ErrKeysUnusable} {
+		if !errors.Is(err, want) {
+			t.Errorf("unknown kid, refetch failed: %v, want it to wrap %v", err, want)
+		}
+	}
+	if _, err := keys.Key(t.Context(), testKid); err != nil {
+		t.Errorf("cached key after a failed refetch: %v", err)
+	}
+}

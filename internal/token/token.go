@@ -128,7 +128,8 @@ func (k Kind) Validate() error {
 type Keys interface {
 	// Key returns the public key with id kid (*rsa.PublicKey or
 	// *ecdsa.PublicKey), or an error wrapping ErrUnknownKey,
-	// ErrKeysUnusable or ErrNoKeys.
+	// ErrKeysUnusable or ErrNoKeys (an unknown kid whose refetch failed:
+	// ErrUnknownKey and the fetch's error).
 	Key(ctx context.Context, kid string) (any, error)
 }
 

@@ -35,6 +35,7 @@ import (
 
 	"github.com/jitpipeline/jit/internal/auth"
 	"github.com/jitpipeline/jit/internal/clock"
+	"github.com/jitpipeline/jit/internal/emailaddr"
 	"github.com/jitpipeline/jit/internal/events"
 	"github.com/jitpipeline/jit/internal/groups"
 	"github.com/jitpipeline/jit/internal/iambinding"
@@ -128,7 +129,7 @@ func (c Config) Validate(needTasks bool) error {
 		if !strings.HasPrefix(c.RevokeURL, "https://") {
 			errs = append(errs, fmt.Errorf("JIT_REVOKE_URL must be an https URL, got %q", c.RevokeURL))
 		}
-		if !strings.Contains(c.TasksSA, "@") {
+		if !emailaddr.Valid(c.TasksSA) {
 			errs = append(errs, fmt.Errorf("JIT_TASKS_SERVICE_ACCOUNT must be a service account email, got %q", c.TasksSA))
 		}
 	}
@@ -160,7 +161,7 @@ func (c Config) ValidateFor(function string) error {
 		if !strings.HasPrefix(c.SweepURL, "https://") {
 			errs = append(errs, fmt.Errorf("JIT_SWEEP_URL must be the sweep function's https URL, got %q", c.SweepURL))
 		}
-		if !strings.Contains(c.SchedulerSA, "@") {
+		if !emailaddr.Valid(c.SchedulerSA) {
 			errs = append(errs, fmt.Errorf("JIT_SCHEDULER_SERVICE_ACCOUNT must be a service account email, got %q", c.SchedulerSA))
 		}
 	default:
@@ -278,7 +279,7 @@ func sweepAuth(cfg Config) (auth.Service, error) {
 	if !strings.HasPrefix(cfg.SweepURL, "https://") {
 		errs = append(errs, fmt.Errorf("JIT_SWEEP_URL must be the sweep function's https URL, got %q", cfg.SweepURL))
 	}
-	if !strings.Contains(cfg.SchedulerSA, "@") {
+	if !emailaddr.Valid(cfg.SchedulerSA) {
 		errs = append(errs, fmt.Errorf("JIT_SCHEDULER_SERVICE_ACCOUNT must be a service account email, got %q", cfg.SchedulerSA))
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -5,6 +5,12 @@
 // would map look-alikes (U+00A0 no-break space, U+3000, U+0085 NEL,
 // U+0130 İ, fullwidth ＠ …) onto someone else's address; ASCII rules
 // cannot.
+//
+// The hand-written checks this replaced (IAM members, the local IAM,
+// deployment settings) accepted any bytes around one '@' and folded case
+// with Unicode rules; the stricter rule here won. The apostrophe stays
+// valid (Google usernames may have one); where an address is quoted in a
+// query (Cloud Identity, the local world file) the caller refuses it.
 package emailaddr
 
 import (

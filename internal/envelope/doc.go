@@ -30,7 +30,8 @@
 //
 //  1. the attribute is there and not empty (unsigned); data is at most
 //     [MaxBody] bytes and the token at most [MaxToken] (malformed);
-//  2. strict JWS parsing: three strict base64url segments, header and
+//  2. strict JWS parsing (package token, as for every JWT of the
+//     project): three strict base64url segments, header and
 //     claims are JSON objects read strictly (package jsonstrict: no
 //     duplicate names and no names that differ only in case, at any
 //     depth, nothing after the object), the header has exactly alg, kid
@@ -44,12 +45,12 @@
 //     accounts;
 //  4. the issuer's keys ([KeySource]) contain the token's kid
 //     (unknown_signer), and the RS256 signature verifies (bad_signature);
-//  5. sub = iss (malformed); aud is exactly the configured string
-//     (wrong_audience; a list is refused too); iat and exp are integers,
-//     exp > iat (malformed); now < exp + Skew (expired); iat and nbf ≤
-//     now + Skew (not_yet_valid); exp - iat ≤ MaxLifetime (too_long_lived);
-//     user is an email, entitlement and jti (≤ 128 printable ASCII) are
-//     present (malformed). Unknown claims are ignored;
+//  5. aud is exactly the configured string (wrong_audience; a list is
+//     refused too); iat and exp are integers, exp > iat (malformed); now <
+//     exp + Skew (expired); iat and nbf ≤ now + Skew (not_yet_valid); exp -
+//     iat ≤ MaxLifetime (too_long_lived); sub = iss, user is an email,
+//     entitlement and jti (≤ 128 printable ASCII) are present (malformed).
+//     Unknown claims are ignored;
 //  6. body_sha256 matches data (tampered); data decodes strictly, as the
 //     header and claims, with exact field names and no unknown fields
 //     (malformed); its entitlement equals the claim (mismatch).
@@ -81,9 +82,10 @@
 // Google publishes a service account's public keys as a JWKS at
 // https://www.googleapis.com/service_accounts/v1/metadata/jwk/{EMAIL}
 // (signJwt reference: keys stay published for at least 12 h after a
-// signature). [GoogleKeys] fetches and caches them and refetches once
-// (rate-limited) when a kid is not in the cached set; [StaticKeys] serves
-// fixed sets (tests, the local pipeline with localoidc's JWKS()).
+// signature). [GoogleKeys] keeps one token.KeySet per trusted issuer,
+// which caches them and refetches (rate-limited) when a kid is not in the
+// cached set; [StaticKeys] and [JWKSFunc] serve fixed sets (tests, the
+// local pipeline with localoidc's JWKS()).
 //
 // # Fuzzing
 //

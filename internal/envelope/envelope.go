@@ -2,9 +2,9 @@ package envelope
 
 import (
 	"context"
-	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,8 +12,11 @@ import (
 	"strings"
 	"time"
 
+	jose "github.com/go-jose/go-jose/v4"
+
 	"github.com/jitpipeline/jit/internal/emailaddr"
 	"github.com/jitpipeline/jit/internal/jsonstrict"
+	"github.com/jitpipeline/jit/internal/token"
 )
 
 // Attribute is the Pub/Sub message attribute that carries the envelope.
@@ -24,7 +27,6 @@ const (
 	MaxBody  = 64 << 10 // as POST /v1/grants
 	MaxToken = 16 << 10
 	maxJTI   = 128
-	maxTime  = 1 << 40 // seconds; keeps time arithmetic far from overflow
 )
 
 // Defaults and bounds of Config.
@@ -84,18 +86,14 @@ func refuse(reason Reason, issuer, format string, args ...any) *Refused {
 	return &Refused{Reason: reason, Issuer: issuer, Detail: fmt.Sprintf(format, args...)}
 }
 
-// KeySource gives an issuer's public keys as a JWKS. It returns an error
-// wrapping ErrUnknownIssuer when the issuer has no keys (refused as
-// unknown_signer); any other error is transient and not a refusal.
+// KeySource gives the key set of an issuer the policy trusts (a
+// lower-case email); it is asked only after the trust check, so an
+// attacker cannot make it fetch keys for arbitrary accounts. An error
+// wrapping ErrUnknownIssuer or token.ErrKeysInvalid, and a key set whose
+// Key reports token.ErrNoKeys or token.ErrUnknownKey, are refused as
+// unknown_signer; any other error is transient.
 type KeySource interface {
-	Keys(ctx context.Context, issuer string) (jwks []byte, err error)
-}
-
-// Refresher is implemented by key sources that cache: the verifier calls
-// Refresh once when a token's kid is not in the cached set, so a newly
-// created key is found without waiting for the cache to expire.
-type Refresher interface {
-	Refresh(ctx context.Context, issuer string) (jwks []byte, err error)
+	KeySet(ctx context.Context, issuer string) (token.Keys, error)
 }
 
 // ErrUnknownIssuer is wrapped by a KeySource that has no keys for an issuer.
@@ -143,8 +141,9 @@ func (c Config) Validate() error {
 
 // Verifier checks envelopes. It is safe for concurrent use.
 type Verifier struct {
-	cfg Config
-	log *slog.Logger
+	cfg  Config
+	kind token.Kind // Issuers is set per envelope, to the claimed one
+	log  *slog.Logger
 }
 
 // New validates cfg and fills in its defaults.
@@ -165,8 +164,20 @@ func New(cfg Config) (*Verifier, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Verifier{cfg: cfg, log: log}, nil
+	kind := token.Kind{
+		Name:        "request envelope",
+		Algorithms:  rs256,
+		Skew:        cfg.Skew,
+		MaxLifetime: cfg.MaxLifetime,
+		MaxBytes:    MaxToken,
+		// The header signJwt writes, and a string aud, as signers send.
+		OnlyKnownHeaders: true,
+		StringAudience:   true,
+	}
+	return &Verifier{cfg: cfg, kind: kind, log: log}, nil
 }
+
+var rs256 = []jose.SignatureAlgorithm{jose.RS256}
 
 // Body is the request in the message data: the body of POST /v1/grants.
 // Its fields are those of lifecycle.RequestInput, in the same order, so
@@ -208,12 +219,12 @@ func (v *Verifier) Verify(ctx context.Context, data []byte, attrs map[string]str
 	if len(data) > MaxBody {
 		return nil, refuse(ReasonMalformed, "", "the body is longer than %d bytes", MaxBody)
 	}
-	tok, err := parseToken(raw)
+	u, err := token.Peek(raw, v.kind)
 	if err != nil {
-		return nil, err
+		return nil, v.refusal(ctx, "", err)
 	}
-	claimed, err := stringMember(tok.claims, "iss")
-	if err != nil || claimed == "" {
+	claimed := u.String("iss")
+	if claimed == "" {
 		return nil, refuse(ReasonMalformed, "", "iss is required and must be a string")
 	}
 	// Canonical, not repaired: a look-alike of a trusted signer is not
@@ -225,14 +236,15 @@ func (v *Verifier) Verify(ctx context.Context, data []byte, attrs map[string]str
 	if !v.cfg.Trusted(iss) {
 		return nil, refuse(ReasonUntrustedSigner, iss, "%s is not trusted to request access for others", iss)
 	}
-	if err := v.checkSignature(ctx, iss, tok); err != nil {
-		return nil, err
-	}
-	req, err := v.checkClaims(iss, tok.claims)
+	tok, err := v.verifyToken(ctx, iss, claimed, raw)
 	if err != nil {
 		return nil, err
 	}
-	if req.Body, err = checkBody(iss, tok.claims, data); err != nil {
+	req, err := checkClaims(iss, tok)
+	if err != nil {
+		return nil, err
+	}
+	if req.Body, err = checkBody(iss, tok, data); err != nil {
 		return nil, err
 	}
 	if req.Body.Entitlement != req.Entitlement {
@@ -242,110 +254,111 @@ func (v *Verifier) Verify(ctx context.Context, data []byte, attrs map[string]str
 	return req, nil
 }
 
-// checkSignature finds the token's key among the issuer's and checks the
-// signature with it.
-func (v *Verifier) checkSignature(ctx context.Context, iss string, tok *token) error {
-	keys, err := v.keys(ctx, iss, false)
-	if err != nil {
-		return err
-	}
-	key := keys[tok.kid]
-	if _, canRefresh := v.cfg.Keys.(Refresher); key == nil && canRefresh {
-		if keys, err = v.keys(ctx, iss, true); err != nil {
-			return err
-		}
-		key = keys[tok.kid]
-	}
-	if key == nil {
-		return refuse(ReasonUnknownSigner, iss, "%s has no key %s", iss, quote(tok.kid))
-	}
-	if !tok.verify(key) {
-		return refuse(ReasonBadSignature, iss, "the signature does not verify with %s's key %s", iss, quote(tok.kid))
-	}
-	return nil
-}
-
-func (v *Verifier) keys(ctx context.Context, iss string, refresh bool) (map[string]*rsa.PublicKey, error) {
-	var jwks []byte
-	var err error
-	if refresh {
-		jwks, err = v.cfg.Keys.(Refresher).Refresh(ctx, iss)
-	} else {
-		jwks, err = v.cfg.Keys.Keys(ctx, iss)
-	}
+// verifyToken verifies raw with the issuer's keys under the envelope's
+// policy: form, RS256 signature, iss as claimed, aud, times, lifetime.
+func (v *Verifier) verifyToken(ctx context.Context, iss, claimed, raw string) (*token.Token, error) {
+	keys, err := v.cfg.Keys.KeySet(ctx, iss)
 	switch {
 	case errors.Is(err, ErrUnknownIssuer):
 		return nil, refuse(ReasonUnknownSigner, iss, "%s has no published keys", iss)
+	case errors.Is(err, token.ErrKeysInvalid):
+		return nil, v.refusal(ctx, iss, err)
 	case err != nil:
 		return nil, fmt.Errorf("failed to get the keys of %s: %w", iss, err)
 	}
-	keys, err := parseJWKS(jwks)
+	kind := v.kind
+	kind.Issuers = []string{claimed}
+	tv, err := token.New(kind, keys, v.cfg.Now)
 	if err != nil {
-		v.log.WarnContext(ctx, "unusable JWKS", slog.String("issuer", iss), slog.Any("error", err))
-		return nil, refuse(ReasonUnknownSigner, iss, "the keys of %s are unusable", iss)
+		return nil, err // New's policy is valid: cannot happen
 	}
-	return keys, nil
+	tok, err := tv.Verify(ctx, raw, v.cfg.Audience)
+	if err != nil {
+		return nil, v.refusal(ctx, iss, err)
+	}
+	return tok, nil
 }
 
-// checkClaims checks the signed claims other than the body's hash.
-func (v *Verifier) checkClaims(iss string, c map[string]json.RawMessage) (*Request, error) {
+// reasons maps the token package's refusals onto the envelope's. Order
+// matters: an unsigned token's error wraps ErrMalformed or ErrAlgorithm
+// too, and a malformed one's ErrUnknownKey or ErrExpired.
+var reasons = []struct {
+	err    error
+	reason Reason
+}{
+	{token.ErrUnsigned, ReasonUnsigned},
+	{token.ErrMissing, ReasonUnsigned},
+	{token.ErrMalformed, ReasonMalformed},
+	{token.ErrClaims, ReasonMalformed},
+	{token.ErrAlgorithm, ReasonBadSignature},
+	{token.ErrKeysInvalid, ReasonUnknownSigner},
+	{token.ErrNoKeys, ReasonUnknownSigner},
+	{token.ErrUnknownKey, ReasonUnknownSigner},
+	{token.ErrSignature, ReasonBadSignature},
+	{token.ErrIssuer, ReasonUntrustedSigner},
+	{token.ErrAudience, ReasonWrongAudience},
+	{token.ErrExpired, ReasonExpired},
+	{token.ErrNotYetValid, ReasonNotYetValid},
+	{token.ErrTooLong, ReasonTooLongLived},
+}
+
+// refusal turns a token error into a *Refused; an error that is none of
+// the token package's refusals (the keys could not be fetched) stays a
+// plain, transient error.
+func (v *Verifier) refusal(ctx context.Context, iss string, err error) error {
+	if errors.Is(err, token.ErrKeysUnusable) && !errors.Is(err, token.ErrKeysInvalid) && !errors.Is(err, token.ErrNoKeys) {
+		// The keys could not be fetched, even if the kid is unknown to
+		// the cached set: it may be a new key. Let Pub/Sub redeliver.
+		return fmt.Errorf("failed to get the keys of %s: %w", iss, err)
+	}
+	for _, r := range reasons {
+		if !errors.Is(err, r.err) {
+			continue
+		}
+		if r.err == token.ErrKeysInvalid {
+			v.log.WarnContext(ctx, "unusable JWKS", slog.String("issuer", iss), slog.Any("error", err))
+		}
+		return refuse(r.reason, iss, "%v", err)
+	}
+	return fmt.Errorf("failed to verify the envelope of %s: %w", iss, err)
+}
+
+// checkClaims checks the signed claims the token package does not know.
+func checkClaims(iss string, tok *token.Token) (*Request, error) {
 	malformed := func(format string, args ...any) (*Request, error) {
 		return nil, refuse(ReasonMalformed, iss, format, args...)
 	}
-	sub, err := stringMember(c, "sub")
-	if err != nil || !emailaddr.Equal(sub, iss) {
-		return malformed("sub %s must equal iss %s", quote(sub), iss)
+	if !emailaddr.Equal(tok.Subject, iss) {
+		return malformed("sub %s must equal iss %s", quote(tok.Subject), iss)
 	}
-	var aud string
-	if raw, ok := c["aud"]; !ok || jsonstrict.Unmarshal(raw, &aud) != nil || aud != v.cfg.Audience {
-		return nil, refuse(ReasonWrongAudience, iss, "aud must be the string %q", v.cfg.Audience)
-	}
-	iat, hasIAT, errIAT := intMember(c, "iat")
-	exp, hasExp, errExp := intMember(c, "exp")
-	nbf, hasNBF, errNBF := intMember(c, "nbf")
-	switch {
-	case !hasIAT || !hasExp:
-		return malformed("iat and exp are required")
-	case errIAT != nil || errExp != nil || errNBF != nil:
-		return malformed("%v", errors.Join(errIAT, errExp, errNBF))
-	case iat <= 0 || exp > maxTime || (hasNBF && (nbf <= 0 || nbf > maxTime)):
-		return malformed("iat, exp and nbf must be seconds since 1970 before the year 36812")
-	case exp <= iat:
-		return malformed("exp %d is not after iat %d", exp, iat)
-	}
-	now := v.cfg.Now()
-	skew := int64(v.cfg.Skew / time.Second)
-	switch {
-	case now.Unix() >= exp+skew:
-		return nil, refuse(ReasonExpired, iss, "expired at %s", time.Unix(exp, 0).UTC().Format(time.RFC3339))
-	case iat > now.Unix()+skew:
-		return nil, refuse(ReasonNotYetValid, iss, "issued in the future, at %s", time.Unix(iat, 0).UTC().Format(time.RFC3339))
-	case hasNBF && nbf > now.Unix()+skew:
-		return nil, refuse(ReasonNotYetValid, iss, "not valid before %s", time.Unix(nbf, 0).UTC().Format(time.RFC3339))
-	case exp-iat > int64(v.cfg.MaxLifetime/time.Second):
-		return nil, refuse(ReasonTooLongLived, iss, "lives %s, more than %s", time.Duration(exp-iat)*time.Second, v.cfg.MaxLifetime)
-	}
-	raw, err := stringMember(c, "user")
+	raw, err := stringClaim(tok, "user")
 	user, errUser := emailaddr.Canonical(raw)
 	if err != nil || errUser != nil {
 		return malformed("user %s must be the requester's email, in canonical form", quote(raw))
 	}
-	ent, err := stringMember(c, "entitlement")
+	ent, err := stringClaim(tok, "entitlement")
 	if err != nil || strings.TrimSpace(ent) == "" {
 		return malformed("entitlement is required")
 	}
-	jti, err := stringMember(c, "jti")
+	jti, err := stringClaim(tok, "jti")
 	if err != nil || jti == "" || len(jti) > maxJTI || strings.IndexFunc(jti, notPrintableASCII) >= 0 {
 		return malformed("jti must be 1 to %d printable ASCII characters", maxJTI)
 	}
 	return &Request{Issuer: iss, User: user, Entitlement: ent, ID: jti}, nil
 }
 
+// stringClaim reads a claim that must be a JSON string, "" if absent.
+func stringClaim(tok *token.Token, name string) (string, error) {
+	var s string
+	_, err := tok.Claim(name, &s)
+	return s, err
+}
+
 // checkBody checks data against body_sha256 and decodes it strictly
 // (package jsonstrict: no duplicate or case-variant names at any depth,
 // exact field names, nothing after the object).
-func checkBody(iss string, c map[string]json.RawMessage, data []byte) (Body, error) {
-	claim, err := stringMember(c, "body_sha256")
+func checkBody(iss string, tok *token.Token, data []byte) (Body, error) {
+	claim, err := stringClaim(tok, "body_sha256")
 	if err != nil || claim == "" {
 		return Body{}, refuse(ReasonMalformed, iss, "body_sha256 is required")
 	}
@@ -357,8 +370,9 @@ func checkBody(iss string, c map[string]json.RawMessage, data []byte) (Body, err
 	if subtle.ConstantTimeCompare(got[:], want) != 1 {
 		return Body{}, refuse(ReasonTampered, iss, "the body does not match body_sha256")
 	}
-	if _, err := parseObject(data); err != nil {
-		return Body{}, refuse(ReasonMalformed, iss, "body: %v", err)
+	var members map[string]json.RawMessage
+	if err := jsonstrict.Unmarshal(data, &members); err != nil || members == nil {
+		return Body{}, refuse(ReasonMalformed, iss, "body is not one strict JSON object: %v", err)
 	}
 	var b Body
 	if err := jsonstrict.Unmarshal(data, &b); err != nil {
@@ -366,6 +380,10 @@ func checkBody(iss string, c map[string]json.RawMessage, data []byte) (Body, err
 	}
 	return b, nil
 }
+
+// b64 is strict unpadded base64url, for body_sha256: one digest, one
+// spelling.
+var b64 = base64.RawURLEncoding.Strict()
 
 // BodyHash is the body_sha256 claim for data.
 func BodyHash(data []byte) string {
@@ -408,3 +426,13 @@ func NewClaims(serviceAccount, audience, user, id string, data []byte, now time.
 }
 
 func notPrintableASCII(r rune) bool { return r < 0x21 || r > 0x7e }
+
+// quote quotes an attacker-supplied value for a refusal's detail, cut short
+// so a log line stays small.
+func quote(s string) string {
+	const max = 64
+	if len(s) > max {
+		s = s[:max] + "…"
+	}
+	return fmt.Sprintf("%q", s)
+}

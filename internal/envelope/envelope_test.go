@@ -278,7 +278,7 @@ func TestTransientErrorsAreNotRefusals(t *testing.T) {
 	trusted, _ := keys(t)
 	attrs := map[string]string{Attribute: sign(t, trusted, validClaims(body))}
 
-	v, err := New(Config{Keys: failingKeys{}, Trusted: TrustSet(caller), Audience: audience, Now: func() time.Time { return now }})
+	v, err := New(Config{Keys: JWKSFunc(failingKeys{}.Keys), Trusted: TrustSet(caller), Audience: audience, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,16 +1,16 @@
 package envelope
 
 import (
+	"cmp"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"sync"
 	"time"
 
 	"github.com/jitpipeline/jit/internal/emailaddr"
+	"github.com/jitpipeline/jit/internal/token"
 )
 
 // TrustSet is a Trusted function for a fixed set of service accounts
@@ -24,122 +24,80 @@ func TrustSet(emails ...string) func(string) bool {
 }
 
 // StaticKeys is a KeySource of fixed JWKS per issuer (lower-case email):
-// tests, and the local pipeline with localoidc.Signer.JWKS().
+// tests, and the local pipeline with localoidc.Signer.JWKS(). A set is
+// parsed each time it is asked for; it is not for production traffic.
 type StaticKeys map[string][]byte
 
-// Keys returns the issuer's JWKS, or ErrUnknownIssuer.
-func (s StaticKeys) Keys(_ context.Context, issuer string) ([]byte, error) {
-	jwks, ok := s[emailaddr.Key(issuer)]
-	if !ok {
+// KeySet returns the issuer's keys, or ErrUnknownIssuer.
+func (s StaticKeys) KeySet(_ context.Context, issuer string) (token.Keys, error) {
+	return fixedKeys(issuer, s[emailaddr.Key(issuer)])
+}
+
+// JWKSFunc is a KeySource from a function that returns an issuer's fixed
+// JWKS, or an error wrapping ErrUnknownIssuer.
+type JWKSFunc func(ctx context.Context, issuer string) ([]byte, error)
+
+// KeySet returns the keys of the JWKS f gives for the issuer.
+func (f JWKSFunc) KeySet(ctx context.Context, issuer string) (token.Keys, error) {
+	jwks, err := f(ctx, issuer)
+	if err != nil {
+		return nil, err
+	}
+	return fixedKeys(issuer, jwks)
+}
+
+func fixedKeys(issuer string, jwks []byte) (token.Keys, error) {
+	if len(jwks) == 0 {
 		return nil, fmt.Errorf("%s: %w", issuer, ErrUnknownIssuer)
 	}
-	return jwks, nil
+	keys, err := token.NewKeySet(token.KeySetConfig{KeysJSON: jwks, Algorithms: rs256}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("the keys of %s: %w", issuer, err) // wraps token.ErrKeysInvalid
+	}
+	return keys, nil
 }
 
 // GoogleJWKURL is where Google publishes a service account's public keys
 // as a JWKS, followed by the email (signJwt reference, keyId field).
 const GoogleJWKURL = "https://www.googleapis.com/service_accounts/v1/metadata/jwk/"
 
-// GoogleKeys is a KeySource for Google service accounts: it fetches
-// BaseURL+email and caches each answer for TTL. A kid missing from the
-// cached set triggers one refetch (Refresh), at most every MinRefresh per
-// issuer, so garbage kids cannot make it hammer Google.
+// GoogleKeys is a KeySource for Google service accounts: one token.KeySet
+// per issuer, at BaseURL+email, which caches per Cache-Control max-age
+// and refetches when a kid is not in the cached set, at most once per
+// MinRefresh, so garbage kids cannot make it hammer Google. Issuers come
+// only after the trust check, so the sets are as many as trusted signers.
 type GoogleKeys struct {
-	Client     *http.Client     // nil means http.DefaultClient
+	Client     *http.Client     // nil means a client with token.FetchTimeout
 	BaseURL    string           // "" means GoogleJWKURL
-	TTL        time.Duration    // 0 means 1 h
-	MinRefresh time.Duration    // 0 means 30 s
+	TTL        time.Duration    // how long keys are kept without max-age; 0 means 1 h
+	MinRefresh time.Duration    // least time between fetches per issuer; 0 means 30 s
 	Now        func() time.Time // nil means time.Now
 
-	mu    sync.Mutex
-	cache map[string]cachedKeys
+	mu   sync.Mutex
+	sets map[string]*token.KeySet
 }
 
-type cachedKeys struct {
-	jwks    []byte
-	fetched time.Time
-}
-
-// maxJWKS bounds a key set response.
-const maxJWKS = 256 << 10
-
-// Keys returns the issuer's JWKS, from the cache while it is fresh.
-func (g *GoogleKeys) Keys(ctx context.Context, issuer string) ([]byte, error) {
-	now := g.now()
+// KeySet returns the issuer's key set, made on first use; it fetches
+// nothing itself.
+func (g *GoogleKeys) KeySet(_ context.Context, issuer string) (token.Keys, error) {
 	g.mu.Lock()
-	c, ok := g.cache[issuer]
-	g.mu.Unlock()
-	if ok && now.Sub(c.fetched) < g.ttl() {
-		return c.jwks, nil
+	defer g.mu.Unlock()
+	if s, ok := g.sets[issuer]; ok {
+		return s, nil
 	}
-	return g.fetch(ctx, issuer, now)
-}
-
-// Refresh refetches the issuer's JWKS unless it was fetched less than
-// MinRefresh ago.
-func (g *GoogleKeys) Refresh(ctx context.Context, issuer string) ([]byte, error) {
-	now := g.now()
-	g.mu.Lock()
-	c, ok := g.cache[issuer]
-	g.mu.Unlock()
-	minRefresh := g.MinRefresh
-	if minRefresh == 0 {
-		minRefresh = 30 * time.Second
-	}
-	if ok && now.Sub(c.fetched) < minRefresh {
-		return c.jwks, nil
-	}
-	return g.fetch(ctx, issuer, now)
-}
-
-func (g *GoogleKeys) fetch(ctx context.Context, issuer string, now time.Time) ([]byte, error) {
-	base := g.BaseURL
-	if base == "" {
-		base = GoogleJWKURL
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+url.PathEscape(issuer), nil)
+	s, err := token.NewKeySet(token.KeySetConfig{
+		KeysURL:          cmp.Or(g.BaseURL, GoogleJWKURL) + url.PathEscape(issuer),
+		HTTPClient:       g.Client,
+		Algorithms:       rs256,
+		RefreshInterval:  g.TTL,
+		MinFetchInterval: g.MinRefresh,
+	}, g.Now)
 	if err != nil {
-		return nil, fmt.Errorf("failed to build the key request: %w", err)
+		return nil, fmt.Errorf("failed to set up the keys of %s: %w", issuer, err)
 	}
-	client := g.Client
-	if client == nil {
-		client = http.DefaultClient
+	if g.sets == nil {
+		g.sets = map[string]*token.KeySet{}
 	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("failed to fetch the keys of %s: %w", issuer, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKS+1))
-	switch {
-	case err != nil:
-		return nil, fmt.Errorf("failed to read the keys of %s: %w", issuer, err)
-	case resp.StatusCode == http.StatusNotFound:
-		return nil, fmt.Errorf("%s: %w", issuer, ErrUnknownIssuer)
-	case resp.StatusCode != http.StatusOK:
-		return nil, fmt.Errorf("failed to fetch the keys of %s: HTTP %d", issuer, resp.StatusCode)
-	case len(body) > maxJWKS:
-		return nil, errors.New("failed to fetch keys: the key set is too large")
-	}
-	g.mu.Lock()
-	if g.cache == nil {
-		g.cache = map[string]cachedKeys{}
-	}
-	g.cache[issuer] = cachedKeys{jwks: body, fetched: now}
-	g.mu.Unlock()
-	return body, nil
-}
-
-func (g *GoogleKeys) now() time.Time {
-	if g.Now != nil {
-		return g.Now()
-	}
-	return time.Now()
-}
-
-func (g *GoogleKeys) ttl() time.Duration {
-	if g.TTL == 0 {
-		return time.Hour
-	}
-	return g.TTL
+	g.sets[issuer] = s
+	return s, nil
 }

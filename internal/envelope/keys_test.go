@@ -123,48 +123,85 @@ func TestGoogleKeys(t *testing.T) {
 	}
 }
 
+// TestRefetchFailureIsTransient: a kid the cached keys lack may be a key
+// the caller just created; if Google cannot be reached to fetch it, the
+// envelope is not refused but left for Pub/Sub to redeliver.
+func TestRefetchFailureIsTransient(t *testing.T) {
+	t.Parallel()
+	trusted, _ := keys(t)
+	rotated, err := localoidc.Open("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &jwkServer{sets: map[string][]byte{caller: trusted.JWKS()}}
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	clock := now
+	gk := &GoogleKeys{Client: hs.Client(), BaseURL: hs.URL + "/", Now: func() time.Time { return clock }}
+	v, err := New(Config{Keys: gk, Trusted: TrustSet(caller), Audience: audience, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	verify := func(s *localoidc.Signer) error {
+		_, err := v.Verify(t.Context(), []byte(body), map[string]string{Attribute: sign(t, s, validClaims(body))})
+		return err
+	}
+	if err := verify(trusted); err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	hs.Close()
+	clock = clock.Add(time.Minute)
+	if err := verify(rotated); err == nil || errors.Is(err, ErrRefused) {
+		t.Errorf("new kid, key server down: %v, want a transient error", err)
+	}
+	if err := verify(trusted); err != nil {
+		t.Errorf("cached key, key server down: %v", err)
+	}
+}
+
 func isReason(err error, want Reason) bool {
 	var r *Refused
 	return errors.As(err, &r) && r.Reason == want
 }
 
 // TestParseJWKS: keys that cannot verify an RS256 envelope are not used,
-// and a kid published twice is refused rather than guessed.
+// and a kid published twice is refused rather than guessed. Each set
+// holds the trusted signer's modulus under its kid, so a key that were
+// used would verify the envelope.
 func TestParseJWKS(t *testing.T) {
 	t.Parallel()
 	trusted, _ := keys(t)
 	good := trusted.JWKS()
-	keys, err := parseJWKS(good)
-	if err != nil || len(keys) != 1 {
-		t.Fatalf("parseJWKS = %v, %v", keys, err)
+	tok := sign(t, trusted, validClaims(body))
+	attrs := map[string]string{Attribute: tok}
+	verify := func(jwks []byte) error {
+		v, err := New(Config{Keys: StaticKeys{caller: jwks}, Trusted: TrustSet(caller), Audience: audience, Now: func() time.Time { return now }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = v.Verify(t.Context(), []byte(body), attrs)
+		return err
 	}
-	var kid string
-	for k := range keys {
-		kid = k
+	if err := verify(good); err != nil {
+		t.Fatalf("the published key: %v", err)
 	}
+	kid := `"kid":"` + kidOf(t, tok) + `"`
 	n := `"n":"` + jwkField(t, good, "n") + `"`
 	tests := map[string]string{
-		"weak key":  `{"keys":[{"kty":"RSA","kid":"k","n":"AQAB","e":"AQAB"}]}`,
-		"EC key":    `{"keys":[{"kty":"EC","kid":"k","crv":"P-256","x":"AA","y":"AA"}]}`,
-		"HS256 alg": `{"keys":[{"kty":"RSA","alg":"HS256","kid":"k",` + n + `,"e":"AQAB"}]}`,
-		"enc use":   `{"keys":[{"kty":"RSA","use":"enc","kid":"k",` + n + `,"e":"AQAB"}]}`,
-		"even e":    `{"keys":[{"kty":"RSA","kid":"k",` + n + `,"e":"AQAC"}]}`,
-		"kid twice": `{"keys":[{"kty":"RSA","kid":"k",` + n + `,"e":"AQAB"},{"kty":"RSA","kid":"k",` + n + `,"e":"AQAB"}]}`,
+		"weak key":  `{"keys":[{"kty":"RSA",` + kid + `,"n":"AQAB","e":"AQAB"}]}`,
+		"EC key":    `{"keys":[{"kty":"EC",` + kid + `,"crv":"P-256","x":"AA","y":"AA"}]}`,
+		"HS256 alg": `{"keys":[{"kty":"RSA","alg":"HS256",` + kid + `,` + n + `,"e":"AQAB"}]}`,
+		"enc use":   `{"keys":[{"kty":"RSA","use":"enc",` + kid + `,` + n + `,"e":"AQAB"}]}`,
+		"even e":    `{"keys":[{"kty":"RSA",` + kid + `,` + n + `,"e":"AQAC"}]}`,
+		"kid twice": `{"keys":[{"kty":"RSA",` + kid + `,` + n + `,"e":"AQAB"},{"kty":"RSA",` + kid + `,` + n + `,"e":"AQAB"}]}`,
 		"no kid":    `{"keys":[{"kty":"RSA",` + n + `,"e":"AQAB"}]}`,
-		"huge e":    `{"keys":[{"kty":"RSA","kid":"k",` + n + `,"e":"AQABAQAB"}]}`,
+		"huge e":    `{"keys":[{"kty":"RSA",` + kid + `,` + n + `,"e":"AQABAQAB"}]}`,
+		"HTML":      `<html>`,
 	}
 	for name, jwks := range tests {
-		keys, err := parseJWKS([]byte(jwks))
-		if err != nil {
-			t.Errorf("%s: %v", name, err)
-			continue
+		if err := verify([]byte(jwks)); !isReason(err, ReasonUnknownSigner) {
+			t.Errorf("%s: Verify = %v, want %s", name, err, ReasonUnknownSigner)
 		}
-		if keys["k"] != nil || keys[kid] != nil {
-			t.Errorf("%s: usable key %v", name, keys)
-		}
-	}
-	if _, err := parseJWKS([]byte("<html>")); err == nil {
-		t.Error("HTML parsed as a JWKS")
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/genproto/googleapis/type/expr"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/jitpipeline/jit/internal/emailaddr"
 	"github.com/jitpipeline/jit/internal/iamcond"
 )
 
@@ -66,7 +67,7 @@ func newPlanned(c Change) (planned, error) {
 }
 
 // normaliseMember checks that m is a user, group or service account and
-// returns it as IAM stores it: the email lower-cased.
+// returns it as IAM stores it: the email lower-cased (emailaddr).
 func normaliseMember(m string) (string, error) {
 	typ, email, ok := strings.Cut(m, ":")
 	switch {
@@ -74,16 +75,19 @@ func normaliseMember(m string) (string, error) {
 		return "", errors.New("Member is required") //nolint:staticcheck // ST1005: starts with the Go field name Member, spelt as in the code
 	case !ok || (typ != "user" && typ != "group" && typ != "serviceAccount"):
 		return "", fmt.Errorf("member %q is not user:EMAIL, group:EMAIL or serviceAccount:EMAIL", m)
-	case strings.Count(email, "@") != 1 || strings.HasPrefix(email, "@") || strings.HasSuffix(email, "@") || strings.ContainsAny(email, " \t\r\n:?"):
-		return "", fmt.Errorf("member %q does not name an email address", m)
 	}
-	return typ + ":" + strings.ToLower(email), nil
+	canonical, err := emailaddr.Canonical(email)
+	if err != nil {
+		return "", fmt.Errorf("member %q does not name an email address: %w", m, err)
+	}
+	return typ + ":" + canonical, nil
 }
 
-// sameMember compares a policy member with a normalised one.
+// sameMember compares a policy member with a normalised one, by ASCII
+// case only: a look-alike in the policy is not our member.
 func sameMember(policyMember, normalised string) bool {
 	typ, email, ok := strings.Cut(policyMember, ":")
-	return ok && typ+":"+strings.ToLower(email) == normalised
+	return ok && typ+":"+emailaddr.Key(email) == normalised
 }
 
 // canonicalCondition returns a resource condition in the canonical form

@@ -97,6 +97,7 @@ type KeySet struct {
 	keys    keySet
 	expires time.Time
 	lastTry time.Time // zero: never fetched
+	lastErr error     // why the last fetch failed, nil if it did not
 }
 
 // NewKeySet returns the key set cfg describes; now nil means time.Now. Fixed
@@ -124,7 +125,7 @@ func NewKeySet(cfg KeySetConfig, now func() time.Time) (*KeySet, error) {
 	case len(cfg.KeysJSON) > 0:
 		keys, err := parse(cfg.KeysJSON)
 		if err != nil {
-			return nil, fmt.Errorf("failed to parse KeysJSON: %w", err)
+			return nil, fmt.Errorf("failed to parse KeysJSON: %w: %w", ErrKeysInvalid, err)
 		}
 		s.keys, s.expires = keys, time.Unix(1<<62, 0) // fixed keys never expire
 	case cfg.KeysFile != "":
@@ -153,15 +154,25 @@ func (s *KeySet) Key(ctx context.Context, kid string) (any, error) {
 	}
 	if !s.lastTry.IsZero() && now.Sub(s.lastTry) < s.cfg.MinFetchInterval {
 		if !fresh {
-			return nil, fmt.Errorf("%w: the last fetch failed; next attempt after %s", ErrKeysUnusable, s.lastTry.Add(s.cfg.MinFetchInterval).Format(time.RFC3339))
+			// The last fetch failed; its error stands until the next, so
+			// a 404 (ErrNoKeys) stays an answer while we wait.
+			last := s.lastErr
+			if last == nil {
+				last = ErrKeysUnusable // only if the clock went back
+			}
+			return nil, fmt.Errorf("%w (next attempt after %s)", last, s.lastTry.Add(s.cfg.MinFetchInterval).Format(time.RFC3339))
 		}
 		return nil, fmt.Errorf("%w: kid %.40q", ErrUnknownKey, kid)
 	}
 	s.lastTry = now
-	if err := s.load(ctx, now); err != nil {
+	err := s.load(ctx, now)
+	s.lastErr = err
+	if err != nil {
 		if fresh {
-			// The cached keys stay good; this kid is simply not among them.
-			return nil, fmt.Errorf("%w: kid %.40q (refetch failed: %v)", ErrUnknownKey, kid, err)
+			// The cached keys stay good and this kid is not among them,
+			// but it may be a new key we could not fetch: the error wraps
+			// both, and the caller decides whether to wait.
+			return nil, fmt.Errorf("%w: kid %.40q (refetch failed: %w)", ErrUnknownKey, kid, err)
 		}
 		return nil, err
 	}
@@ -194,7 +205,7 @@ func (s *KeySet) load(ctx context.Context, now time.Time) error {
 	}
 	keys, err := s.parse(data)
 	if err != nil {
-		return fmt.Errorf("%w: failed to parse the keys: %w", ErrKeysUnusable, err)
+		return fmt.Errorf("%w: %w: %w", ErrKeysUnusable, ErrKeysInvalid, err)
 	}
 	s.keys, s.expires = keys, now.Add(max(ttl, s.cfg.MinFetchInterval))
 	return nil
@@ -362,7 +373,8 @@ func usable(pub any) error {
 		if bits := k.N.BitLen(); bits < 2048 || bits > 8192 {
 			return fmt.Errorf("RSA modulus of %d bits", bits)
 		}
-		if k.E < 3 || k.E%2 == 0 {
+		if k.E < 3 || k.E%2 == 0 || k.E > 1<<31-1 {
+			// crypto/rsa verifies with no larger exponent anyway.
 			return errors.New("RSA exponent out of range")
 		}
 		return nil

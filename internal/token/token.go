@@ -2,11 +2,10 @@
 // ID tokens of service accounts, and the signed envelopes of other systems
 // all go through Verifier.Verify.
 //
-// Signatures and JSON Web Keys are the job of go-jose v4, a small,
-// dependency-free, audited library whose parser takes the list of accepted
-// algorithms as a required argument — the allow-list cannot be forgotten,
-// which closes alg confusion and "none" by construction (jwx v3 was the
-// other candidate; it brings more packages and more ways to be lenient).
+// Signatures and JSON Web Keys are the job of go-jose v4 rather than
+// lestrrat-go/jwx v3: its API is small, it parses only compact JWS and
+// takes the accepted algorithms as a required argument (no alg confusion,
+// no "none"), it is widely used (Kubernetes, Dex) and has few dependencies.
 // Around it sits a thin policy of our own, because a general library
 // accepts more than Google or our signers ever send, and each liberty is an
 // attack surface:
@@ -18,11 +17,15 @@
 //     case-variant member names at any depth (package jsonstrict): two
 //     readers never see different claims, and "EMAIL" is not "email";
 //   - alg exactly one of Kind.Algorithms, a kid, no crit, typ JWT if any;
+//     optionally no other header parameter (Kind.OnlyKnownHeaders);
 //   - claims read by exact name: iss one of Kind.Issuers, aud exactly one
-//     of the audiences asked for, integer exp and iat (required) and nbf,
-//     with Kind.Skew.
+//     of the audiences asked for (optionally a string only), integer exp
+//     and iat (required) and nbf after 1970 and before the year 36812,
+//     with Kind.Skew, and optionally a longest lifetime.
 //
-// Keys come from KeySet, the one cached JWKS fetcher.
+// Keys come from KeySet, the one cached JWKS fetcher. Where the issuer
+// chooses the keys (signed envelopes), Peek reads iss before any key is
+// fetched.
 package token
 
 import (
@@ -59,13 +62,21 @@ var (
 	ErrAudience    = errors.New("token audience not accepted")
 	ErrExpired     = errors.New("token expired")
 	ErrNotYetValid = errors.New("token not yet valid")
+	ErrTooLong     = errors.New("token lives too long")
 	ErrClaims      = errors.New("token claims incomplete")
 	// ErrKeysUnusable: the keys could not be had (fetch failed, or the
 	// set did not parse); ErrNoKeys: the key server says the issuer has
 	// none (HTTP 404). The first may pass; the second is an answer.
 	ErrKeysUnusable = errors.New("verification keys unavailable")
 	ErrNoKeys       = errors.New("issuer has no published keys")
+	// ErrKeysInvalid is wrapped, with ErrKeysUnusable, when a key set was
+	// had but did not parse: the publisher's answer, not an outage.
+	ErrKeysInvalid = errors.New("published key set unusable")
 )
+
+// maxTime bounds exp, iat and nbf (seconds; the year 36812), far from
+// overflow in any arithmetic on them.
+const maxTime = 1 << 40
 
 // Kind is the policy for one kind of token.
 type Kind struct {
@@ -78,8 +89,19 @@ type Kind struct {
 	Issuers []string
 	// Skew is the clock skew allowed on exp, iat and nbf.
 	Skew time.Duration
+	// MaxLifetime, if set, bounds exp - iat (ErrTooLong).
+	MaxLifetime time.Duration
 	// MaxBytes bounds the token; default DefaultMaxBytes.
 	MaxBytes int
+	// OnlyKnownHeaders refuses header parameters other than alg, kid and
+	// typ, and a typ other than exactly "JWT" (what signJwt writes), so
+	// no jku, jwk or x5u can even be offered. Otherwise unknown
+	// parameters are ignored (but crit is refused) and typ may be any
+	// case of "JWT".
+	OnlyKnownHeaders bool
+	// StringAudience refuses an aud that is an array (RFC 7519 allows
+	// both; envelope signers send a string).
+	StringAudience bool
 }
 
 // Validate reports every problem with the policy at once.
@@ -96,8 +118,8 @@ func (k Kind) Validate() error {
 	if len(k.Issuers) == 0 || slices.Contains(k.Issuers, "") {
 		errs = append(errs, errors.New("Issuers is required and may not hold an empty issuer"))
 	}
-	if k.Skew < 0 || k.MaxBytes < 0 {
-		errs = append(errs, errors.New("Skew and MaxBytes must not be negative"))
+	if k.Skew < 0 || k.MaxLifetime < 0 || k.MaxBytes < 0 {
+		errs = append(errs, errors.New("Skew, MaxLifetime and MaxBytes must not be negative"))
 	}
 	return errors.Join(errs...)
 }
@@ -106,7 +128,8 @@ func (k Kind) Validate() error {
 type Keys interface {
 	// Key returns the public key with id kid (*rsa.PublicKey or
 	// *ecdsa.PublicKey), or an error wrapping ErrUnknownKey,
-	// ErrKeysUnusable or ErrNoKeys.
+	// ErrKeysUnusable or ErrNoKeys (an unknown kid whose refetch failed:
+	// ErrUnknownKey and the fetch's error).
 	Key(ctx context.Context, kid string) (any, error)
 }
 
@@ -206,6 +229,35 @@ func (v *Verifier) Verify(ctx context.Context, raw string, audiences ...string) 
 	return p.check(v.kind, audiences, v.now())
 }
 
+// Unverified is a token checked for form but not verified: what a caller
+// may read before it knows whose keys to use (an envelope's iss). Nothing
+// read from it is to be trusted.
+type Unverified struct{ p *parsed }
+
+// Peek parses raw under kind's form rules (size, encoding, strict JSON,
+// header) without verifying it; its errors are those Verify would return
+// for the same form.
+func Peek(raw string, kind Kind) (*Unverified, error) {
+	if kind.MaxBytes == 0 {
+		kind.MaxBytes = DefaultMaxBytes
+	}
+	p, err := parse(raw, kind)
+	if err != nil {
+		return nil, err
+	}
+	return &Unverified{p: p}, nil
+}
+
+// String is the unverified string claim of exactly this name, or "" if it
+// is absent or not a string.
+func (u *Unverified) String(name string) string {
+	var s string
+	if raw, ok := u.p.claims[name]; ok && json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	return ""
+}
+
 // parsed is a token split, decoded and checked for form.
 type parsed struct {
 	alg, kid string
@@ -277,8 +329,9 @@ func (p *parsed) checkHeader(h map[string]json.RawMessage, kind Kind) error {
 	switch {
 	case err != nil:
 		return err
-	case !hasAlg:
-		return fmt.Errorf("%w: no alg", ErrAlgorithm)
+	case !hasAlg || alg == "":
+		// RFC 7515 §4.1.1: alg is required, so this is malformed too.
+		return fmt.Errorf("%w: %w: no alg", ErrAlgorithm, ErrMalformed)
 	case strings.EqualFold(alg, "none"):
 		return fmt.Errorf("%w: %w: alg %.20q", ErrAlgorithm, ErrUnsigned, alg)
 	case !slices.Contains(kind.Algorithms, jose.SignatureAlgorithm(alg)):
@@ -287,11 +340,18 @@ func (p *parsed) checkHeader(h map[string]json.RawMessage, kind Kind) error {
 	if _, ok := h["crit"]; ok {
 		return fmt.Errorf("%w: header has crit extensions", ErrMalformed)
 	}
+	if kind.OnlyKnownHeaders {
+		for name := range h {
+			if name != "alg" && name != "kid" && name != "typ" {
+				return fmt.Errorf("%w: header parameter %.40q is not accepted", ErrMalformed, name)
+			}
+		}
+	}
 	typ, hasTyp, err := str("typ")
 	switch {
 	case err != nil:
 		return err
-	case hasTyp && !strings.EqualFold(typ, "JWT"):
+	case hasTyp && kind.OnlyKnownHeaders && typ != "JWT", hasTyp && !strings.EqualFold(typ, "JWT"):
 		return fmt.Errorf("%w: typ %.20q", ErrMalformed, typ)
 	}
 	kid, _, err := str("kid")
@@ -317,7 +377,7 @@ func (p *parsed) check(kind Kind, audiences []string, now time.Time) (*Token, er
 	if _, err := t.Claim("sub", &t.Subject); err != nil {
 		return nil, err
 	}
-	aud, err := audienceOf(p.claims["aud"])
+	aud, err := audienceOf(p.claims["aud"], kind.StringAudience)
 	if err != nil {
 		return nil, err
 	}
@@ -340,6 +400,9 @@ func (p *parsed) check(kind Kind, audiences []string, now time.Time) (*Token, er
 	if !hasExp || !hasIAT {
 		return nil, fmt.Errorf("%w: exp and iat are required", ErrClaims)
 	}
+	if iat <= 0 || exp > maxTime || hasNBF && (nbf <= 0 || nbf > maxTime) {
+		return nil, fmt.Errorf("%w: exp, iat and nbf must be seconds after 1970 and before the year 36812", ErrClaims)
+	}
 	sk, n := int64(kind.Skew/time.Second), now.Unix()
 	if exp <= iat {
 		// Incomplete claims, and expired too when it is: callers that
@@ -356,6 +419,8 @@ func (p *parsed) check(kind Kind, audiences []string, now time.Time) (*Token, er
 		return nil, fmt.Errorf("%w: issued at %s", ErrNotYetValid, time.Unix(iat, 0).UTC().Format(time.RFC3339))
 	case hasNBF && nbf > n+sk:
 		return nil, fmt.Errorf("%w: not before %s", ErrNotYetValid, time.Unix(nbf, 0).UTC().Format(time.RFC3339))
+	case kind.MaxLifetime > 0 && exp-iat > int64(kind.MaxLifetime/time.Second):
+		return nil, fmt.Errorf("%w: lives %d s, more than %s", ErrTooLong, exp-iat, kind.MaxLifetime)
 	}
 	t.Expires, t.IssuedAt = time.Unix(exp, 0).UTC(), time.Unix(iat, 0).UTC()
 	if hasNBF {
@@ -365,8 +430,8 @@ func (p *parsed) check(kind Kind, audiences []string, now time.Time) (*Token, er
 }
 
 // audienceOf reads aud: a string, or an array of strings (RFC 7519
-// §4.1.3).
-func audienceOf(raw json.RawMessage) ([]string, error) {
+// §4.1.3) unless only a string is accepted.
+func audienceOf(raw json.RawMessage, stringOnly bool) ([]string, error) {
 	if raw == nil {
 		return nil, fmt.Errorf("%w: no aud", ErrAudience)
 	}
@@ -375,6 +440,9 @@ func audienceOf(raw json.RawMessage) ([]string, error) {
 		return []string{one}, nil
 	}
 	var many []string
+	if stringOnly {
+		return nil, fmt.Errorf("%w: aud is not a string", ErrAudience)
+	}
 	if json.Unmarshal(raw, &many) != nil {
 		return nil, fmt.Errorf("%w: aud is neither a string nor an array of strings", ErrAudience)
 	}

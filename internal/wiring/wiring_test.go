@@ -14,6 +14,7 @@ import (
 
 	"github.com/jitpipeline/jit/internal/auth"
 	"github.com/jitpipeline/jit/internal/clock"
+	"github.com/jitpipeline/jit/internal/envelope"
 	"github.com/jitpipeline/jit/internal/iambinding"
 	"github.com/jitpipeline/jit/internal/ledger/sqlite"
 	"github.com/jitpipeline/jit/internal/lifecycle"
@@ -48,7 +49,7 @@ func TestBuildsEveryFunction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := intake.Requests(noKeys{}, "jit-requests"); err != nil {
+	if _, err := intake.Requests(envelope.StaticKeys{}, "jit-requests"); err != nil {
 		t.Fatal(err)
 	}
 	if intake.HTTP(nil) == nil {
@@ -160,6 +161,3 @@ func (noTasks) DeleteTask(context.Context, *cloudtaskspb.DeleteTaskRequest, ...g
 	return nil
 }
 
-type noKeys struct{}
-
-func (noKeys) Keys(context.Context, string) ([]byte, error) { return nil, nil }

@@ -405,7 +405,7 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 		}
 		intakeAPI.ServeHTTP(w, r)
 	}))
-	requests, err := intakeFn.Requests(localKeys{cloud.Signer.JWKS()}, RequestsAudience)
+	requests, err := intakeFn.Requests(envelope.JWKSFunc(localKeys{cloud.Signer.JWKS()}.Keys), RequestsAudience)
 	if err != nil {
 		return nil, fmt.Errorf("failed to configure the envelope verifier: %w", err)
 	}

@@ -30,6 +30,7 @@ import (
 	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/jitpipeline/jit/internal/auth"
 	"github.com/jitpipeline/jit/internal/local/gcp/embedded"
 	"github.com/jitpipeline/jit/internal/local/gcp/localiam"
 	"github.com/jitpipeline/jit/internal/local/gcp/localoidc"
@@ -165,7 +166,7 @@ type receiver struct {
 	srv  *httptest.Server
 }
 
-func newReceiver(t *testing.T, verify func(token, audience string) (*localoidc.Claims, error)) *receiver {
+func newReceiver(t *testing.T, verify func(token, audience string) (*auth.Claims, error)) *receiver {
 	r := &receiver{hits: map[string][]string{}}
 	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		token := strings.TrimPrefix(req.Header.Get("Authorization"), "Bearer ")
@@ -219,7 +220,11 @@ func TestKillDashNine(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	recv := newReceiver(t, signer.Verify)
+	idTokens, err := auth.NewGoogle(auth.GoogleConfig{KeysJSON: signer.JWKS()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recv := newReceiver(t, idTokens.Verify)
 
 	tasks, err := cloudtasks.NewClient(ctx, loopback.ClientOptions(hc.GRPCAddr)...)
 	if err != nil {

@@ -7,6 +7,8 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
+
+	"github.com/jitpipeline/jit/internal/emailaddr"
 )
 
 // PrincipalKey is the gRPC metadata key that carries the caller's principal
@@ -70,20 +72,20 @@ func canonicalMember(m string) (string, error) {
 	}
 	switch typ {
 	case "user", "group":
-		if !validEmail(value) {
+		if !emailaddr.Valid(value) {
 			return "", fmt.Errorf("invalid member %q: not an email address", m)
 		}
-		return typ + ":" + strings.ToLower(value), nil
+		return typ + ":" + emailaddr.Key(value), nil
 	case "serviceAccount":
-		if !validEmail(value) || !strings.HasSuffix(strings.ToLower(value), ".gserviceaccount.com") {
+		if !emailaddr.Valid(value) || !strings.HasSuffix(emailaddr.Key(value), ".gserviceaccount.com") {
 			return "", fmt.Errorf("invalid member %q: not a service account email", m)
 		}
-		return typ + ":" + strings.ToLower(value), nil
+		return typ + ":" + emailaddr.Key(value), nil
 	case "domain":
-		if !validDomain(value) {
+		if emailaddr.CheckDomain(value) != nil {
 			return "", fmt.Errorf("invalid member %q: not a domain", m)
 		}
-		return typ + ":" + strings.ToLower(value), nil
+		return typ + ":" + emailaddr.Key(value), nil
 	case "deleted":
 		// deleted:user:EMAIL?uid=ID, deleted:serviceAccount:…, deleted:group:…
 		inner, uid, ok := strings.Cut(value, "?uid=")
@@ -106,23 +108,6 @@ func hasEmailKind(m string) bool {
 		}
 	}
 	return false
-}
-
-func validEmail(s string) bool {
-	local, domain, ok := strings.Cut(s, "@")
-	return ok && local != "" && !strings.ContainsAny(s, " \t\n/:?") && validDomain(domain)
-}
-
-func validDomain(s string) bool {
-	if !strings.Contains(s, ".") || strings.HasPrefix(s, ".") || strings.HasSuffix(s, ".") {
-		return false
-	}
-	for _, r := range s {
-		if r != '.' && r != '-' && (r < '0' || r > '9') && (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') {
-			return false
-		}
-	}
-	return true
 }
 
 // canonicalPrincipal validates a caller or HasRole principal: one concrete

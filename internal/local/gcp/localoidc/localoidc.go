@@ -25,7 +25,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -38,8 +37,9 @@ const Issuer = "https://accounts.google.com"
 // TokenLifetime is how long minted tokens are valid, as for Google's.
 const TokenLifetime = time.Hour
 
-// Signer mints and verifies ID tokens with one RSA key, and issues opaque
-// OAuth 2.0 access tokens.
+// Signer mints ID tokens with one RSA key, and issues opaque OAuth 2.0
+// access tokens. It does not verify: receivers use package auth with
+// JWKS(), the code that verifies Google's tokens in production.
 type Signer struct {
 	key *rsa.PrivateKey
 	kid string
@@ -145,55 +145,6 @@ func (s *Signer) Sign(claims any) (string, error) {
 		return "", fmt.Errorf("failed to sign: %w", err)
 	}
 	return signing + "." + b64(sig), nil
-}
-
-// Verify checks a token minted by this signer: algorithm, key id, signature,
-// issuer, audience and expiry. It is what local receivers use; production
-// receivers check Google's keys the same way.
-func (s *Signer) Verify(token, audience string) (*Claims, error) {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return nil, errors.New("localoidc: malformed token")
-	}
-	rawHeader, err := base64.RawURLEncoding.DecodeString(parts[0])
-	if err != nil {
-		return nil, fmt.Errorf("localoidc: header: %w", err)
-	}
-	var header struct{ Alg, Kid string }
-	if err := json.Unmarshal(rawHeader, &header); err != nil {
-		return nil, fmt.Errorf("localoidc: header: %w", err)
-	}
-	if header.Alg != "RS256" || header.Kid != s.kid {
-		return nil, fmt.Errorf("localoidc: unexpected alg %q or kid %q", header.Alg, header.Kid)
-	}
-	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
-	if err != nil {
-		return nil, fmt.Errorf("localoidc: signature: %w", err)
-	}
-	digest := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
-	if err := rsa.VerifyPKCS1v15(&s.key.PublicKey, crypto.SHA256, digest[:], sig); err != nil {
-		return nil, errors.New("localoidc: bad signature")
-	}
-	rawClaims, err := base64.RawURLEncoding.DecodeString(parts[1])
-	if err != nil {
-		return nil, fmt.Errorf("localoidc: claims: %w", err)
-	}
-	var c Claims
-	if err := json.Unmarshal(rawClaims, &c); err != nil {
-		return nil, fmt.Errorf("localoidc: claims: %w", err)
-	}
-	now := s.now().Unix()
-	switch {
-	case c.Issuer != Issuer:
-		return nil, fmt.Errorf("localoidc: issuer %q", c.Issuer)
-	case c.Audience != audience:
-		return nil, fmt.Errorf("localoidc: audience %q, want %q", c.Audience, audience)
-	case now >= c.Expires:
-		return nil, errors.New("localoidc: token expired")
-	case c.IssuedAt > now+60:
-		return nil, errors.New("localoidc: token issued in the future")
-	}
-	return &c, nil
 }
 
 // AccessTokenPrefix starts every local access token; Google's start "ya29.".

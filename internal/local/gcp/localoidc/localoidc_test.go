@@ -5,7 +5,20 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jitpipeline/jit/internal/auth"
 )
+
+// verifier is the production verifier of Google ID tokens, with the
+// signer's keys; now nil means time.Now.
+func verifier(t *testing.T, s *Signer, now func() time.Time) *auth.Google {
+	t.Helper()
+	v, err := auth.NewGoogle(auth.GoogleConfig{KeysJSON: s.JWKS(), Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
 
 func TestTokenRoundTripAndRefusals(t *testing.T) {
 	t.Parallel()
@@ -18,7 +31,7 @@ func TestTokenRoundTripAndRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := s.Verify(tok, "https://revoke.local")
+	c, err := verifier(t, s, nil).Verify(tok, "https://revoke.local")
 	if err != nil {
 		t.Fatalf("Verify: %v", err)
 	}
@@ -32,7 +45,7 @@ func TestTokenRoundTripAndRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := again.Verify(tok, "https://revoke.local"); err != nil {
+	if _, err := verifier(t, again, nil).Verify(tok, "https://revoke.local"); err != nil {
 		t.Errorf("reopened signer: %v", err)
 	}
 
@@ -47,16 +60,16 @@ func TestTokenRoundTripAndRefusals(t *testing.T) {
 		if name == "wrong audience" {
 			aud = "https://other.local"
 		}
-		if _, err := s.Verify(bad, aud); err == nil {
+		if _, err := verifier(t, s, nil).Verify(bad, aud); err == nil {
 			t.Errorf("%s: verified", name)
 		}
 	}
-	if _, err := other.Verify(tok, "https://revoke.local"); err == nil {
+	if _, err := verifier(t, other, nil).Verify(tok, "https://revoke.local"); err == nil {
 		t.Error("token verified with another key")
 	}
 
-	s.now = func() time.Time { return time.Now().Add(2 * TokenLifetime) }
-	if _, err := s.Verify(tok, "https://revoke.local"); err == nil {
+	later := func() time.Time { return time.Now().Add(2 * TokenLifetime) }
+	if _, err := verifier(t, s, later).Verify(tok, "https://revoke.local"); err == nil {
 		t.Error("expired token verified")
 	}
 
@@ -81,7 +94,7 @@ func TestAccessTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Verify(tok, "https://x"); !strings.HasPrefix(tok, AccessTokenPrefix) || err == nil {
+	if _, err := verifier(t, s, func() time.Time { return now }).Verify(tok, "https://x"); !strings.HasPrefix(tok, AccessTokenPrefix) || err == nil {
 		t.Errorf("token %q is not an opaque access token (Verify: %v)", tok, err)
 	}
 	if email, ok := s.LookupAccessToken(tok); !ok || email != "grant@p.iam.gserviceaccount.com" {

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/jitpipeline/jit/internal/auth"
 	"github.com/jitpipeline/jit/internal/clock"
 	"github.com/jitpipeline/jit/internal/local/gcp/localoidc"
 	"github.com/jitpipeline/jit/internal/local/gcp/localtasks"
@@ -53,6 +54,11 @@ func TestDispatchRequest(t *testing.T) {
 	signer, err := localoidc.Open("")
 	if err != nil {
 		t.Fatalf("localoidc.Open: %v", err)
+	}
+	// The production verifier, with the local keys.
+	idTokens, err := auth.NewGoogle(auth.GoogleConfig{KeysJSON: signer.JWKS()})
+	if err != nil {
+		t.Fatal(err)
 	}
 	wire := &capture{}
 	e := newEnv(t, localtasks.Config{Signer: signer, HTTPClient: &http.Client{Transport: wire}}, true)
@@ -137,7 +143,7 @@ func TestDispatchRequest(t *testing.T) {
 		if !ok {
 			t.Fatalf("%s: Authorization = %q, want a bearer token", tc.name, h.header.Get("Authorization"))
 		}
-		claims, err := signer.Verify(tok, tc.wantAud(url))
+		claims, err := idTokens.Verify(tok, tc.wantAud(url))
 		if err != nil {
 			t.Fatalf("%s: Verify: %v", tc.name, err)
 		}

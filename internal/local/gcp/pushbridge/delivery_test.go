@@ -14,6 +14,7 @@ import (
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/jitpipeline/jit/internal/auth"
 	"github.com/jitpipeline/jit/internal/events/pubsubevent"
 	"github.com/jitpipeline/jit/internal/local/gcp/localoidc"
 )
@@ -77,6 +78,11 @@ func testDelivery(t *testing.T, srv *Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The production verifier, with the local keys.
+	idTokens, err := auth.NewGoogle(auth.GoogleConfig{KeysJSON: signer.JWKS()})
+	if err != nil {
+		t.Fatal(err)
+	}
 	var endpoint string
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		const prefix = "Bearer "
@@ -85,7 +91,7 @@ func testDelivery(t *testing.T, srv *Server) {
 			http.Error(w, "no token", http.StatusUnauthorized)
 			return
 		}
-		claims, err := signer.Verify(auth[len(prefix):], endpoint)
+		claims, err := idTokens.Verify(auth[len(prefix):], endpoint)
 		if err != nil || claims.Email != sa || !claims.EmailVerified {
 			http.Error(w, "bad token", http.StatusUnauthorized)
 			return

@@ -28,6 +28,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/jitpipeline/jit/internal/auth"
 	"github.com/jitpipeline/jit/internal/clock"
 	"github.com/jitpipeline/jit/internal/local/gcp/localoidc"
 	"github.com/jitpipeline/jit/internal/local/gcp/loopback"
@@ -178,9 +179,9 @@ func waitDone(t *testing.T, c *executions.Client, name string) *executionspb.Exe
 
 // fixture is the HTTP service workflows call in tests.
 type fixture struct {
-	signer *localoidc.Signer
-	base   string
-	mux    *http.ServeMux
+	idTokens *auth.Google // the production verifier, with the local keys
+	base     string
+	mux      *http.ServeMux
 
 	mu     sync.Mutex
 	counts map[string]int
@@ -188,7 +189,11 @@ type fixture struct {
 }
 
 func newFixture(signer *localoidc.Signer) *fixture {
-	f := &fixture{signer: signer, mux: http.NewServeMux(), counts: map[string]int{}, hooks: map[string]chan []byte{}}
+	idTokens, err := auth.NewGoogle(auth.GoogleConfig{KeysJSON: signer.JWKS()})
+	if err != nil {
+		panic(err) // the signer's own JWKS always parses
+	}
+	f := &fixture{idTokens: idTokens, mux: http.NewServeMux(), counts: map[string]int{}, hooks: map[string]chan []byte{}}
 	count := func(r *http.Request) int {
 		f.mu.Lock()
 		defer f.mu.Unlock()
@@ -220,7 +225,7 @@ func newFixture(signer *localoidc.Signer) *fixture {
 			writeJSON(w, http.StatusUnauthorized, map[string]any{"error": "no bearer"})
 			return
 		}
-		c, err := f.signer.Verify(tok, aud)
+		c, err := f.idTokens.Verify(tok, aud)
 		if err != nil {
 			writeJSON(w, http.StatusUnauthorized, map[string]any{"error": err.Error()})
 			return

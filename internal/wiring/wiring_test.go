@@ -160,4 +160,3 @@ func (noTasks) CreateTask(context.Context, *cloudtaskspb.CreateTaskRequest, ...g
 func (noTasks) DeleteTask(context.Context, *cloudtaskspb.DeleteTaskRequest, ...gax.CallOption) error {
 	return nil
 }
-

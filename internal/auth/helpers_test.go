@@ -176,7 +176,7 @@ func with(m map[string]any, kv ...any) map[string]any {
 	for k, v := range m {
 		out[k] = v
 	}
-	for i := 0; i < len(kv); i += 2 {
+	for i := 0; i+1 < len(kv); i += 2 {
 		if kv[i+1] == nil {
 			delete(out, kv[i].(string))
 			continue

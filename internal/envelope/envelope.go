@@ -315,7 +315,7 @@ func (v *Verifier) refusal(ctx context.Context, iss string, err error) error {
 		if !errors.Is(err, r.err) {
 			continue
 		}
-		if r.err == token.ErrKeysInvalid {
+		if errors.Is(r.err, token.ErrKeysInvalid) {
 			v.log.WarnContext(ctx, "unusable JWKS", slog.String("issuer", iss), slog.Any("error", err))
 		}
 		return refuse(r.reason, iss, "%v", err)

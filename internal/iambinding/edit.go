@@ -33,7 +33,7 @@ func newPlanned(c Change) (planned, error) {
 	var errs []error
 	switch {
 	case c.Role == "":
-		errs = append(errs, errors.New("Role is required")) //nolint:staticcheck // ST1005: starts with the Go field name Role, spelt as in the code
+		errs = append(errs, errors.New("Role is required"))
 	case strings.Contains(c.Role, withCondMarker):
 		errs = append(errs, fmt.Errorf("role %q is a version-1 rendering of a conditional binding", c.Role))
 	case !strings.HasPrefix(c.Role, "roles/") && !strings.Contains(c.Role, "/roles/"):
@@ -72,7 +72,7 @@ func normaliseMember(m string) (string, error) {
 	typ, email, ok := strings.Cut(m, ":")
 	switch {
 	case m == "":
-		return "", errors.New("Member is required") //nolint:staticcheck // ST1005: starts with the Go field name Member, spelt as in the code
+		return "", errors.New("Member is required")
 	case !ok || (typ != "user" && typ != "group" && typ != "serviceAccount"):
 		return "", fmt.Errorf("member %q is not user:EMAIL, group:EMAIL or serviceAccount:EMAIL", m)
 	}

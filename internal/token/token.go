@@ -310,7 +310,7 @@ func parse(raw string, kind Kind) (*parsed, error) {
 }
 
 func notBase64URL(r rune) bool {
-	return !('A' <= r && r <= 'Z' || 'a' <= r && r <= 'z' || '0' <= r && r <= '9' || r == '-' || r == '_')
+	return (r < 'A' || r > 'Z') && (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '-' && r != '_'
 }
 
 func (p *parsed) checkHeader(h map[string]json.RawMessage, kind Kind) error {

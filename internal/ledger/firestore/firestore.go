@@ -103,7 +103,7 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("ProjectID is required"))
 	}
 	if err := ledger.CheckID(c.Prefix + GrantsCollection); err != nil {
-		errs = append(errs, fmt.Errorf("Prefix %q does not make a valid collection ID", c.Prefix)) //nolint:staticcheck // ST1005: starts with the Go field name Prefix, spelt as in the code
+		errs = append(errs, fmt.Errorf("Prefix %q does not make a valid collection ID", c.Prefix))
 	}
 	return errors.Join(errs...)
 }

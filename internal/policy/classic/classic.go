@@ -70,15 +70,15 @@ type Config struct {
 func (c *Config) Validate() error {
 	var errs []error
 	if len(c.Scope) == 0 {
-		errs = append(errs, errors.New("Scope must list at least one resource")) //nolint:staticcheck // ST1005: starts with the Go field name Scope, spelt as in the code
+		errs = append(errs, errors.New("Scope must list at least one resource"))
 	}
 	for _, r := range c.Scope {
 		if _, err := policy.ResourceName(r, false); err != nil || !strings.Contains(r, "/") {
-			errs = append(errs, fmt.Errorf("Scope: %q is not projects/ID, folders/ID or organizations/ID", r)) //nolint:staticcheck // ST1005: starts with the Go field name Scope, spelt as in the code
+			errs = append(errs, fmt.Errorf("Scope: %q is not projects/ID, folders/ID or organizations/ID", r))
 		}
 	}
 	if c.Projects == nil || c.Folders == nil || c.Organizations == nil {
-		errs = append(errs, errors.New("Projects, Folders and Organizations clients are required")) //nolint:staticcheck // ST1005: starts with the Go field name Projects, spelt as in the code
+		errs = append(errs, errors.New("Projects, Folders and Organizations clients are required"))
 	}
 	if c.MaxDuration < 0 || (c.MaxDuration > 0 && c.MaxDuration < time.Minute) {
 		errs = append(errs, fmt.Errorf("MaxDuration must be at least one minute, got %v", c.MaxDuration))
@@ -90,7 +90,7 @@ func (c *Config) Validate() error {
 	}
 	for _, a := range c.Admins {
 		if _, err := policy.ParsePrincipal(a); err != nil {
-			errs = append(errs, fmt.Errorf("Admins: %w", err)) //nolint:staticcheck // ST1005: starts with the Go field name Admins, spelt as in the code
+			errs = append(errs, fmt.Errorf("Admins: %w", err))
 		}
 	}
 	return errors.Join(errs...)

@@ -98,7 +98,7 @@ func (c Config[T]) Validate() error {
 		errs = append(errs, errors.New("Loader is required"))
 	}
 	if c.Compile == nil {
-		errs = append(errs, errors.New("Compile is required")) //nolint:staticcheck // ST1005: starts with the Go field name Compile, spelt as in the code
+		errs = append(errs, errors.New("Compile is required"))
 	}
 	if c.TTL < 0 {
 		errs = append(errs, fmt.Errorf("TTL must not be negative, got %s", c.TTL))

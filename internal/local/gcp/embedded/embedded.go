@@ -104,10 +104,10 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("DataDir is required"))
 	}
 	if c.Project == "" {
-		errs = append(errs, errors.New("Project is required")) //nolint:staticcheck // ST1005: starts with the Go field name Project, spelt as in the code
+		errs = append(errs, errors.New("Project is required"))
 	}
 	if c.Location == "" {
-		errs = append(errs, errors.New("Location is required")) //nolint:staticcheck // ST1005: starts with the Go field name Location, spelt as in the code
+		errs = append(errs, errors.New("Location is required"))
 	}
 	if c.WorkflowServiceAccount == "" {
 		errs = append(errs, errors.New("WorkflowServiceAccount is required"))

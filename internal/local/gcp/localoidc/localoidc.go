@@ -148,7 +148,7 @@ func (s *Signer) Sign(claims any) (string, error) {
 }
 
 // AccessTokenPrefix starts every local access token; Google's start "ya29.".
-const AccessTokenPrefix = "ya29.local."
+const AccessTokenPrefix = "ya29.local." //nolint:gosec // G101: a prefix, not a credential
 
 // AccessToken issues an OAuth 2.0 access token for the service account
 // email, valid for TokenLifetime. Like Google's, it is opaque: a bearer of

@@ -111,13 +111,13 @@ type Config struct {
 func (c *Config) Validate() error {
 	var errs []error
 	if c.Project == "" {
-		errs = append(errs, errors.New("Project is required")) //nolint:staticcheck // ST1005: starts with the Go field name Project, spelt as in the code
+		errs = append(errs, errors.New("Project is required"))
 	}
 	if c.Location == "" {
-		errs = append(errs, errors.New("Location is required")) //nolint:staticcheck // ST1005: starts with the Go field name Location, spelt as in the code
+		errs = append(errs, errors.New("Location is required"))
 	}
 	if c.Dir == "" {
-		errs = append(errs, errors.New("Dir is required")) //nolint:staticcheck // ST1005: starts with the Go field name Dir, spelt as in the code
+		errs = append(errs, errors.New("Dir is required"))
 	}
 	if u, err := url.Parse(c.CallbackBaseURL); c.CallbackBaseURL == "" || err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		errs = append(errs, fmt.Errorf("CallbackBaseURL must be an absolute http(s) URL, got %q", c.CallbackBaseURL))
@@ -130,7 +130,7 @@ func (c *Config) Validate() error {
 	}
 	for _, k := range slices.Sorted(maps.Keys(c.Env)) {
 		if k == "" || strings.HasPrefix(k, "GOOGLE_") || strings.HasPrefix(k, "WORKFLOWS_") {
-			errs = append(errs, fmt.Errorf("Env key %q is reserved: keys may not be empty or start with GOOGLE_ or WORKFLOWS_", k)) //nolint:staticcheck // ST1005: starts with the Go field name Env, spelt as in the code
+			errs = append(errs, fmt.Errorf("Env key %q is reserved: keys may not be empty or start with GOOGLE_ or WORKFLOWS_", k))
 		}
 	}
 	return errors.Join(errs...)

@@ -33,9 +33,11 @@ func TestServeTarget(t *testing.T) {
 }
 
 // Every entry point the Terraform deploys is registered with
-// functions-framework under its name, and, unconfigured, answers with the
-// configuration problem instead of crashing (fact: docs/google-cloud.md §6 —
-// FUNCTION_TARGET selects the function, served at "/").
+// functions-framework under its name and, configured, starts (fact:
+// docs/google-cloud.md §6 — FUNCTION_TARGET selects the function, served at
+// "/"). Without Google credentials its clients cannot be built, so the
+// first invocation answers with that problem instead of crashing, and the
+// next one tries again. (Unconfigured, it does not start: jit_test.go.)
 func TestFunctionsFramework(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts child processes; skipped with -short")
@@ -46,9 +48,10 @@ func TestFunctionsFramework(t *testing.T) {
 		headers              map[string]string
 		code                 int
 	}{
-		{"intake", "GET", "production mode needs an IAP audience", nil, http.StatusServiceUnavailable},
-		{"approval", "POST", "production mode needs an IAP audience", nil, http.StatusServiceUnavailable},
-		{"revokeTask", "POST", "JIT_REVOKE_QUEUE must be", nil, http.StatusServiceUnavailable},
+		{"intake", "GET", "credentials", nil, http.StatusServiceUnavailable},
+		{"approval", "POST", "credentials", nil, http.StatusServiceUnavailable},
+		{"sweep", "POST", "credentials", nil, http.StatusServiceUnavailable},
+		{"revokeTask", "POST", "credentials", nil, http.StatusServiceUnavailable},
 		{"grant", "POST", "", map[string]string{"ce-specversion": "1.0", "ce-type": "google.cloud.pubsub.topic.v1.messagePublished", "ce-source": "//pubsub.googleapis.com/projects/p/topics/t", "ce-id": "1", "Content-Type": "application/json"}, http.StatusInternalServerError},
 		{"revoke", "POST", "", map[string]string{"ce-specversion": "1.0", "ce-type": "google.cloud.pubsub.topic.v1.messagePublished", "ce-source": "//pubsub.googleapis.com/projects/p/topics/t", "ce-id": "1", "Content-Type": "application/json"}, http.StatusInternalServerError},
 		{"intakeRequests", "POST", "", map[string]string{"ce-specversion": "1.0", "ce-type": "google.cloud.pubsub.topic.v1.messagePublished", "ce-source": "//pubsub.googleapis.com/projects/p/topics/t", "ce-id": "1", "Content-Type": "application/json"}, http.StatusInternalServerError},
@@ -60,7 +63,7 @@ func TestFunctionsFramework(t *testing.T) {
 			addr := l.Addr().String()
 			l.Close()
 			cmd := exec.Command(os.Args[0], "-test.run=^TestServeTarget$")
-			cmd.Env = append(cleanEnv(), serveEnv+"="+addr, "FUNCTION_TARGET="+tc.target)
+			cmd.Env = append(append(cleanEnv(), serveEnv+"="+addr, "FUNCTION_TARGET="+tc.target), configured(t)...)
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
@@ -88,10 +91,26 @@ func TestFunctionsFramework(t *testing.T) {
 	}
 }
 
+// configured is every setting of every function, and credentials that
+// cannot be found (so nothing reaches Google).
+func configured(t *testing.T) []string {
+	return []string{
+		"JIT_PROJECT=p", "JIT_POLICY=gs://b/policy.yaml",
+		"JIT_WORKFLOW=projects/p/locations/europe-west1/workflows/grant-lifecycle",
+		"JIT_REVOKE_QUEUE=projects/p/locations/europe-west1/queues/revocations",
+		"JIT_REVOKE_URL=https://revoke-task.example.run.app",
+		"JIT_TASKS_SERVICE_ACCOUNT=jit-tasks@p.iam.gserviceaccount.com",
+		"JIT_IAP_AUDIENCES=/projects/1/locations/europe-west1/services/intake",
+		"JIT_SWEEP_URL=https://sweep.example.run.app",
+		"JIT_SCHEDULER_SERVICE_ACCOUNT=jit-scheduler@p.iam.gserviceaccount.com",
+		"GOOGLE_APPLICATION_CREDENTIALS=" + t.TempDir() + "/no-such-credentials.json",
+	}
+}
+
 func cleanEnv() []string {
 	var out []string
 	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "JIT_") {
+		if !strings.HasPrefix(kv, "JIT_") && !strings.HasPrefix(kv, "GOOGLE_") && !strings.HasPrefix(kv, "CLOUDSDK_") {
 			out = append(out, kv)
 		}
 	}

@@ -172,6 +172,8 @@ func TestIAPRefusesAttacks(t *testing.T) {
 		{"sub missing", f.token(t, with(good, "sub", nil)), ErrClaims},
 		{"payload not an object", esToken(t, f.key, es, []byte(`["iss","aud"]`)), ErrMalformed},
 		{"payload a string", esToken(t, f.key, es, []byte(`"hello"`)), ErrMalformed},
+		{"alg and ALG in header", esToken(t, f.key, []byte(`{"ALG":"none","alg":"ES256","kid":"`+testKid+`"}`), mustJSON(t, good)), ErrMalformed},
+		{"email and EMAIL in payload", esToken(t, f.key, es, []byte(`{"iss":"`+IAPIssuer+`","aud":"`+backendAud+`","sub":"1","email":"a@example.com","EMAIL":"root@example.com","iat":1899999990,"exp":1900000500}`)), ErrMalformed},
 		{"duplicate email in payload", esToken(t, f.key, es, []byte(`{"iss":"`+IAPIssuer+`","aud":"`+backendAud+`","sub":"1","email":"a@example.com","email":"root@example.com","iat":1899999990,"exp":1900000500}`)), ErrMalformed},
 		{"trailing data after payload", esToken(t, f.key, es, append(mustJSON(t, good), []byte(` {}`)...)), ErrMalformed},
 		{"empty", "", ErrMissing},

@@ -9,8 +9,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jitpipeline/jit/internal/emailaddr"
 	"github.com/jitpipeline/jit/internal/events"
 	"github.com/jitpipeline/jit/internal/grant"
+	"github.com/jitpipeline/jit/internal/groups"
 	"github.com/jitpipeline/jit/internal/policy"
 	"github.com/jitpipeline/jit/internal/usertext"
 )
@@ -234,4 +236,64 @@ func (s *ApprovalService) OnApprovalRequested(ctx context.Context, d *events.Dat
 		s.log.InfoContext(ctx, "approval requested", "grant_id", g.ID, "approvers", strings.Join(g.Approvers, ","))
 	}
 	return nil
+}
+
+// Approvers are the people who may decide on g now, to be told of it: the
+// APPROVE_OTHERS principals the policy in force names for its entitlement,
+// groups expanded to their members, each then checked as the approver it
+// would be (the approve constraints hold for them, the requester is still
+// allowed). The requester is never among them — a request its requester
+// may approve is self-approved and asks nobody. An entitlement the policy
+// no longer has gives nobody.
+func (s *ApprovalService) Approvers(ctx context.Context, g *grant.Grant) ([]string, error) {
+	pol, err := s.policy(ctx)
+	if err != nil {
+		return nil, err
+	}
+	grp, ok := pol.Group(g.Entitlement)
+	if !ok {
+		return nil, nil
+	}
+	requester, err := s.requesterSubject(ctx, g)
+	if err != nil {
+		return nil, err
+	}
+	var candidates []string
+	for _, p := range grp.Approvers(g.Requester) {
+		switch p.Type {
+		case policy.UserPrincipal:
+			candidates = append(candidates, p.Value)
+		case policy.GroupPrincipal:
+			members, err := s.groups.MembersOf(ctx, p.Value)
+			if errors.Is(err, groups.ErrNotFound) {
+				continue // a group the directory no longer has approves nothing
+			}
+			if err != nil {
+				return nil, fmt.Errorf("failed to expand approver group %s: %w", p.Value, err)
+			}
+			candidates = append(candidates, members...)
+		}
+	}
+	var out []string
+	seen := map[string]bool{emailaddr.Key(g.Requester): true}
+	for _, c := range candidates {
+		key := emailaddr.Key(c)
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		approver, err := s.subject(ctx, Caller{Email: key})
+		if err != nil {
+			return nil, err
+		}
+		if _, err := pol.Approve(policy.Approval{
+			Approver: approver, Requester: requester, Entitlement: g.Entitlement,
+			Duration: g.RequestedDuration, Inputs: g.Inputs,
+		}); err != nil {
+			continue // not allowed to decide on this request now
+		}
+		out = append(out, key)
+	}
+	slices.Sort(out)
+	return out, nil
 }

@@ -65,7 +65,7 @@ func TestReading(t *testing.T) {
 		ids = append(ids, x.ID)
 	}
 	slices.Sort(ids)
-	if diff := cmp.Diff([]string{admin, pair, viewer}, ids); diff != "" {
+	if diff := cmp.Diff([]string{admin, pair, peer, viewer}, ids); diff != "" {
 		t.Errorf("entitlements (-want +got):\n%s", diff)
 	}
 	g := e.request(alice, admin)

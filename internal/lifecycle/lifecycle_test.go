@@ -58,6 +58,16 @@ environment:
             iam:
               - {resource: projects/demo-project, role: roles/compute.viewer}
               - {resource: projects/gone-project, role: roles/compute.viewer}
+        - name: peer
+          access:
+            - {principal: "group:sre@example.com", allow: "JOIN, APPROVE_OTHERS"}
+            - {principal: "user:carol@example.com", allow: "APPROVE_OTHERS"}
+          constraints:
+            approve:
+              - {type: approvals, required: 1, window: PT1H}
+          privileges:
+            iam:
+              - {resource: projects/demo-project, role: roles/compute.viewer}
         - name: admin
           access:
             - {principal: "group:sre@example.com", allow: "JOIN"}
@@ -74,6 +84,7 @@ const (
 	viewer = "demo.demo-project.viewer"
 	pair   = "demo.demo-project.pair"
 	admin  = "demo.demo-project.admin"
+	peer   = "demo.demo-project.peer"
 
 	workflow      = "projects/p/locations/l/workflows/grant-lifecycle"
 	executionsURL = "https://workflowexecutions.test"
@@ -128,6 +139,7 @@ func newEnv(t *testing.T) *env {
 	common := lifecycle.Common{Ledger: l, Policy: staticPolicy{pol}, Events: e.events, Lifecycle: e.starts, Clock: clk}
 	callers := lifecycle.Callers{Groups: fakeGroups{
 		"alice@example.com": {"sre@example.com"},
+		"sam@example.com":   {"sre@example.com"},
 		"grace@example.com": {"admins@example.com"},
 	}, InternalDomains: []string{"example.com"}}
 	resume := lifecycle.Resume{Workflow: workflow, ExecutionsURL: executionsURL, Callbacks: e.calls}
@@ -908,4 +920,34 @@ func (f *fakeIAM) purged() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.Clone(f.purges)
+}
+
+// The people told of a request are the approvers the policy in force names,
+// groups expanded, never the requester, each allowed to decide now.
+func TestApprovers(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	for _, tc := range []struct {
+		entitlement string
+		want        []string
+	}{
+		{admin, []string{"carol@example.com"}},
+		// sre approves its members' requests: sam, not alice herself.
+		{peer, []string{"carol@example.com", "sam@example.com"}},
+	} {
+		g := e.request(alice, tc.entitlement)
+		got, err := e.approval.Approvers(e.ctx, g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(tc.want, got); diff != "" {
+			t.Errorf("Approvers(%s) (-want +got):\n%s", tc.entitlement, diff)
+		}
+	}
+	// An entitlement the policy no longer has asks nobody.
+	g := e.request(alice, admin)
+	g.Entitlement = "demo.demo-project.gone"
+	if got, err := e.approval.Approvers(e.ctx, g); err != nil || len(got) != 0 {
+		t.Errorf("Approvers(gone) = %v, %v; want none", got, err)
+	}
 }

@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 
@@ -21,6 +23,21 @@ type Handler func(ctx context.Context, d *events.Data) error
 
 // New returns the CloudEvent function for events of the given type.
 func New(eventType string, log *slog.Logger, h Handler) func(context.Context, cloudevents.Event) error {
+	return NewFor([]string{eventType}, log, func(ctx context.Context, _ Meta, d *events.Data) error { return h(ctx, d) })
+}
+
+// Meta is what a handler of several event types learns of the event beyond
+// its data.
+type Meta struct {
+	ID, Type string
+}
+
+// TypedHandler handles events of several types.
+type TypedHandler func(ctx context.Context, m Meta, d *events.Data) error
+
+// NewFor returns the CloudEvent function for events of any of the given
+// types; events of other types are acknowledged and ignored.
+func NewFor(eventTypes []string, log *slog.Logger, h TypedHandler) func(context.Context, cloudevents.Event) error {
 	return func(ctx context.Context, e cloudevents.Event) error {
 		inner, d, err := events.Receive(e)
 		if errors.Is(err, events.ErrInvalid) {
@@ -31,11 +48,11 @@ func New(eventType string, log *slog.Logger, h Handler) func(context.Context, cl
 		if err != nil {
 			return fmt.Errorf("failed to read event %s: %w", e.ID(), err)
 		}
-		if inner.Type() != eventType {
-			log.WarnContext(ctx, "ignored event of another type", "event_id", inner.ID(), "event_type", inner.Type(), "want", eventType)
+		if !slices.Contains(eventTypes, inner.Type()) {
+			log.WarnContext(ctx, "ignored event of another type", "event_id", inner.ID(), "event_type", inner.Type(), "want", strings.Join(eventTypes, ","))
 			return nil
 		}
-		if err := h(ctx, d); err != nil {
+		if err := h(ctx, Meta{ID: inner.ID(), Type: inner.Type()}, d); err != nil {
 			log.WarnContext(ctx, "event handling failed; it will be redelivered", "event_id", inner.ID(), "grant_id", d.GrantID, "error", err)
 			return err
 		}

@@ -17,15 +17,20 @@
 //     case-variant member names at any depth (package jsonstrict): two
 //     readers never see different claims, and "EMAIL" is not "email";
 //   - alg exactly one of Kind.Algorithms, a kid, no crit, typ JWT if any;
+//     the key the kid names must be of the alg's type (RSA for RS256, P-256
+//     for ES256, a secret of at least 32 bytes for HS256), and HS256 is
+//     never accepted beside a public-key alg, so a public key can never be
+//     used as an HMAC secret;
 //     optionally no other header parameter (Kind.OnlyKnownHeaders);
 //   - claims read by exact name: iss one of Kind.Issuers, aud exactly one
 //     of the audiences asked for (optionally a string only), integer exp
 //     and iat (required) and nbf after 1970 and before the year 36812,
 //     with Kind.Skew, and optionally a longest lifetime.
 //
-// Keys come from KeySet, the one cached JWKS fetcher. Where the issuer
-// chooses the keys (signed envelopes), Peek reads iss before any key is
-// fetched.
+// Keys come from KeySet, the one cached JWKS fetcher; HS256 secrets, which
+// are never published, from their holder through KeysFunc (approval
+// links). Where the issuer chooses the keys (signed envelopes), Peek reads
+// iss before any key is fetched.
 package token
 
 import (
@@ -48,6 +53,10 @@ import (
 // DefaultMaxBytes bounds a token before any decoding: IAP assertions and
 // Google ID tokens are about 1 KiB.
 const DefaultMaxBytes = 8 << 10
+
+// MinSecretBytes is the shortest HS256 secret accepted: RFC 7518 §3.2
+// requires a key at least as long as the hash output.
+const MinSecretBytes = 32
 
 // Refusals, wrapped with detail; test with errors.Is. Messages never
 // contain the token.
@@ -74,6 +83,18 @@ var (
 	ErrKeysInvalid = errors.New("published key set unusable")
 )
 
+// ExpiredError is the ErrExpired of a token whose signature and other
+// claims were good: At is its exp, which the caller may show ("this link
+// expired at …") because it was signed.
+type ExpiredError struct{ At time.Time }
+
+func (e *ExpiredError) Error() string {
+	return fmt.Sprintf("%s: at %s", ErrExpired, e.At.Format(time.RFC3339))
+}
+
+// Unwrap makes errors.Is(err, ErrExpired) hold.
+func (e *ExpiredError) Unwrap() error { return ErrExpired }
+
 // maxTime bounds exp, iat and nbf (seconds; the year 36812), far from
 // overflow in any arithmetic on them.
 const maxTime = 1 << 40
@@ -83,7 +104,8 @@ type Kind struct {
 	// Name names the kind in messages ("IAP assertion").
 	Name string
 	// Algorithms are the accepted alg values: ES256 for IAP, RS256 for
-	// Google ID tokens and envelopes. Required.
+	// Google ID tokens and envelopes, HS256 (alone) for tokens we sign
+	// and verify ourselves with a shared secret. Required.
 	Algorithms []jose.SignatureAlgorithm
 	// Issuers are the accepted iss values. Required.
 	Issuers []string
@@ -111,9 +133,14 @@ func (k Kind) Validate() error {
 		errs = append(errs, errors.New("Algorithms is required"))
 	}
 	for _, a := range k.Algorithms {
-		if a != jose.RS256 && a != jose.ES256 {
-			errs = append(errs, fmt.Errorf("algorithm %s is not one this project verifies (RS256, ES256)", a))
+		if a != jose.RS256 && a != jose.ES256 && a != jose.HS256 {
+			errs = append(errs, fmt.Errorf("algorithm %s is not one this project verifies (RS256, ES256, HS256)", a))
 		}
+	}
+	if slices.Contains(k.Algorithms, jose.HS256) && slices.ContainsFunc(k.Algorithms, func(a jose.SignatureAlgorithm) bool { return a != jose.HS256 }) {
+		// The classic confusion: a verifier that takes both would check
+		// an HS256 token against a public key's bytes, which anyone has.
+		errs = append(errs, errors.New("HS256 may not be accepted beside another algorithm"))
 	}
 	if len(k.Issuers) == 0 || slices.Contains(k.Issuers, "") {
 		errs = append(errs, errors.New("Issuers is required and may not hold an empty issuer"))
@@ -126,12 +153,19 @@ func (k Kind) Validate() error {
 
 // Keys finds verification keys by key id.
 type Keys interface {
-	// Key returns the public key with id kid (*rsa.PublicKey or
-	// *ecdsa.PublicKey), or an error wrapping ErrUnknownKey,
+	// Key returns the key with id kid (*rsa.PublicKey, *ecdsa.PublicKey,
+	// or a []byte HMAC secret), or an error wrapping ErrUnknownKey,
 	// ErrKeysUnusable or ErrNoKeys (an unknown kid whose refetch failed:
 	// ErrUnknownKey and the fetch's error).
 	Key(ctx context.Context, kid string) (any, error)
 }
+
+// KeysFunc adapts a function to Keys: the key source of tokens whose keys
+// are not a JWKS (HS256 secrets the verifier holds itself).
+type KeysFunc func(ctx context.Context, kid string) (any, error)
+
+// Key calls f.
+func (f KeysFunc) Key(ctx context.Context, kid string) (any, error) { return f(ctx, kid) }
 
 // Verifier checks tokens of one kind against one key set.
 type Verifier struct {
@@ -203,7 +237,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string, audiences ...string) 
 	if err != nil {
 		return nil, err
 	}
-	switch key.(type) {
+	switch k := key.(type) {
 	case *rsa.PublicKey:
 		if p.alg != string(jose.RS256) {
 			return nil, fmt.Errorf("%w: key %.40q is an RSA key, the token says %s", ErrUnknownKey, p.kid, p.alg)
@@ -211,6 +245,13 @@ func (v *Verifier) Verify(ctx context.Context, raw string, audiences ...string) 
 	case *ecdsa.PublicKey:
 		if p.alg != string(jose.ES256) {
 			return nil, fmt.Errorf("%w: key %.40q is an EC key, the token says %s", ErrUnknownKey, p.kid, p.alg)
+		}
+	case []byte:
+		if p.alg != string(jose.HS256) {
+			return nil, fmt.Errorf("%w: key %.40q is a secret key, the token says %s", ErrUnknownKey, p.kid, p.alg)
+		}
+		if len(k) < MinSecretBytes {
+			return nil, fmt.Errorf("%w: key %.40q is a secret of %d bytes, fewer than %d", ErrUnknownKey, p.kid, len(k), MinSecretBytes)
 		}
 	default:
 		return nil, fmt.Errorf("%w: key %.40q is of no usable type", ErrUnknownKey, p.kid)
@@ -414,7 +455,7 @@ func (p *parsed) check(kind Kind, audiences []string, now time.Time) (*Token, er
 	}
 	switch {
 	case exp <= n-sk:
-		return nil, fmt.Errorf("%w: at %s", ErrExpired, time.Unix(exp, 0).UTC().Format(time.RFC3339))
+		return nil, &ExpiredError{At: time.Unix(exp, 0).UTC()}
 	case iat > n+sk:
 		return nil, fmt.Errorf("%w: issued at %s", ErrNotYetValid, time.Unix(iat, 0).UTC().Format(time.RFC3339))
 	case hasNBF && nbf > n+sk:

@@ -62,6 +62,7 @@ import (
 	"github.com/jitpipeline/jit/internal/local/gcp/localiam"
 	"github.com/jitpipeline/jit/internal/local/gcp/pushbridge"
 	"github.com/jitpipeline/jit/internal/local/gcp/wfrunner"
+	"github.com/jitpipeline/jit/internal/local/mailbox"
 	"github.com/jitpipeline/jit/internal/local/world"
 	"github.com/jitpipeline/jit/internal/policy"
 	"github.com/jitpipeline/jit/internal/policy/source"
@@ -158,6 +159,9 @@ type Pipeline struct {
 	// ServiceVerifier checks the pipeline's service tokens (push,
 	// tasks, callbacks).
 	ServiceVerifier auth.TokenVerifier
+	// Mailbox is the local mail server the functions send to over SMTP;
+	// every message it accepted, at /local/mail.
+	Mailbox *mailbox.Mailbox
 
 	closers []func() error
 	cancel  context.CancelFunc
@@ -254,6 +258,10 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 		return nil, fmt.Errorf("failed to open the ledger: %w", err)
 	}
 	p.closers = append(p.closers, p.Ledger.Close)
+	if p.Mailbox, err = mailbox.Open(mailbox.Config{Dir: filepath.Join(cfg.DataDir, "mail"), Clock: cfg.Clock, Logger: log.With("component", "mailbox")}); err != nil {
+		return nil, fmt.Errorf("failed to start the local mail server: %w", err)
+	}
+	p.closers = append(p.closers, p.Mailbox.Close)
 
 	var loader source.Loader = staticLoader(demoPolicy)
 	if cfg.PolicyFile != "" {
@@ -429,6 +437,7 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 	if cfg.IAP == nil {
 		// Local conveniences exist in local mode only.
 		mux.Handle("GET /local/iam/{resource...}", localIAM(operator))
+		mux.Handle("GET /local/mail", p.Mailbox)
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	h := sameHostOnly(cloud.HTTPURL, mux)

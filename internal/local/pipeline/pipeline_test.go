@@ -553,3 +553,24 @@ func TestRateLimit(t *testing.T) {
 		t.Errorf("refused calls changed state: %d grants, events %d → %d", len(gs), before, published(e))
 	}
 }
+
+// The local mail server is up and its mailbox is served at /local/mail
+// (empty until the notifications send to it).
+func TestMailboxServed(t *testing.T) {
+	t.Parallel()
+	e := start(t, pipeline.Config{})
+	resp, err := http.Get(e.url + "/local/mail?format=json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Messages []json.RawMessage `json:"messages"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /local/mail: %d %v", resp.StatusCode, err)
+	}
+	if body.Messages == nil || e.p.Mailbox.Addr() == "" {
+		t.Errorf("mailbox: messages %v, SMTP address %q", body.Messages, e.p.Mailbox.Addr())
+	}
+}

@@ -3,6 +3,11 @@
 // it. The notifications package composes messages; the SMTP sender in this
 // package delivers them to the configured submission server (on Google
 // Cloud) or to the embedded mailbox (locally), over a socket either way.
+//
+// The client is github.com/wneessen/go-mail: well kept and actively
+// maintained, pure Go (no CGO), one library for the MIME composition and the
+// SMTP client with STARTTLS, implicit TLS and AUTH. Servers (the local
+// mailbox, this package's tests) use github.com/emersion/go-smtp.
 package mail
 
 import (

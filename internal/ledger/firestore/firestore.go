@@ -1,6 +1,7 @@
 // Package firestore is the grant ledger on Google Cloud: one Firestore
 // (native mode) document per grant, read-modify-write in Firestore
-// transactions, idempotency keys as documents with a TTL field.
+// transactions, idempotency keys as documents with a TTL field, and the
+// notifier's journal (notify.go) as one document per mail.
 //
 // Times are stored as fixed-width UTC strings (package ledger's
 // FormatTime) rather than Firestore timestamps, which keep only
@@ -71,6 +72,8 @@ const (
 	// SlotsCollection has a document per entitlement listing its grants
 	// that hold a slot (see Concurrency limits).
 	SlotsCollection = "slots"
+	// ClaimsCollection is the notifier's journal (notify.go).
+	ClaimsCollection = "notifyClaims"
 )
 
 const (
@@ -91,8 +94,8 @@ type Config struct {
 	// Prefix is prepended to the collection names, so that several
 	// pipelines (or test runs) can share one database.
 	Prefix string
-	// Clock is what Once and Create (for a RequestKey) read the time
-	// from; nil means the system clock.
+	// Clock is what Once, Claim and Create (for a RequestKey) read the
+	// time from; nil means the system clock.
 	Clock clock.Clock
 }
 
@@ -114,6 +117,7 @@ type Ledger struct {
 	grants *firestore.CollectionRef
 	keys   *firestore.CollectionRef
 	slots  *firestore.CollectionRef
+	claims *firestore.CollectionRef
 	clock  clock.Clock
 	// locks serializes this process's writes per grant, per key and per
 	// entitlement's slot list: transactions of one instance then never
@@ -155,6 +159,7 @@ func Open(ctx context.Context, cfg Config, opts ...option.ClientOption) (*Ledger
 		grants: client.Collection(cfg.Prefix + GrantsCollection),
 		keys:   client.Collection(cfg.Prefix + KeysCollection),
 		slots:  client.Collection(cfg.Prefix + SlotsCollection),
+		claims: client.Collection(cfg.Prefix + ClaimsCollection),
 		clock:  c,
 		locks:  newKeyedMutex(),
 	}, nil

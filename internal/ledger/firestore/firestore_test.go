@@ -60,6 +60,13 @@ func TestContract(t *testing.T) {
 	})
 }
 
+func TestJournalContract(t *testing.T) {
+	t.Parallel()
+	ledgertest.RunJournal(t, func(t *testing.T, clk clock.Clock) ledgertest.Journal {
+		return open(t, firestore.Config{Clock: clk})
+	})
+}
+
 // TestTwoClients: two Ledgers with clients of their own (two function
 // instances) updating one grant at once lose nothing: Firestore aborts the
 // transaction that loses a race and the client re-runs it, re-reading the

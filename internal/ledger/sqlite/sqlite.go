@@ -38,7 +38,7 @@ import (
 const (
 	// schemaVersion is kept in PRAGMA user_version; migrate brings older
 	// files up to it and refuses newer ones.
-	schemaVersion = 2
+	schemaVersion = 3
 	// busyTimeout is how long SQLite waits for another process's lock.
 	busyTimeout = 10 * time.Second
 	// maxOpenConns bounds the pool: reads run concurrently in WAL mode,
@@ -123,6 +123,8 @@ var migrations = [schemaVersion + 1]string{
 	// The concurrency limit counts an entitlement's grants in the slot
 	// states.
 	2: `CREATE INDEX grants_by_entitlement_state ON grants (entitlement, state);`,
+	// The notifier's journal (notify.go).
+	3: notifySchema,
 }
 
 // schema is version 1. Times are ledger.FormatTime strings, which sort as

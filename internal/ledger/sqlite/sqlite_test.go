@@ -46,6 +46,13 @@ func TestContract(t *testing.T) {
 	})
 }
 
+func TestJournalContract(t *testing.T) {
+	t.Parallel()
+	ledgertest.RunJournal(t, func(t *testing.T, clk clock.Clock) ledgertest.Journal {
+		return open(t, filepath.Join(t.TempDir(), "ledger.db"), sqlite.WithClock(clk))
+	})
+}
+
 // TestReopen: what one Ledger wrote, a Ledger opened later on the same
 // file reads, idempotency keys included (docs/architecture.md §7: a restart loses
 // nothing).
@@ -310,7 +317,7 @@ func TestMigrateFromV1(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if _, err := db.Exec("DROP INDEX grants_by_entitlement_state; PRAGMA user_version = 1"); err != nil {
+	if _, err := db.Exec("DROP INDEX grants_by_entitlement_state; DROP TABLE notify_claims; PRAGMA user_version = 1"); err != nil {
 		t.Fatal(err)
 	}
 
@@ -319,11 +326,14 @@ func TestMigrateFromV1(t *testing.T) {
 		t.Errorf("grant after the migration: %v", err)
 	}
 	var v, idx int
-	if err := db.QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != 2 {
-		t.Errorf("user_version = %d, %v; want 2", v, err)
+	if err := db.QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != 3 {
+		t.Errorf("user_version = %d, %v; want 3", v, err)
 	}
 	if err := db.QueryRow("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'grants_by_entitlement_state'").Scan(&idx); err != nil || idx != 1 {
 		t.Errorf("index after the migration: %d, %v", idx, err)
+	}
+	if first, err := l.Claim(t.Context(), "g-old/g-old-1/a@example.com", time.Minute); err != nil || !first {
+		t.Errorf("Claim after the migration = %v, %v; want true", first, err)
 	}
 }
 

@@ -1,0 +1,120 @@
+package pages
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"embed"
+	"encoding/base64"
+	"html/template"
+	"net/http"
+	"time"
+)
+
+//go:embed templates/*.html templates/style.css
+var files embed.FS
+
+// style is the pages' stylesheet, inlined in every page: the pages then
+// need no route of their own for it wherever they are mounted, and the CSP
+// allows exactly this text by its hash.
+var style = mustRead("templates/style.css")
+
+// headers are sent with every response of the pages, error pages and
+// redirects included: nothing may run (the pages have no script), load
+// from elsewhere, frame them or learn their URLs — which carry the link
+// token — through a referrer, and no cache keeps a page that shows a
+// request.
+var headers = map[string]string{
+	"Content-Security-Policy": "default-src 'none'; style-src " + styleHash() + "; img-src 'self'; " +
+		"form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+	"Referrer-Policy":            "no-referrer",
+	"Cache-Control":              "no-store",
+	"X-Content-Type-Options":     "nosniff",
+	"X-Frame-Options":            "DENY",
+	"Cross-Origin-Opener-Policy": "same-origin",
+}
+
+func styleHash() string {
+	sum := sha256.Sum256([]byte(style))
+	return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+}
+
+// formReferrerPolicy replaces no-referrer on a page with a form. Under
+// no-referrer, browsers send "Origin: null" with the form's POST (Fetch,
+// "serializing a request origin"), which the Origin check must refuse;
+// same-origin still sends nothing — so not the link's token — to any other
+// site, and the URLs it lets through go only to the pages' own origin.
+const formReferrerPolicy = "same-origin"
+
+func allowFormOrigin(w http.ResponseWriter) { w.Header().Set("Referrer-Policy", formReferrerPolicy) }
+
+func setHeaders(w http.ResponseWriter) {
+	for k, v := range headers {
+		w.Header().Set(k, v)
+	}
+}
+
+func mustRead(name string) string {
+	b, err := files.ReadFile(name)
+	if err != nil {
+		panic(err) // embedded at build time
+	}
+	return string(b)
+}
+
+// pageTemplates are the pages, each parsed with the shared layout.
+var pageTemplates = map[string]*template.Template{
+	"grant": parse("grant.html"),
+	"error": parse("error.html"),
+	"login": parse("login.html"),
+}
+
+func parse(page string) *template.Template {
+	funcs := template.FuncMap{
+		// The stylesheet is ours, embedded: CSS, not text to escape (its
+		// hash in the CSP must match the style element byte for byte).
+		"css":  func() template.CSS { return template.CSS(style) }, //nolint:gosec // our own embedded file
+		"when": newTimeView,
+	}
+	return template.Must(template.New(page).Funcs(funcs).ParseFS(files, "templates/base.html", "templates/"+page))
+}
+
+// render writes a page; the buffer keeps a template error from sending
+// half a page with a 200.
+func render(w http.ResponseWriter, status int, page string, data any) {
+	var buf bytes.Buffer
+	if err := pageTemplates[page].ExecuteTemplate(&buf, "base", data); err != nil {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = w.Write([]byte("internal error: the page could not be rendered\n"))
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// errorView is an error page: a heading, what happened and what to do,
+// and perhaps a link onwards.
+type errorView struct {
+	Title      string
+	Paragraphs []string
+	Link       *linkView
+}
+
+type linkView struct{ Href, Text string }
+
+func renderError(w http.ResponseWriter, status int, title string, paragraphs ...string) {
+	render(w, status, "error", errorView{Title: title, Paragraphs: paragraphs})
+}
+
+// timeView is an instant for people (UTC, to the second) and for
+// machines (the datetime attribute).
+type timeView struct{ ISO, Text string }
+
+func newTimeView(t time.Time) timeView {
+	if t.IsZero() {
+		return timeView{}
+	}
+	t = t.UTC()
+	return timeView{ISO: t.Format(time.RFC3339), Text: t.Format("2006-01-02 15:04:05 UTC")}
+}

@@ -38,6 +38,14 @@ import (
 // ErrInvalidID is wrapped by Create's error for an ID no grant can have.
 var ErrInvalidID = errors.New("invalid grant ID")
 
+// ErrClaimBusy is the answer of a notification journal's Claim for a key
+// someone claimed under a lease that is still running and has not marked
+// done: the mail may be on its way, or its sender may have died. The caller
+// reports a temporary failure, so the event is redelivered and claims the
+// key again once the lease is over — a mail is neither sent twice by
+// concurrent deliveries nor lost with a sender that died mid-way.
+var ErrClaimBusy = errors.New("claimed by another delivery whose lease has not ended")
+
 // maxIDBytes is Firestore's limit on a document ID.
 const maxIDBytes = 1500
 

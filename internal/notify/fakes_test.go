@@ -13,6 +13,7 @@ import (
 	"github.com/jitpipeline/jit/internal/clock"
 	"github.com/jitpipeline/jit/internal/events"
 	"github.com/jitpipeline/jit/internal/grant"
+	"github.com/jitpipeline/jit/internal/ledger"
 	"github.com/jitpipeline/jit/internal/ledger/firestore"
 	"github.com/jitpipeline/jit/internal/ledger/ledgertest"
 	"github.com/jitpipeline/jit/internal/ledger/sqlite"
@@ -86,8 +87,11 @@ func (j *memJournal) Claim(_ context.Context, key string, lease time.Duration) (
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	now := j.clk.Now()
-	if until, ok := j.leases[key]; j.done[key] || ok && now.Before(until) {
+	if j.done[key] {
 		return false, nil
+	}
+	if until, ok := j.leases[key]; ok && now.Before(until) {
+		return false, ledger.ErrClaimBusy
 	}
 	j.leases[key] = now.Add(lease)
 	return true, nil

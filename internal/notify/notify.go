@@ -40,8 +40,11 @@ const DefaultLease = 5 * time.Minute
 type Journal interface {
 	// Claim takes key for lease and reports whether it got it: true if
 	// nobody has claimed the key, or a previous claim's lease expired
-	// without Done; false if the key is done or claimed under a live
-	// lease. lease must be positive and key non-empty.
+	// without Done; false if the key is done; an error (wrapping
+	// ledger.ErrClaimBusy) if it is claimed under a live lease — the
+	// delivery then fails for now and is redelivered, so a mail whose
+	// sender died mid-way is sent once the lease ends instead of being
+	// lost. lease must be positive and key non-empty.
 	Claim(ctx context.Context, key string, lease time.Duration) (bool, error)
 	// Done makes the key's claim permanent: it is never claimed again.
 	Done(ctx context.Context, key string) error
@@ -186,7 +189,7 @@ func (n *Notifier) deliver(ctx context.Context, g *grant.Grant, e *grant.Entry, 
 		return fmt.Errorf("%w: failed to claim %q: %w", mail.ErrTemporary, key, err)
 	}
 	if !ok {
-		return nil // sent already, or being sent by a concurrent delivery
+		return nil // sent already
 	}
 	msg, err := n.compose(ctx, g, e, m)
 	if err == nil {

@@ -439,7 +439,10 @@ func TestOutOfOrder(t *testing.T) {
 }
 
 // TestConcurrentDeliveries: the same event delivered to several
-// instances at once sends each mail once.
+// instances at once sends each mail once. A delivery that finds a mail
+// claimed by another still under way fails for now (the trigger redelivers
+// it), so a sender that died mid-way does not lose the mail; redelivered
+// after the lease, it finds everything done and sends nothing more.
 func TestConcurrentDeliveries(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -447,7 +450,7 @@ func TestConcurrentDeliveries(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 10 {
 		wg.Go(func() {
-			if err := e.n.Notify(t.Context(), events.TypeRequested, g); err != nil {
+			if err := e.n.Notify(t.Context(), events.TypeRequested, g); err != nil && !errors.Is(err, mail.ErrTemporary) {
 				t.Errorf("Notify: %v", err)
 			}
 		})
@@ -455,6 +458,36 @@ func TestConcurrentDeliveries(t *testing.T) {
 	wg.Wait()
 	if got := len(e.sent.messages()); got != 3 {
 		t.Errorf("%d mails, want 3", got)
+	}
+	e.clk.Advance(notify.DefaultLease)
+	if err := e.n.Notify(t.Context(), events.TypeRequested, g); err != nil {
+		t.Errorf("redelivery after the lease: %v", err)
+	}
+	if got := len(e.sent.messages()); got != 3 {
+		t.Errorf("%d mails after the redelivery, want 3", got)
+	}
+}
+
+// TestSenderDiedMidway: a claim whose sender died (never done, never
+// released) holds redeliveries off until its lease ends, then the mail is
+// sent — not lost.
+func TestSenderDiedMidway(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	g := requested(t)
+	key := g.ID + "/" + g.Timeline[0].EventID + "/" + requester
+	if ok, err := e.journal.Claim(t.Context(), key, notify.DefaultLease); err != nil || !ok {
+		t.Fatalf("Claim: %v %v", ok, err)
+	}
+	if err := e.n.Notify(t.Context(), events.TypeRequested, g); !errors.Is(err, mail.ErrTemporary) {
+		t.Fatalf("Notify under a live claim = %v, want a temporary failure", err)
+	}
+	e.clk.Advance(notify.DefaultLease)
+	if err := e.n.Notify(t.Context(), events.TypeRequested, g); err != nil {
+		t.Fatalf("Notify after the lease: %v", err)
+	}
+	if got := len(e.sent.messages()); got != 3 {
+		t.Errorf("%d mails, want 3 (the requester's included)", got)
 	}
 }
 

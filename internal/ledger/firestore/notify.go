@@ -52,9 +52,9 @@ func (l *Ledger) Claim(ctx context.Context, key string, lease time.Duration) (bo
 	if status.Code(err) != codes.AlreadyExists {
 		return false, fmt.Errorf("failed to claim %q: %w", key, err)
 	}
-	var got bool
+	var got, busy bool
 	err = l.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		got = false
+		got, busy = false, false
 		snap, err := tx.Get(ref)
 		if status.Code(err) == codes.NotFound {
 			got = true
@@ -75,6 +75,7 @@ func (l *Ledger) Claim(ctx context.Context, key string, lease time.Duration) (bo
 			return err
 		}
 		if now.Before(until) {
+			busy = true
 			return nil
 		}
 		got = true
@@ -82,6 +83,9 @@ func (l *Ledger) Claim(ctx context.Context, key string, lease time.Duration) (bo
 	}, firestore.MaxAttempts(maxAttempts))
 	if err != nil {
 		return false, fmt.Errorf("failed to claim %q: %w", key, err)
+	}
+	if busy {
+		return false, fmt.Errorf("failed to claim %q: %w", key, ledger.ErrClaimBusy)
 	}
 	return got, nil
 }

@@ -2,14 +2,16 @@ package ledgertest
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jitpipeline/jit/internal/clock"
+	"github.com/jitpipeline/jit/internal/ledger"
 )
 
-// Journal is Journal, the notifier's record of the mails it has
+// Journal is notify.Journal, the notifier's record of the mails it has
 // sent, spelled out here so that the ledgers' tests need not import the
 // notifier (adapters do not know the domain above the grant). The rules
 // tested are its doc comments.
@@ -51,7 +53,7 @@ type claimStep struct {
 	advance time.Duration
 	op      string // "claim", "done" or "release"
 	key     string
-	want    bool // of a claim
+	want    string // of a claim: "claimed", "busy" (ErrClaimBusy) or "done"
 }
 
 func runClaimSteps(t *testing.T, j Journal, clk *clock.Manual, steps []claimStep) {
@@ -61,11 +63,17 @@ func runClaimSteps(t *testing.T, j Journal, clk *clock.Manual, steps []claimStep
 		switch s.op {
 		case "claim":
 			got, err := j.Claim(t.Context(), s.key, time.Minute)
-			if err != nil {
+			outcome := "done"
+			switch {
+			case errors.Is(err, ledger.ErrClaimBusy) && !got:
+				outcome = "busy"
+			case err != nil:
 				t.Fatalf("step %d: Claim(%q): %v", i, s.key, err)
+			case got:
+				outcome = "claimed"
 			}
-			if got != s.want {
-				t.Errorf("step %d (at +%v): Claim(%q) = %v, want %v", i, clk.Now().Sub(Start), s.key, got, s.want)
+			if outcome != s.want {
+				t.Errorf("step %d (at +%v): Claim(%q) is %s, want %s", i, clk.Now().Sub(Start), s.key, outcome, s.want)
 			}
 		case "done":
 			if err := j.Done(t.Context(), s.key); err != nil {
@@ -85,13 +93,13 @@ const claimKey = "g-aaaaaaaaaaaaaaaaaaaa/g-aaaaaaaaaaaaaaaaaaaa-1/carol@example.
 // does not; keys are independent, whatever characters they hold.
 func testClaimOnce(t *testing.T, j Journal, clk *clock.Manual) {
 	runClaimSteps(t, j, clk, []claimStep{
-		{0, "claim", claimKey, true},
-		{0, "claim", claimKey, false},
-		{0, "claim", "g-other/e/carol@example.com", true},
-		{0, "claim", "a key with spaces, slashes // and ünïcödé", true},
-		{0, "claim", "a key with spaces, slashes // and ünïcödé", false},
-		{0, "claim", "__reserved__", true},
-		{0, "claim", "..", true},
+		{0, "claim", claimKey, "claimed"},
+		{0, "claim", claimKey, "busy"},
+		{0, "claim", "g-other/e/carol@example.com", "claimed"},
+		{0, "claim", "a key with spaces, slashes // and ünïcödé", "claimed"},
+		{0, "claim", "a key with spaces, slashes // and ünïcödé", "busy"},
+		{0, "claim", "__reserved__", "claimed"},
+		{0, "claim", "..", "claimed"},
 	})
 }
 
@@ -99,11 +107,11 @@ func testClaimOnce(t *testing.T, j Journal, clk *clock.Manual) {
 // ends, and is then claimed afresh (for a new lease).
 func testClaimLease(t *testing.T, j Journal, clk *clock.Manual) {
 	runClaimSteps(t, j, clk, []claimStep{
-		{0, "claim", claimKey, true},
-		{time.Minute - 1, "claim", claimKey, false},
-		{1, "claim", claimKey, true}, // lease over: a new claim, until +2m
-		{time.Minute - 1, "claim", claimKey, false},
-		{1, "claim", claimKey, true},
+		{0, "claim", claimKey, "claimed"},
+		{time.Minute - 1, "claim", claimKey, "busy"},
+		{1, "claim", claimKey, "claimed"}, // lease over: a new claim, until +2m
+		{time.Minute - 1, "claim", claimKey, "busy"},
+		{1, "claim", claimKey, "claimed"},
 	})
 }
 
@@ -111,14 +119,14 @@ func testClaimLease(t *testing.T, j Journal, clk *clock.Manual) {
 // notwithstanding; Done without a claim works too.
 func testClaimDone(t *testing.T, j Journal, clk *clock.Manual) {
 	runClaimSteps(t, j, clk, []claimStep{
-		{0, "claim", claimKey, true},
-		{0, "done", claimKey, false},
-		{0, "claim", claimKey, false},
-		{time.Hour, "claim", claimKey, false},
-		{0, "release", claimKey, false},
-		{0, "claim", claimKey, false},
-		{0, "done", "unclaimed", false},
-		{0, "claim", "unclaimed", false},
+		{0, "claim", claimKey, "claimed"},
+		{0, "done", claimKey, ""},
+		{0, "claim", claimKey, "done"},
+		{time.Hour, "claim", claimKey, "done"},
+		{0, "release", claimKey, ""},
+		{0, "claim", claimKey, "done"},
+		{0, "done", "unclaimed", ""},
+		{0, "claim", "unclaimed", "done"},
 	})
 }
 
@@ -126,11 +134,11 @@ func testClaimDone(t *testing.T, j Journal, clk *clock.Manual) {
 // a key nobody claimed is harmless.
 func testClaimRelease(t *testing.T, j Journal, clk *clock.Manual) {
 	runClaimSteps(t, j, clk, []claimStep{
-		{0, "release", claimKey, false},
-		{0, "claim", claimKey, true},
-		{0, "release", claimKey, false},
-		{0, "claim", claimKey, true},
-		{0, "claim", claimKey, false},
+		{0, "release", claimKey, ""},
+		{0, "claim", claimKey, "claimed"},
+		{0, "release", claimKey, ""},
+		{0, "claim", claimKey, "claimed"},
+		{0, "claim", claimKey, "busy"},
 	})
 }
 
@@ -162,7 +170,7 @@ func testClaimConcurrent(t *testing.T, j Journal, clk *clock.Manual) {
 		for range n {
 			wg.Go(func() {
 				ok, err := j.Claim(t.Context(), claimKey, time.Minute)
-				if err != nil {
+				if err != nil && !errors.Is(err, ledger.ErrClaimBusy) {
 					t.Errorf("%s: Claim: %v", round, err)
 				}
 				got <- ok

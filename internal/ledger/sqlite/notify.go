@@ -31,8 +31,9 @@ func (l *Ledger) Claim(ctx context.Context, key string, lease time.Duration) (bo
 		return false, err
 	}
 	now := l.clock.Now()
-	var got bool
+	var got, busy bool
 	err := l.write(ctx, func(tx *sql.Tx) error {
+		got, busy = false, false
 		res, err := tx.ExecContext(ctx, `INSERT INTO notify_claims (key, lease_until, done) VALUES (?, ?, 0)
 			ON CONFLICT (key) DO UPDATE SET lease_until = excluded.lease_until
 			WHERE notify_claims.done = 0 AND notify_claims.lease_until <= ?`,
@@ -41,11 +42,22 @@ func (l *Ledger) Claim(ctx context.Context, key string, lease time.Duration) (bo
 			return err
 		}
 		n, err := res.RowsAffected()
-		got = n > 0
-		return err
+		if err != nil || n > 0 {
+			got = n > 0
+			return err
+		}
+		var done int
+		if err := tx.QueryRowContext(ctx, `SELECT done FROM notify_claims WHERE key = ?`, key).Scan(&done); err != nil {
+			return err
+		}
+		busy = done == 0
+		return nil
 	})
 	if err != nil {
 		return false, fmt.Errorf("failed to claim %q: %w", key, err)
+	}
+	if busy {
+		return false, fmt.Errorf("failed to claim %q: %w", key, ledger.ErrClaimBusy)
 	}
 	return got, nil
 }

@@ -40,6 +40,13 @@ const (
 	TypeRevokeRequested     = "dev.jitpipeline.revoke.requested.v1"
 )
 
+// Transitions lists the types of the grants' transitions, the events on
+// the events topic (the audit trail), which the notifications follow.
+var Transitions = []string{
+	TypeRequested, TypeApproved, TypeDenied, TypeExpired, TypeActivated, TypeActivationFailed,
+	TypeWithdrawing, TypeRevoking, TypeEnded, TypeRevoked, TypeWithdrawn, TypeRevocationVerified,
+}
+
 // Types lists every event type; each has a schema in schemas/<type>.json.
 var Types = []string{
 	TypeRequested, TypeApproved, TypeDenied, TypeExpired, TypeActivated, TypeActivationFailed,

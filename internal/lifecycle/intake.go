@@ -312,6 +312,16 @@ func (s *IntakeService) request(ctx context.Context, caller Caller, in RequestIn
 // Get returns a grant the caller may see: their own, one they may
 // approve, or any for holders of RECONCILE.
 func (s *IntakeService) Get(ctx context.Context, caller Caller, id string) (*grant.Grant, error) {
+	return s.get(ctx, caller, id)
+}
+
+// Get returns a grant the caller may see, as IntakeService.Get: the
+// approval page shows it to the approver it was sent to.
+func (s *ApprovalService) Get(ctx context.Context, caller Caller, id string) (*grant.Grant, error) {
+	return s.get(ctx, caller, id)
+}
+
+func (s *core) get(ctx context.Context, caller Caller, id string) (*grant.Grant, error) {
 	if !grant.ValidID(id) {
 		return nil, notFound("id", "no grant %q", id)
 	}

@@ -14,8 +14,11 @@ package wiring
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 
@@ -24,12 +27,16 @@ import (
 	intakefn "github.com/jitpipeline/jit/functions/intake"
 	revokefn "github.com/jitpipeline/jit/functions/revoke"
 	"github.com/jitpipeline/jit/internal/api"
+	"github.com/jitpipeline/jit/internal/approvallink"
 	"github.com/jitpipeline/jit/internal/auth"
 	"github.com/jitpipeline/jit/internal/clock"
 	"github.com/jitpipeline/jit/internal/envelope"
 	"github.com/jitpipeline/jit/internal/grant"
 	"github.com/jitpipeline/jit/internal/groups"
 	"github.com/jitpipeline/jit/internal/lifecycle"
+	"github.com/jitpipeline/jit/internal/mail"
+	"github.com/jitpipeline/jit/internal/notify"
+	"github.com/jitpipeline/jit/internal/pages"
 )
 
 // Deps are the clients, adapters and settings the functions are built
@@ -65,6 +72,23 @@ type Deps struct {
 	Clock               clock.Clock
 	// Logger is the environment's; each function logs with its name.
 	Logger *slog.Logger
+
+	// The approval function's mail and pages (docs/email-approval.md):
+	// Mail submits the notifications, Journal records which were sent
+	// (the ledger implements it), MailFrom is their sender and MailDomain
+	// the right side of their Message-IDs. LinkKeys sign and verify the
+	// approval links; PagesURL is the origin the pages are served on
+	// (scheme://host[:port]), which the links point to; CSRFKey keys the
+	// pages' forms. SignInURL, optional, is where the pages send people
+	// without an identity (locally the user picker).
+	Mail       mail.Sender
+	Journal    notify.Journal
+	MailFrom   string
+	MailDomain string
+	LinkKeys   approvallink.Keys
+	PagesURL   string
+	CSRFKey    []byte
+	SignInURL  string
 }
 
 // CloudEventFunc is a CloudEvent function's handler, as functions-framework
@@ -139,18 +163,97 @@ func (f *Intake) Requests(keys envelope.KeySource, audience string) (CloudEventF
 
 // Approval is the approval function.
 type Approval struct {
-	Service *lifecycle.ApprovalService
-	log     *slog.Logger
+	Service  *lifecycle.ApprovalService
+	Notifier *notify.Notifier
+	log      *slog.Logger
+	deps     Deps
+	links    *approvallink.Verifier
 }
 
-// NewApproval builds the approval function.
+// linkIssuer is the iss of approval links: only the approval function
+// mints and verifies them.
+const linkIssuer = "jit-approval"
+
+// NewApproval builds the approval function: the decisions, the
+// notifications and the approval page, each dependency required.
 func NewApproval(d Deps) (*Approval, error) {
 	log := d.logger("approval")
 	svc, err := lifecycle.NewApproval(lifecycle.ApprovalConfig{Common: d.common(log), Callers: d.callers(), Resume: d.resume(), Executions: d.Executions})
 	if err != nil {
 		return nil, err
 	}
-	return &Approval{Service: svc, log: log}, nil
+	var errs []error
+	if d.LinkKeys == nil {
+		errs = append(errs, errors.New("LinkKeys is required"))
+	}
+	if d.PagesURL == "" {
+		errs = append(errs, errors.New("PagesURL is required"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("approval function: %w", err)
+	}
+	minter := &approvallink.Minter{Keys: d.LinkKeys, Audience: d.PagesURL, Issuer: linkIssuer, Clock: d.Clock}
+	verifier, err := approvallink.NewVerifier(d.LinkKeys, linkIssuer, d.PagesURL, d.Clock)
+	if err != nil {
+		return nil, fmt.Errorf("approval function: %w", err)
+	}
+	n, err := notify.New(notify.Config{
+		Sender: d.Mail, Journal: d.Journal,
+		Links:     mintedLinks{minter: minter, base: d.PagesURL},
+		Approvers: svc.Approvers,
+		From:      d.MailFrom, Domain: d.MailDomain, PageURL: d.PagesURL,
+		Logger: log.With("component", "notify"), Clock: d.Clock,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("approval function: %w", err)
+	}
+	return &Approval{Service: svc, Notifier: n, log: log, deps: d, links: verifier}, nil
+}
+
+// Notify handles the transitions on the events topic: the mails.
+func (f *Approval) Notify() CloudEventFunc { return approvalfn.Notify(f.Notifier, f.deps.Ledger, f.log) }
+
+// Pages serves the approval page, for people authenticated by people.
+func (f *Approval) Pages(people pages.Authenticator) (http.Handler, error) {
+	return approvalfn.Pages(pages.Config{
+		Grants: f.Service, Links: pageLinks{f.links}, Auth: people,
+		CSRFKey: f.deps.CSRFKey, Origin: f.deps.PagesURL, Clock: f.deps.Clock,
+		Logger: f.log.With("component", "pages"), SignInURL: f.deps.SignInURL,
+	})
+}
+
+// mintedLinks gives the notifier approval links: a token bound to the
+// grant and the approver, in the URL of the approval page.
+type mintedLinks struct {
+	minter *approvallink.Minter
+	base   string
+}
+
+func (l mintedLinks) Link(ctx context.Context, grantID, approver string, deadline time.Time) (string, error) {
+	tok, err := l.minter.Mint(ctx, grantID, approver, deadline)
+	if err != nil {
+		return "", err
+	}
+	return approvallink.URL(l.base, grantID, tok), nil
+}
+
+// pageLinks gives the page approvallink's verdict in its own terms.
+type pageLinks struct{ v *approvallink.Verifier }
+
+func (l pageLinks) Verify(ctx context.Context, raw, grantID string) (pages.LinkClaims, error) {
+	c, err := l.v.Verify(ctx, raw, grantID)
+	var expired *approvallink.ExpiredError
+	switch {
+	case err == nil:
+		return pages.LinkClaims{Grant: c.Grant, Approver: c.Approver, Expires: c.Expires}, nil
+	case errors.As(err, &expired):
+		return pages.LinkClaims{Expires: expired.At}, fmt.Errorf("%w: %w", pages.ErrLinkExpired, err)
+	case errors.Is(err, approvallink.ErrOtherGrant):
+		return pages.LinkClaims{}, fmt.Errorf("%w: %w", pages.ErrLinkOtherGrant, err)
+	case errors.Is(err, approvallink.ErrInvalid):
+		return pages.LinkClaims{}, fmt.Errorf("%w: %w", pages.ErrLinkInvalid, err)
+	}
+	return pages.LinkClaims{}, err // the keys are unreachable: try again later
 }
 
 // HTTP serves the decisions of approvers, authenticated by people.

@@ -3,6 +3,7 @@ package wiring_test
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,12 +13,15 @@ import (
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/googleapis/gax-go/v2"
 
+	"github.com/jitpipeline/jit/internal/approvallink"
 	"github.com/jitpipeline/jit/internal/auth"
 	"github.com/jitpipeline/jit/internal/clock"
 	"github.com/jitpipeline/jit/internal/envelope"
 	"github.com/jitpipeline/jit/internal/iambinding"
 	"github.com/jitpipeline/jit/internal/ledger/sqlite"
 	"github.com/jitpipeline/jit/internal/lifecycle"
+	"github.com/jitpipeline/jit/internal/mail"
+	"github.com/jitpipeline/jit/internal/pages"
 	"github.com/jitpipeline/jit/internal/policy"
 	"github.com/jitpipeline/jit/internal/wiring"
 )
@@ -37,8 +41,15 @@ func complete(t *testing.T) wiring.Deps {
 		IAM: noIAM{}, Tasks: noTasks{}, RevokeQueue: "projects/p/locations/l/queues/q",
 		RevokeURL: "https://revoke.test", TasksServiceAccount: "tasks@p.iam.gserviceaccount.com",
 		Clock: clock.Real(), Logger: slog.New(slog.DiscardHandler),
+		Mail: noMail{}, Journal: l, MailFrom: "jit@example.com", MailDomain: "jit.example.com",
+		LinkKeys: approvallink.FileKeys(filepath.Join(t.TempDir(), "link.key")),
+		PagesURL: "https://jit.example.com", CSRFKey: make([]byte, 32),
 	}
 }
+
+type noMail struct{}
+
+func (noMail) Send(context.Context, *mail.Message) error { return nil }
 
 // Every function builds from a complete set of dependencies, with all its
 // entry points.
@@ -59,8 +70,11 @@ func TestBuildsEveryFunction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if approval.HTTP(nil) == nil || approval.Events() == nil {
+	if approval.HTTP(nil) == nil || approval.Events() == nil || approval.Notify() == nil {
 		t.Error("no approval handlers")
+	}
+	if _, err := approval.Pages(pages.AuthenticatorFunc(func(*http.Request) (lifecycle.Caller, error) { return lifecycle.Caller{}, nil })); err != nil {
+		t.Errorf("approval pages: %v", err)
 	}
 	g, err := wiring.NewGrant(d)
 	if err != nil {
@@ -97,6 +111,8 @@ func TestMissingDependencyNamed(t *testing.T) {
 		{"intake without IAM or Tasks", func(d *wiring.Deps) { d.IAM, d.Tasks, d.Executions = nil, nil, nil }, buildIntake, ""},
 		{"approval without executions", func(d *wiring.Deps) { d.Executions = nil }, buildApproval, "Executions is required"},
 		{"approval without IAM or Tasks", func(d *wiring.Deps) { d.IAM, d.Tasks = nil, nil }, buildApproval, ""},
+		{"approval without mail", func(d *wiring.Deps) { d.Mail, d.Journal = nil, nil }, buildApproval, "Sender is required"},
+		{"approval without link keys", func(d *wiring.Deps) { d.LinkKeys, d.PagesURL = nil, "" }, buildApproval, "LinkKeys is required\nPagesURL is required"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

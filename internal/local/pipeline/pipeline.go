@@ -31,6 +31,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -51,6 +52,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/jitpipeline/jit/internal/api"
+	"github.com/jitpipeline/jit/internal/approvallink"
 	"github.com/jitpipeline/jit/internal/auth"
 	"github.com/jitpipeline/jit/internal/clock"
 	"github.com/jitpipeline/jit/internal/envelope"
@@ -64,6 +66,8 @@ import (
 	"github.com/jitpipeline/jit/internal/local/gcp/wfrunner"
 	"github.com/jitpipeline/jit/internal/local/mailbox"
 	"github.com/jitpipeline/jit/internal/local/world"
+	"github.com/jitpipeline/jit/internal/mail"
+	"github.com/jitpipeline/jit/internal/pages"
 	"github.com/jitpipeline/jit/internal/policy"
 	"github.com/jitpipeline/jit/internal/policy/source"
 	"github.com/jitpipeline/jit/internal/wiring"
@@ -224,6 +228,7 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 		trigger(ActivationTopic, "grant", "/functions/grant"),
 		trigger(RevokeTopic, "revoke", "/functions/revoke"),
 		trigger(RequestsTopic, "intake-requests", "/functions/intake-requests"),
+		trigger(Topic, "approval-notify", "/functions/approval-notify"),
 	}
 	var cloud *embedded.Cloud
 	cloud, err := embedded.Start(ctx, embedded.Config{
@@ -333,6 +338,23 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 		RevokeURL:   cloud.HTTPURL + "/functions/revoke-task", TasksServiceAccount: TasksSA,
 		Workflow: workflow, ExecutionsURL: cloud.HTTPURL, Executions: execs, Logger: log,
 	}
+	// The approval function's mail goes over SMTP to the local mailbox;
+	// its link and form keys live under the data directory.
+	sender, err := localSender(p.Mailbox.Addr(), cfg.World.Organization.Domain, log)
+	if err != nil {
+		return nil, err
+	}
+	_, csrfKey, err := approvallink.FileKeys(filepath.Join(cfg.DataDir, "csrf.key")).SigningKey(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("failed to read the pages' form key: %w", err)
+	}
+	base.Mail, base.Journal = sender, p.Ledger
+	base.MailFrom, base.MailDomain = mailFrom(cfg.World.Organization.Domain), "jit.local"
+	base.LinkKeys = approvallink.FileKeys(filepath.Join(cfg.DataDir, "approval-link.key"))
+	base.PagesURL, base.CSRFKey = cloud.HTTPURL, csrfKey
+	if cfg.IAP == nil {
+		base.SignInURL = pages.LoginPath
+	}
 	as := func(sa string, iam lifecycle.IAM, withTasks bool) wiring.Deps {
 		d := base
 		d.Callbacks = lifecycle.HTTPCallbacks{Endpoint: cloud.HTTPURL, Token: func(context.Context) (string, error) { return cloud.Signer.AccessToken(sa) }}
@@ -420,6 +442,7 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 	for path, fn := range map[string]func(context.Context, cloudevents.Event) error{
 		"/functions/intake-requests": requests,
 		"/functions/approval":        approvalFn.Events(),
+		"/functions/approval-notify": approvalFn.Notify(),
 		"/functions/grant":           grantFn.Events(),
 		"/functions/revoke":          revokeFn.Events(),
 		"/eventarc/grant-lifecycle":  startWorkflow(execs, workflow, log),
@@ -434,10 +457,24 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 		auth.Service{Verifier: serviceVerifier, Audience: cloud.HTTPURL + "/functions/revoke-task", Allowed: []string{TasksSA}}))
 	mux.Handle("POST /functions/sweep", revokeFn.Sweep(
 		auth.Service{Verifier: serviceVerifier, Audience: cloud.HTTPURL + "/functions/sweep", Allowed: []string{SchedulerSA}}))
+	var iap *auth.IAP
+	if cfg.IAP != nil {
+		iap = userAuth.(*auth.IAP)
+	}
+	approvalPages, err := approvalFn.Pages(pageCaller(iap))
+	if err != nil {
+		return nil, fmt.Errorf("failed to build the approval pages: %w", err)
+	}
+	mux.Handle("/approvals/", approvalPages)
 	if cfg.IAP == nil {
 		// Local conveniences exist in local mode only.
 		mux.Handle("GET /local/iam/{resource...}", localIAM(operator))
 		mux.Handle("GET /local/mail", p.Mailbox)
+		login, err := pages.LocalLogin(pages.LocalLoginConfig{Users: cfg.World.UserEmails, Logger: log.With("component", "login")})
+		if err != nil {
+			return nil, err
+		}
+		mux.Handle(pages.LoginPath, login)
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	h := sameHostOnly(cloud.HTTPURL, mux)
@@ -454,6 +491,54 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 	}
 	log.Info("embedded pipeline started", "url", p.URL, "data_dir", cfg.DataDir, "mode", mode)
 	return p, nil
+}
+
+// localSender submits mail to the local mailbox over SMTP, as the
+// functions submit to the configured server on Google Cloud.
+func localSender(addr, domain string, log *slog.Logger) (*mail.SMTP, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("mailbox address %q: %w", addr, err)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		return nil, fmt.Errorf("mailbox address %q: %w", addr, err)
+	}
+	return mail.NewSMTP(mail.SMTPConfig{
+		Host: host, Port: n, Security: mail.SecurityNone, From: mailFrom(domain),
+		Attempts: 3, Backoff: 50 * time.Millisecond, Logger: log.With("component", "smtp"),
+	})
+}
+
+func mailFrom(domain string) string {
+	if domain == "" {
+		domain = "example.com"
+	}
+	return "jit@" + domain
+}
+
+// pageCaller identifies people on the approval pages: through IAP when the
+// pipeline runs with production authentication, else by the local user
+// picker's cookie or, for scripts, the X-Debug-Principal header — both
+// honoured from loopback only.
+func pageCaller(iap *auth.IAP) pages.Authenticator {
+	return pages.AuthenticatorFunc(func(r *http.Request) (lifecycle.Caller, error) {
+		if iap != nil {
+			id, err := iap.Identify(r)
+			if err != nil {
+				return lifecycle.Caller{}, err
+			}
+			return lifecycle.Caller{Email: id.Email, HostedDomain: id.HostedDomain}, nil
+		}
+		if email, ok := pages.LocalCookieCaller(r); ok {
+			return lifecycle.Caller{Email: email}, nil
+		}
+		email, err := api.LocalAuthenticator{}.Caller(r)
+		if err != nil {
+			return lifecycle.Caller{}, err
+		}
+		return lifecycle.Caller{Email: email}, nil
+	})
 }
 
 func deployWorkflows(cloud *embedded.Cloud) error {

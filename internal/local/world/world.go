@@ -244,3 +244,13 @@ func (w *World) DirectMembers(ctx context.Context, group string) ([]string, erro
 	}
 	return slices.Clone(w.index().members[groups.Normalize(group)]), nil
 }
+
+// UserEmails lists the addresses of the world's users, in its order (the
+// local user picker offers them).
+func (w *World) UserEmails() []string {
+	out := make([]string, 0, len(w.Users))
+	for _, u := range w.Users {
+		out = append(out, u.Email)
+	}
+	return out
+}

@@ -211,7 +211,9 @@ func NewApproval(d Deps) (*Approval, error) {
 }
 
 // Notify handles the transitions on the events topic: the mails.
-func (f *Approval) Notify() CloudEventFunc { return approvalfn.Notify(f.Notifier, f.deps.Ledger, f.log) }
+func (f *Approval) Notify() CloudEventFunc {
+	return approvalfn.Notify(f.Notifier, f.deps.Ledger, f.log)
+}
 
 // Pages serves the approval page, for people authenticated by people.
 func (f *Approval) Pages(people pages.Authenticator) (http.Handler, error) {

@@ -17,8 +17,9 @@ import (
 	"github.com/jitpipeline/jit/internal/usertext"
 )
 
-// MaxJustification bounds the justification's length (characters).
-const MaxJustification = 1024
+// MaxJustification bounds the justification's length (characters): room
+// for an incident summary and a pasted link or log line.
+const MaxJustification = 4096
 
 // slotStates are the states that take a place under a concurrency limit
 // (grant.State.HoldsSlot).

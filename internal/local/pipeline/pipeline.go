@@ -154,12 +154,14 @@ type Config struct {
 
 // Pipeline is the running embedded pipeline.
 type Pipeline struct {
-	URL    string
-	Cloud  *embedded.Cloud
-	Ledger *sqlite.Ledger
-	Policy *source.Source[*policy.Policy]
-	World  *world.World
-	Clock  clock.Clock
+	URL string
+	// DataDir holds the pipeline's state (Config.DataDir).
+	DataDir string
+	Cloud   *embedded.Cloud
+	Ledger  *sqlite.Ledger
+	Policy  *source.Source[*policy.Policy]
+	World   *world.World
+	Clock   clock.Clock
 	// ServiceVerifier checks the pipeline's service tokens (push,
 	// tasks, callbacks).
 	ServiceVerifier auth.TokenVerifier
@@ -198,7 +200,7 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 		return nil, fmt.Errorf("failed to create the data directory: %w", err)
 	}
 	log := cfg.Logger
-	p := &Pipeline{World: cfg.World, Clock: cfg.Clock}
+	p := &Pipeline{World: cfg.World, Clock: cfg.Clock, DataDir: cfg.DataDir}
 	defer func() {
 		if retErr != nil {
 			p.Close()

@@ -195,7 +195,7 @@ func TestVerifyRefuses(t *testing.T) {
 				t.Errorf("Verify: %v, want it to wrap %v", err, tt.why)
 			}
 			for _, other := range []error{ErrInvalid, ErrExpired, ErrOtherGrant} {
-				if other != tt.want && errors.Is(err, other) {
+				if !errors.Is(other, tt.want) && errors.Is(err, other) {
 					t.Errorf("Verify: %v is also %v", err, other)
 				}
 			}

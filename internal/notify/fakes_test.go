@@ -3,7 +3,6 @@ package notify_test
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -162,7 +161,7 @@ func newEnv(t *testing.T) *env {
 		From:    "jit@example.com",
 		Domain:  "jit.example.com",
 		PageURL: "https://jit.example.com/",
-		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger:  slog.New(slog.DiscardHandler),
 		Clock:   e.clk,
 	})
 	if err != nil {

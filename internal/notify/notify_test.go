@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"slices"
 	"strings"
@@ -614,7 +613,7 @@ func TestApproversFailure(t *testing.T) {
 		Sender: sent, Links: fakeLinks{}, Journal: newMemJournal(clk),
 		Approvers: func(context.Context, *grant.Grant) ([]string, error) { return nil, errors.New("directory down") },
 		From:      "jit@example.com", Domain: "jit.example.com", PageURL: "https://jit.example.com",
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Clock: clk,
+		Logger: slog.New(slog.DiscardHandler), Clock: clk,
 	})
 	if err != nil {
 		t.Fatal(err)

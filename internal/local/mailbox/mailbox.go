@@ -138,7 +138,7 @@ func checkDomain(d string) error {
 			return fmt.Errorf("label %q must be 1 to 63 characters, not starting or ending with a hyphen", l)
 		}
 		for i := 0; i < len(l); i++ {
-			if c := l[i]; !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
+			if c := l[i]; (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (c < '0' || c > '9') && c != '-' {
 				return fmt.Errorf("label %q holds %q", l, c)
 			}
 		}
@@ -482,7 +482,7 @@ func (c *guardConn) Read(p []byte) (int, error) {
 			line = line[:i]
 		}
 		if isHTTPRequestLine(line) {
-			c.Conn.Close()
+			c.Conn.Close() //nolint:staticcheck // QF1008: the raw connection's Close, whatever the wrapper does
 			return 0, errHTTPOnSMTP
 		}
 		c.pending = buf

@@ -277,7 +277,9 @@ func TestHTTPRequestOnSMTPPortRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if err := c.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
 	r := bufio.NewReader(c)
 	if greeting, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(greeting, "220 ") {
 		t.Fatalf("greeting %q, %v", greeting, err)

@@ -194,9 +194,10 @@ func TestApprovalMails(t *testing.T) {
 	t.Parallel()
 	e := startMail(t)
 	id := e.requestWith(bob, "demo.demo-project.admin", evil)
-	ms := e.mailsAbout(id, 3)
+	e.mailsAbout(id, 3)
 	time.Sleep(300 * time.Millisecond) // nothing more arrives
-	if ms = e.mailsAbout(id, 3); len(ms) != 3 {
+	ms := e.mailsAbout(id, 3)
+	if len(ms) != 3 {
 		t.Fatalf("%d mails, want 3 (carol, erin, bob): %+v", len(ms), ms)
 	}
 	carolMail, erinMail, bobMail := to(t, ms, carol), to(t, ms, erin), to(t, ms, bob)

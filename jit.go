@@ -22,6 +22,7 @@ func init() {
 	functions.CloudEvent("intakeRequests", deploy.IntakeRequests())
 	functions.HTTP("approval", deploy.Approval())
 	functions.CloudEvent("approvalEvents", deploy.ApprovalEvents())
+	functions.CloudEvent("approvalNotify", deploy.ApprovalNotify())
 	functions.CloudEvent("grant", deploy.Grant())
 	functions.CloudEvent("revoke", deploy.Revoke())
 	functions.HTTP("revokeTask", deploy.RevokeTask())

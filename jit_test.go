@@ -3,6 +3,7 @@ package jit
 import (
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -20,6 +21,15 @@ func TestMisconfiguredFunctionFailsAtStart(t *testing.T) {
 		"JIT_REVOKE_URL=https://revoke-task.example.run.app",
 		"JIT_TASKS_SERVICE_ACCOUNT=jit-tasks@p.iam.gserviceaccount.com",
 	}
+	// The approval function's settings: the common ones, IAP's audience
+	// and the mail, link and pages settings.
+	approval := append(slices.Clone(grant[:3]),
+		"JIT_IAP_AUDIENCES=/projects/1/locations/europe-west1/services/approval",
+		"JIT_PAGES_URL=https://approval.example.com", "JIT_MAIL_FROM=jit@example.com",
+		"JIT_SMTP_HOST=smtp.example.com", "JIT_SMTP_USERNAME=jit",
+		"JIT_SMTP_PASSWORD_SECRET=projects/p/secrets/smtp-password/versions/latest",
+		"JIT_LINK_SECRET=projects/p/secrets/approval-link-key",
+	)
 	without := func(env []string, name string) []string {
 		var out []string
 		for _, kv := range env {
@@ -40,6 +50,8 @@ func TestMisconfiguredFunctionFailsAtStart(t *testing.T) {
 		{"revoke without the tasks identity", "revoke", without(grant, "JIT_TASKS_SERVICE_ACCOUNT"), []string{"revoke", "JIT_TASKS_SERVICE_ACCOUNT"}},
 		{"intake without IAP's audience", "intake", grant, []string{"intake", "JIT_IAP_AUDIENCES"}},
 		{"sweep without Cloud Scheduler's identity", "sweep", grant, []string{"sweep", "JIT_SCHEDULER_SERVICE_ACCOUNT", "JIT_SWEEP_URL"}},
+		{"approval without the SMTP server and link keys", "approval", without(without(approval, "JIT_SMTP_HOST"), "JIT_LINK_SECRET"), []string{"approval", "JIT_SMTP_HOST", "JIT_LINK_SECRET"}},
+		{"approvalNotify configured", "approvalNotify", approval, nil},
 		{"nothing configured", "approvalEvents", nil, []string{"JIT_PROJECT", "JIT_POLICY", "JIT_WORKFLOW"}},
 		{"an unknown entry point", "grnat", grant, []string{`"grnat"`}},
 	} {

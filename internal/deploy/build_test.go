@@ -31,7 +31,8 @@ func TestBuildNamesMissingSetting(t *testing.T) {
 		{"revoke without the tasks identity", func() error { _, err := buildRevoke(context.Background(), noSA, "revoke"); return err }, []string{"revoke function", "JIT_TASKS_SERVICE_ACCOUNT"}},
 		{"sweep without the tasks queue", func() error { _, err := buildRevoke(context.Background(), noQueue, "sweep"); return err }, []string{"sweep function", "JIT_REVOKE_QUEUE"}},
 		{"intake without a policy", func() error { _, err := buildIntake(context.Background(), noPolicy); return err }, []string{"intake function", "JIT_POLICY"}},
-		{"approval without a policy", func() error { _, err := buildApproval(context.Background(), noPolicy); return err }, []string{"approval function", "JIT_POLICY"}},
+		{"approval notifications without the mail settings", func() error { _, err := buildApproval(context.Background(), valid, "approvalNotify"); return err }, []string{"approvalNotify function", "JIT_SMTP_HOST", "JIT_LINK_SECRET", "JIT_PAGES_URL", "JIT_MAIL_FROM"}},
+		{"approval without a policy", func() error { _, err := buildApproval(context.Background(), noPolicy, "approval"); return err }, []string{"approval function", "JIT_POLICY"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -9,13 +9,14 @@
 // the same composition the embedded pipeline runs.
 //
 // What each function gets is only what it needs: intake and approval read
-// the ledger and policy and publish events; grant and revoke also write IAM
-// policies and Cloud Tasks.
+// the ledger and policy and publish events; approval also sends mail over
+// SMTP and reads its link keys and SMTP password from Secret Manager
+// (approval.go); grant and revoke also write IAM policies and Cloud Tasks.
 //
-// People reach intake and approval through Identity-Aware Proxy: every
-// request's x-goog-iap-jwt-assertion is verified against IAP's keys and the
-// configured audience (JIT_IAP_AUDIENCES); without an audience the function
-// refuses to start. Cloud Tasks' tokens are verified against Google's keys,
+// People reach intake and approval (its API and its pages) through
+// Identity-Aware Proxy: every request's x-goog-iap-jwt-assertion is
+// verified against IAP's keys and the configured audience
+// (JIT_IAP_AUDIENCES); without an audience the function refuses to start. Cloud Tasks' tokens are verified against Google's keys,
 // and the allow-list of service accounts is checked here.
 package deploy
 
@@ -23,8 +24,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
+	"unicode"
 
 	cloudtasks "cloud.google.com/go/cloudtasks/apiv2"
 	pubsub "cloud.google.com/go/pubsub/v2"
@@ -42,6 +47,7 @@ import (
 	"github.com/jitpipeline/jit/internal/ledger/firestore"
 	"github.com/jitpipeline/jit/internal/lifecycle"
 	"github.com/jitpipeline/jit/internal/logging"
+	"github.com/jitpipeline/jit/internal/mail"
 	"github.com/jitpipeline/jit/internal/policy"
 	"github.com/jitpipeline/jit/internal/policy/source"
 	"github.com/jitpipeline/jit/internal/wiring"
@@ -65,6 +71,27 @@ type Config struct {
 	IAPKeysURL      string   // JIT_IAP_KEYS_URL (default IAP's public JWK set)
 	RequestsAud     string   // JIT_REQUESTS_AUDIENCE: the audience signed requests name (default jit-requests)
 	LogLevel        string   // JIT_LOG_LEVEL
+
+	// The approval function's mail, links and pages (docs/email-approval.md),
+	// for its three entry points (approval, approvalEvents, approvalNotify):
+	// wiring.NewApproval builds all three parts whichever is served.
+	PagesURL     string // JIT_PAGES_URL: https://HOST the approval pages are served on (no path); links point there, and HOST is the mails' Message-ID domain
+	MailFrom     string // JIT_MAIL_FROM: the sender address of the notifications
+	SMTPHost     string // JIT_SMTP_HOST: the submission server, without a port
+	SMTPPort     string // JIT_SMTP_PORT: optional; default 587 for starttls, 465 for tls
+	SMTPSecurity string // JIT_SMTP_SECURITY: starttls (default) or tls; plaintext is for the local mailbox only
+	SMTPUsername string // JIT_SMTP_USERNAME: optional; with it the sender authenticates
+	// SMTPPasswordSecret (JIT_SMTP_PASSWORD_SECRET) is the Secret Manager
+	// version holding the SMTP password, projects/P/secrets/S/versions/V
+	// (V a number or latest), read when the function is built: the
+	// password itself is never an environment variable, which anyone who
+	// can view the function can read. Required with a username.
+	SMTPPasswordSecret string
+	// LinkSecret (JIT_LINK_SECRET) is the Secret Manager secret
+	// projects/P/secrets/S whose enabled versions sign and verify the
+	// approval links (approvallink.SecretManagerKeys); the pages' form
+	// key is derived from its signing version (csrfKey).
+	LinkSecret string
 }
 
 // FromEnv reads the configuration.
@@ -88,6 +115,17 @@ func FromEnv() Config {
 			*p = def
 		}
 	}
+	c.PagesURL = os.Getenv("JIT_PAGES_URL")
+	c.MailFrom = os.Getenv("JIT_MAIL_FROM")
+	c.SMTPHost = os.Getenv("JIT_SMTP_HOST")
+	c.SMTPPort = os.Getenv("JIT_SMTP_PORT")
+	c.SMTPSecurity = os.Getenv("JIT_SMTP_SECURITY")
+	if c.SMTPSecurity == "" {
+		c.SMTPSecurity = mail.SecuritySTARTTLS
+	}
+	c.SMTPUsername = os.Getenv("JIT_SMTP_USERNAME")
+	c.SMTPPasswordSecret = os.Getenv("JIT_SMTP_PASSWORD_SECRET")
+	c.LinkSecret = os.Getenv("JIT_LINK_SECRET")
 	c.RequestsAud = os.Getenv("JIT_REQUESTS_AUDIENCE")
 	if c.RequestsAud == "" {
 		c.RequestsAud = "jit-requests"
@@ -137,13 +175,14 @@ func (c Config) Validate(needTasks bool) error {
 }
 
 // Targets are the entry points jit.go registers, by FUNCTION_TARGET.
-var Targets = []string{"intake", "intakeRequests", "approval", "approvalEvents", "grant", "revoke", "revokeTask", "sweep"}
+var Targets = []string{"intake", "intakeRequests", "approval", "approvalEvents", "approvalNotify", "grant", "revoke", "revokeTask", "sweep"}
 
 // ValidateFor reports every setting the entry point named function needs
 // and lacks: what Validate checks (with the Cloud Tasks settings for the
 // grant and revoke entry points), IAP's audience for the people-facing
-// ones, Cloud Scheduler's identity for the sweep. It reads nothing but the
-// configuration, so it is cheap enough to run at start.
+// ones, the mail, link and pages settings for the approval function's
+// entry points, Cloud Scheduler's identity for the sweep. It reads nothing
+// but the configuration, so it is cheap enough to run at start.
 func (c Config) ValidateFor(function string) error {
 	var errs []error
 	switch function {
@@ -152,7 +191,12 @@ func (c Config) ValidateFor(function string) error {
 		if len(c.IAPAudiences) == 0 {
 			errs = append(errs, errors.New("JIT_IAP_AUDIENCES is required: the IAP audience (/projects/NUMBER/locations/REGION/services/SERVICE) of this function"))
 		}
-	case "intakeRequests", "approvalEvents":
+		if function == "approval" {
+			errs = append(errs, c.validateApproval())
+		}
+	case "approvalEvents", "approvalNotify":
+		errs = append(errs, c.Validate(false), c.validateApproval())
+	case "intakeRequests":
 		errs = append(errs, c.Validate(false))
 	case "grant", "revoke", "revokeTask":
 		errs = append(errs, c.Validate(true))
@@ -171,6 +215,83 @@ func (c Config) ValidateFor(function string) error {
 		return fmt.Errorf("the %s function is not configured: %w", function, err)
 	}
 	return nil
+}
+
+// validateApproval reports every problem with the approval function's
+// mail, link and pages settings.
+func (c Config) validateApproval() error {
+	var errs []error
+	if _, err := pagesHost(c.PagesURL); err != nil {
+		errs = append(errs, err)
+	}
+	if !emailaddr.Valid(c.MailFrom) {
+		errs = append(errs, fmt.Errorf("JIT_MAIL_FROM must be the notifications' sender address, got %q", c.MailFrom))
+	}
+	switch {
+	case c.SMTPHost == "":
+		errs = append(errs, errors.New("JIT_SMTP_HOST is required: the SMTP submission server the notifications are sent through"))
+	case strings.ContainsAny(c.SMTPHost, ":/@") || strings.ContainsFunc(c.SMTPHost, unicode.IsSpace):
+		errs = append(errs, fmt.Errorf("JIT_SMTP_HOST must be a host name, without a port (that is JIT_SMTP_PORT), got %q", c.SMTPHost))
+	}
+	if _, err := c.smtpPort(); err != nil {
+		errs = append(errs, err)
+	}
+	// Plaintext (mail.SecurityNone) is for a loopback server, which a
+	// deployed function has none of; "" is mail's default, starttls.
+	if c.SMTPSecurity != "" && c.SMTPSecurity != mail.SecuritySTARTTLS && c.SMTPSecurity != mail.SecurityTLS {
+		errs = append(errs, fmt.Errorf("JIT_SMTP_SECURITY must be %s or %s, got %q", mail.SecuritySTARTTLS, mail.SecurityTLS, c.SMTPSecurity))
+	}
+	switch {
+	case c.SMTPUsername != "" && c.SMTPPasswordSecret == "":
+		errs = append(errs, errors.New("JIT_SMTP_PASSWORD_SECRET is required with JIT_SMTP_USERNAME: the Secret Manager version (projects/P/secrets/S/versions/V) of the SMTP password"))
+	case c.SMTPUsername == "" && c.SMTPPasswordSecret != "":
+		errs = append(errs, errors.New("JIT_SMTP_PASSWORD_SECRET is set without JIT_SMTP_USERNAME: a password needs the user it is for"))
+	}
+	if c.SMTPPasswordSecret != "" && !secretName(c.SMTPPasswordSecret, true) {
+		errs = append(errs, fmt.Errorf("JIT_SMTP_PASSWORD_SECRET must be a Secret Manager version, projects/P/secrets/S/versions/V (V a number or latest), got %q", c.SMTPPasswordSecret))
+	}
+	if !secretName(c.LinkSecret, false) {
+		errs = append(errs, fmt.Errorf("JIT_LINK_SECRET must be the Secret Manager secret of the approval link keys, projects/P/secrets/S, got %q", c.LinkSecret))
+	}
+	return errors.Join(errs...)
+}
+
+// pagesHost is the host of JIT_PAGES_URL, which must be an https origin:
+// the links carry a bearer token, and the pages compare it with the
+// Origin header of their forms, which has no path.
+func pagesHost(pagesURL string) (string, error) {
+	u, err := url.Parse(pagesURL)
+	if err != nil || u.Scheme != "https" || u.Hostname() == "" || u.User != nil || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" || strings.HasSuffix(pagesURL, "?") || strings.HasSuffix(pagesURL, "#") {
+		return "", fmt.Errorf("JIT_PAGES_URL must be the https origin the approval pages are served on, https://HOST with no path, got %q", pagesURL)
+	}
+	return u.Hostname(), nil
+}
+
+// smtpPort is JIT_SMTP_PORT; 0 (unset) lets package mail pick the port of
+// the security.
+func (c Config) smtpPort() (int, error) {
+	if c.SMTPPort == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(c.SMTPPort)
+	if err != nil || n < 1 || n > 65535 {
+		return 0, fmt.Errorf("JIT_SMTP_PORT must be a port number, got %q", c.SMTPPort)
+	}
+	return n, nil
+}
+
+// secretName reports whether s is projects/P/secrets/S or, with version,
+// projects/P/secrets/S/versions/V.
+func secretName(s string, version bool) bool {
+	p := strings.Split(s, "/")
+	want := 4
+	if version {
+		want = 6
+	}
+	if len(p) != want || p[0] != "projects" || p[2] != "secrets" || slices.Contains(p, "") {
+		return false
+	}
+	return !version || p[4] == "versions"
 }
 
 // Check validates the configuration of the served entry point (target is
@@ -227,6 +348,9 @@ func deps(ctx context.Context, cfg Config, function string, privileged bool) (wi
 	}
 	d := wiring.Deps{
 		Ledger: ledger, Policy: pol, Groups: groups.NewCache(ci, groups.DefaultTTL, nil),
+		// The ledger journals the notifications too; only the approval
+		// function sends any (approvalDeps adds the rest).
+		Journal: ledger,
 		// Internal means IAP vouched for a hosted domain of the
 		// organization; there is no directory lookup for others.
 		InternalDomains: cfg.InternalDomains,

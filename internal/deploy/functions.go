@@ -8,7 +8,10 @@ import (
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 
+	"github.com/jitpipeline/jit/internal/auth"
 	"github.com/jitpipeline/jit/internal/envelope"
+	"github.com/jitpipeline/jit/internal/lifecycle"
+	"github.com/jitpipeline/jit/internal/pages"
 	"github.com/jitpipeline/jit/internal/wiring"
 )
 
@@ -72,10 +75,20 @@ func buildIntake(ctx context.Context, cfg Config) (*wiring.Intake, error) {
 	return wiring.NewIntake(d)
 }
 
-func buildApproval(ctx context.Context, cfg Config) (*wiring.Approval, error) {
-	d, err := deps(ctx, cfg, "approval", false)
+// buildApproval builds the approval function for one of its entry points
+// (function): each needs the mail, link and pages settings, because
+// wiring.NewApproval builds the decisions, the notifications and the pages
+// together.
+func buildApproval(ctx context.Context, cfg Config, function string) (*wiring.Approval, error) {
+	if err := cfg.ValidateFor(function); err != nil {
+		return nil, err
+	}
+	d, err := deps(ctx, cfg, function, false)
 	if err != nil {
 		return nil, err
+	}
+	if err := approvalDeps(ctx, cfg, function, &d); err != nil {
+		return nil, fmt.Errorf("the %s function: %w", function, err)
 	}
 	return wiring.NewApproval(d)
 }
@@ -127,7 +140,9 @@ func IntakeRequests() wiring.CloudEventFunc {
 	})
 }
 
-// Approval is the approval function's HTTP entry point (approve, deny).
+// Approval is the approval function's HTTP entry point: the decisions API
+// (approve, deny) and, under /approvals/, the approval pages the mailed
+// links open. Both authenticate people with the same IAP verifier.
 func Approval() http.HandlerFunc {
 	return lazyHTTP(func(ctx context.Context) (http.Handler, error) {
 		cfg := FromEnv()
@@ -135,22 +150,60 @@ func Approval() http.HandlerFunc {
 		if err != nil {
 			return nil, fmt.Errorf("the approval function is not configured: %w", err)
 		}
-		f, err := buildApproval(ctx, cfg)
+		f, err := buildApproval(ctx, cfg, "approval")
 		if err != nil {
 			return nil, err
 		}
-		return f.HTTP(people), nil
+		approvalPages, err := f.Pages(pageCaller(people))
+		if err != nil {
+			return nil, fmt.Errorf("the approval function: %w", err)
+		}
+		return approvalMux(f.HTTP(people), approvalPages), nil
 	})
 }
 
-// ApprovalEvents is the approval function's CloudEvent entry point.
+// approvalMux serves the pages the links open under /approvals/ and the
+// decisions API everywhere else, where it was before the pages existed.
+func approvalMux(decisions, approvalPages http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/approvals/", approvalPages)
+	mux.Handle("/", decisions)
+	return mux
+}
+
+// pageCaller is who IAP says made the request, with the hosted domain it
+// vouched for (the policy's notion of internal).
+func pageCaller(people *auth.IAP) pages.Authenticator {
+	return pages.AuthenticatorFunc(func(r *http.Request) (lifecycle.Caller, error) {
+		id, err := people.Identify(r)
+		if err != nil {
+			return lifecycle.Caller{}, fmt.Errorf("no verified IAP identity: %w", err)
+		}
+		return lifecycle.Caller{Email: id.Email, HostedDomain: id.HostedDomain}, nil
+	})
+}
+
+// ApprovalEvents is the approval function's CloudEvent entry point for
+// approval.requested.
 func ApprovalEvents() wiring.CloudEventFunc {
 	return lazyEvent(func(ctx context.Context) (wiring.CloudEventFunc, error) {
-		f, err := buildApproval(ctx, FromEnv())
+		f, err := buildApproval(ctx, FromEnv(), "approvalEvents")
 		if err != nil {
 			return nil, err
 		}
 		return f.Events(), nil
+	})
+}
+
+// ApprovalNotify is the approval function's CloudEvent entry point for the
+// events topic: every transition, mailed to whom it concerns.
+func ApprovalNotify() wiring.CloudEventFunc {
+	return lazyEvent(func(ctx context.Context) (wiring.CloudEventFunc, error) {
+		f, err := buildApproval(ctx, FromEnv(), "approvalNotify")
+		if err != nil {
+			return nil, err
+		}
+		return f.Notify(), nil
 	})
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/jitpipeline/jit/internal/clock"
 	"github.com/jitpipeline/jit/internal/envelope"
 	"github.com/jitpipeline/jit/internal/grant"
+	"github.com/jitpipeline/jit/internal/lifecycle"
 	"github.com/jitpipeline/jit/internal/local/gcp/localoidc"
 	"github.com/jitpipeline/jit/internal/local/pipeline"
 )
@@ -350,7 +351,7 @@ func TestSecuritySuite(t *testing.T) {
 		{name: "unknown entitlement", method: "POST", path: "/v1/grants", headers: s.as(alice), body: `{"entitlement":"demo.demo-project.owner","requestedDuration":"PT1H","justification":"x"}`, want: 404},
 		{name: "duration beyond the policy", method: "POST", path: "/v1/grants", headers: s.as(alice), body: `{"entitlement":"demo.demo-project.viewer","requestedDuration":"P1D","justification":"x"}`, want: 400},
 		{name: "missing justification", method: "POST", path: "/v1/grants", headers: s.as(alice), body: `{"entitlement":"demo.demo-project.viewer","requestedDuration":"PT1H"}`, want: 400},
-		{name: "justification too long", method: "POST", path: "/v1/grants", headers: s.as(alice), body: `{"entitlement":"demo.demo-project.viewer","requestedDuration":"PT1H","justification":"` + strings.Repeat("x", 1100) + `"}`, want: 400},
+		{name: "justification too long", method: "POST", path: "/v1/grants", headers: s.as(alice), body: `{"entitlement":"demo.demo-project.viewer","requestedDuration":"PT1H","justification":"` + strings.Repeat("x", lifecycle.MaxJustification+1) + `"}`, want: 400},
 		{name: "undeclared input", method: "POST", path: "/v1/grants", headers: s.as(alice), body: `{"entitlement":"demo.demo-project.viewer","requestedDuration":"PT1H","justification":"x","inputs":{"approver":"alice@example.com"}}`, want: 400},
 
 		// Decisions.

@@ -130,7 +130,7 @@ func TestCSRFKeyDerivedFromLinkKey(t *testing.T) {
 func TestApprovalMux(t *testing.T) {
 	t.Parallel()
 	named := func(name string) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, name) })
+		return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, name) })
 	}
 	mux := approvalMux(named("api"), named("pages"))
 	for _, tc := range []struct{ method, path, want string }{

@@ -36,9 +36,9 @@ func (h *Handler) show(w http.ResponseWriter, r *http.Request) {
 // state the decision led to.
 func (h *Handler) decide(w http.ResponseWriter, r *http.Request) {
 	// A cross-site form cannot set X-Requested-With, as the API requires,
-	// so a POST must come from the pages' own origin — browsers always
-	// send Origin on a form's POST — and carry the CSRF token of the page.
-	if r.Header.Get("Origin") != h.origin {
+	// so a POST must come from the pages' own origin (sameOriginPost) and
+	// carry the CSRF token of the page.
+	if !sameOriginPost(r, h.origin) {
 		h.log.WarnContext(r.Context(), "approval form refused: foreign or missing Origin", "origin", r.Header.Get("Origin"))
 		renderError(w, http.StatusForbidden, "Refused",
 			"This decision did not come from the approval page itself, so it was refused. Nothing was changed.",

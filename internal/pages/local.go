@@ -85,14 +85,13 @@ func (l *localLogin) show(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	current, _ := LocalCookieCaller(r)
-	allowFormOrigin(w)
 	render(w, http.StatusOK, "login", loginView{Title: "Choose a user", Action: LoginPath, Next: next, Current: current, Users: l.users()})
 }
 
 func (l *localLogin) pick(w http.ResponseWriter, r *http.Request) {
 	// The same origin only: a page elsewhere must not sign the browser in
 	// as someone of its choosing.
-	if r.Header.Get("Origin") != "http://"+r.Host {
+	if !sameOriginPost(r, "http://"+r.Host) {
 		renderError(w, http.StatusForbidden, "Refused", "Choose the user on the picker page itself.")
 		return
 	}
@@ -108,7 +107,6 @@ func (l *localLogin) pick(w http.ResponseWriter, r *http.Request) {
 	}
 	users := l.users()
 	if !slices.ContainsFunc(users, func(u string) bool { return emailaddr.Equal(u, user) }) {
-		allowFormOrigin(w)
 		render(w, http.StatusBadRequest, "login", loginView{Title: "Choose a user", Action: LoginPath, Next: next,
 			Notice: "Choose one of the demo users.", Users: users})
 		return

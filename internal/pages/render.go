@@ -38,14 +38,23 @@ func styleHash() string {
 	return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
 }
 
-// formReferrerPolicy replaces no-referrer on a page with a form. Under
-// no-referrer, browsers send "Origin: null" with the form's POST (Fetch,
-// "serializing a request origin"), which the Origin check must refuse;
-// same-origin still sends nothing — so not the link's token — to any other
-// site, and the URLs it lets through go only to the pages' own origin.
-const formReferrerPolicy = "same-origin"
-
-func allowFormOrigin(w http.ResponseWriter) { w.Header().Set("Referrer-Policy", formReferrerPolicy) }
+// sameOriginPost reports whether a form's POST came from a page of origin
+// want. Browsers send the page's Origin with it — except that under
+// Referrer-Policy: no-referrer, which every page here sends so the link's
+// token never leaves in a Referer, they send "Origin: null" (Fetch,
+// "serializing a request origin"). Then Sec-Fetch-Site, which pages cannot
+// set (a forbidden header name) and every current browser sends, says
+// whether the form was on the same origin: a null Origin from anywhere
+// else (a sandboxed frame, a foreign site) is refused.
+func sameOriginPost(r *http.Request, want string) bool {
+	switch r.Header.Get("Origin") {
+	case want:
+		return true
+	case "null":
+		return r.Header.Get("Sec-Fetch-Site") == "same-origin"
+	}
+	return false
+}
 
 func setHeaders(w http.ResponseWriter) {
 	for k, v := range headers {

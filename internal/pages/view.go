@@ -56,7 +56,6 @@ func (h *Handler) renderGrant(w http.ResponseWriter, status int, g *grant.Grant,
 	case !g.ApprovalDeadline.IsZero() && !now.Before(g.ApprovalDeadline):
 		v.Closed = "The approval window closed at " + v.Deadline.Text + "; it can no longer be decided."
 	default:
-		allowFormOrigin(w)
 		v.Form = &formView{Action: "/approvals/" + url.PathEscape(g.ID), Token: raw, CSRF: h.csrf(caller.Email, g.ID, raw), Reason: reason, ReasonMax: lifecycle.MaxReason}
 	}
 	render(w, status, "grant", v)

@@ -411,14 +411,17 @@ func TestHostAndOriginChecked(t *testing.T) {
 	for _, tc := range []struct {
 		name, host, origin string
 		want               int
+		site               string // Sec-Fetch-Site
 	}{
-		{"rebound name", "attacker.example" + port, "", 403},
-		{"rebound name without port", "attacker.example", "", 403},
-		{"foreign origin", "", "http://attacker.example" + port, 403},
-		{"null origin", "", "null", 403},
-		{"https origin of another port", "", "https://127.0.0.1" + port, 403},
-		{"localhost", "localhost" + port, "", 201},
-		{"same origin", "", "http://127.0.0.1" + port, 201},
+		{"rebound name", "attacker.example" + port, "", 403, ""},
+		{"rebound name without port", "attacker.example", "", 403, ""},
+		{"foreign origin", "", "http://attacker.example" + port, 403, ""},
+		{"null origin", "", "null", 403, ""},
+		{"null origin from another site", "", "null", 403, "cross-site"},
+		{"null origin of a no-referrer page here", "", "null", 201, "same-origin"},
+		{"https origin of another port", "", "https://127.0.0.1" + port, 403, ""},
+		{"localhost", "localhost" + port, "", 201, ""},
+		{"same origin", "", "http://127.0.0.1" + port, 201, ""},
 	} {
 		req, _ := http.NewRequestWithContext(t.Context(), "POST", e.url+"/v1/grants", strings.NewReader(body))
 		req.Header.Set("X-Debug-Principal", "user:alice@example.com")
@@ -429,6 +432,9 @@ func TestHostAndOriginChecked(t *testing.T) {
 		}
 		if tc.origin != "" {
 			req.Header.Set("Origin", tc.origin)
+		}
+		if tc.site != "" {
+			req.Header.Set("Sec-Fetch-Site", tc.site)
 		}
 		before := len(e.list())
 		resp, err := http.DefaultClient.Do(req)

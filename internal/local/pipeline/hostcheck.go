@@ -14,8 +14,11 @@ import (
 // So the Host must name this server (127.0.0.1, localhost or [::1] with
 // its port), and a call that changes anything must not come from another
 // origin: an Origin header, when a browser sends one, must be this
-// server's. Clients that are not browsers send no Origin and are let
-// through — the debug header already limits them to loopback.
+// server's. Pages sent with Referrer-Policy: no-referrer make browsers
+// send "Origin: null" with their forms' POSTs; that is taken for this
+// server's only with Sec-Fetch-Site: same-origin, which pages cannot set.
+// Clients that are not browsers send no Origin and are let through — the
+// debug header already limits them to loopback.
 func sameHostOnly(serverURL string, next http.Handler) http.Handler {
 	u, _ := url.Parse(serverURL)
 	_, port, _ := net.SplitHostPort(u.Host)
@@ -28,7 +31,8 @@ func sameHostOnly(serverURL string, next http.Handler) http.Handler {
 			refuseHost(w, "Host", "this local server answers only to "+u.Host+", localhost or [::1] on its port")
 			return
 		}
-		if origin := r.Header.Get("Origin"); origin != "" && !safeMethod(r.Method) {
+		nullFromHere := r.Header.Get("Origin") == "null" && r.Header.Get("Sec-Fetch-Site") == "same-origin"
+		if origin := r.Header.Get("Origin"); origin != "" && !safeMethod(r.Method) && !nullFromHere {
 			o, err := url.Parse(origin)
 			if err != nil || o.Scheme != "http" || !hosts[strings.ToLower(o.Host)] || o.Path != "" {
 				refuseHost(w, "Origin", "changes are accepted only from pages of this local server")

@@ -191,7 +191,8 @@ func (e *env) requestWith(user, entitlement, justification string) string {
 // both parts; fetching the links with no identity, as the wrong user, or
 // with a tampered, expired or foreign token changes nothing and says why.
 func TestApprovalMails(t *testing.T) {
-	t.Parallel()
+	// Not parallel: run before the package's parallel tests, whose fast
+	// clocks and chaos deliveries suffer when a browser takes the CPU.
 	e := startMail(t)
 	id := e.requestWith(bob, "demo.demo-project.admin", evil)
 	e.mailsAbout(id, 3)
@@ -266,7 +267,7 @@ func TestApprovalMails(t *testing.T) {
 // hears the outcome. The same with a denial and its reason. Rendering a
 // link without clicking decides nothing.
 func TestApproveAndDenyInChromium(t *testing.T) {
-	t.Parallel()
+	// Not parallel, as TestApprovalMails.
 	ctx := browsertest.New(t)
 	e := startMail(t)
 

@@ -201,13 +201,7 @@ func (c Config) ValidateFor(function string) error {
 	case "grant", "revoke", "revokeTask":
 		errs = append(errs, c.Validate(true))
 	case "sweep":
-		errs = append(errs, c.Validate(true))
-		if !strings.HasPrefix(c.SweepURL, "https://") {
-			errs = append(errs, fmt.Errorf("JIT_SWEEP_URL must be the sweep function's https URL, got %q", c.SweepURL))
-		}
-		if !emailaddr.Valid(c.SchedulerSA) {
-			errs = append(errs, fmt.Errorf("JIT_SCHEDULER_SERVICE_ACCOUNT must be a service account email, got %q", c.SchedulerSA))
-		}
+		errs = append(errs, c.Validate(true), c.validateSweep())
 	default:
 		return fmt.Errorf("FUNCTION_TARGET %q is none of %s", function, strings.Join(Targets, ", "))
 	}
@@ -215,6 +209,18 @@ func (c Config) ValidateFor(function string) error {
 		return fmt.Errorf("the %s function is not configured: %w", function, err)
 	}
 	return nil
+}
+
+// validateSweep reports every problem with Cloud Scheduler's settings.
+func (c Config) validateSweep() error {
+	var errs []error
+	if !strings.HasPrefix(c.SweepURL, "https://") {
+		errs = append(errs, fmt.Errorf("JIT_SWEEP_URL must be the sweep function's https URL, got %q", c.SweepURL))
+	}
+	if !emailaddr.Valid(c.SchedulerSA) {
+		errs = append(errs, fmt.Errorf("JIT_SCHEDULER_SERVICE_ACCOUNT must be a service account email, got %q", c.SchedulerSA))
+	}
+	return errors.Join(errs...)
 }
 
 // validateApproval reports every problem with the approval function's
@@ -399,14 +405,7 @@ func tasksAuth(cfg Config) (auth.Service, error) {
 // sweepAuth is the sweep function's rule: a Google-signed token for its
 // own URL, from Cloud Scheduler's service account only.
 func sweepAuth(cfg Config) (auth.Service, error) {
-	var errs []error
-	if !strings.HasPrefix(cfg.SweepURL, "https://") {
-		errs = append(errs, fmt.Errorf("JIT_SWEEP_URL must be the sweep function's https URL, got %q", cfg.SweepURL))
-	}
-	if !emailaddr.Valid(cfg.SchedulerSA) {
-		errs = append(errs, fmt.Errorf("JIT_SCHEDULER_SERVICE_ACCOUNT must be a service account email, got %q", cfg.SchedulerSA))
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := cfg.validateSweep(); err != nil {
 		return auth.Service{}, err
 	}
 	v, err := auth.NewGoogle(auth.GoogleConfig{})

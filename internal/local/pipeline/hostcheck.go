@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/jitpipeline/jit/internal/pages"
 )
 
 // sameHostOnly guards the loopback server against DNS rebinding: a web
@@ -31,8 +33,7 @@ func sameHostOnly(serverURL string, next http.Handler) http.Handler {
 			refuseHost(w, "Host", "this local server answers only to "+u.Host+", localhost or [::1] on its port")
 			return
 		}
-		nullFromHere := r.Header.Get("Origin") == "null" && r.Header.Get("Sec-Fetch-Site") == "same-origin"
-		if origin := r.Header.Get("Origin"); origin != "" && !safeMethod(r.Method) && !nullFromHere {
+		if origin := r.Header.Get("Origin"); origin != "" && !safeMethod(r.Method) && !pages.NullOriginFromSameOrigin(r) {
 			o, err := url.Parse(origin)
 			if err != nil || o.Scheme != "http" || !hosts[strings.ToLower(o.Host)] || o.Path != "" {
 				refuseHost(w, "Origin", "changes are accepted only from pages of this local server")

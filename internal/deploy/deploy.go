@@ -94,52 +94,57 @@ type Config struct {
 	LinkSecret string
 }
 
-// FromEnv reads the configuration.
-func FromEnv() Config {
+// FromEnv reads the configuration from the environment.
+func FromEnv() Config { return FromLookup(os.Getenv) }
+
+// FromLookup reads the configuration from getenv, which returns "" for an
+// unset variable: the environment, or the one Terraform plans for a
+// function (terraform_test.go checks each planned function with it).
+func FromLookup(getenv func(string) string) Config {
 	c := Config{
-		Project:     os.Getenv("JIT_PROJECT"),
-		EventsTopic: os.Getenv("JIT_EVENTS_TOPIC"),
-		RevokeQueue: os.Getenv("JIT_REVOKE_QUEUE"),
-		RevokeURL:   os.Getenv("JIT_REVOKE_URL"),
-		TasksSA:     os.Getenv("JIT_TASKS_SERVICE_ACCOUNT"),
-		Policy:      os.Getenv("JIT_POLICY"),
-		LogLevel:    os.Getenv("JIT_LOG_LEVEL"),
+		Project:     getenv("JIT_PROJECT"),
+		EventsTopic: getenv("JIT_EVENTS_TOPIC"),
+		RevokeQueue: getenv("JIT_REVOKE_QUEUE"),
+		RevokeURL:   getenv("JIT_REVOKE_URL"),
+		TasksSA:     getenv("JIT_TASKS_SERVICE_ACCOUNT"),
+		Policy:      getenv("JIT_POLICY"),
+		LogLevel:    getenv("JIT_LOG_LEVEL"),
 	}
-	c.LifecycleTopic = os.Getenv("JIT_LIFECYCLE_TOPIC")
-	c.RevokeTopic = os.Getenv("JIT_REVOKE_TOPIC")
-	c.Workflow = os.Getenv("JIT_WORKFLOW")
-	c.SweepURL = os.Getenv("JIT_SWEEP_URL")
-	c.SchedulerSA = os.Getenv("JIT_SCHEDULER_SERVICE_ACCOUNT")
+	c.LifecycleTopic = getenv("JIT_LIFECYCLE_TOPIC")
+	c.RevokeTopic = getenv("JIT_REVOKE_TOPIC")
+	c.Workflow = getenv("JIT_WORKFLOW")
+	c.SweepURL = getenv("JIT_SWEEP_URL")
+	c.SchedulerSA = getenv("JIT_SCHEDULER_SERVICE_ACCOUNT")
 	for p, def := range map[*string]string{&c.EventsTopic: "jit-events", &c.LifecycleTopic: "jit-lifecycle", &c.RevokeTopic: "jit-revocations"} {
 		if *p == "" {
 			*p = def
 		}
 	}
-	c.PagesURL = os.Getenv("JIT_PAGES_URL")
-	c.MailFrom = os.Getenv("JIT_MAIL_FROM")
-	c.SMTPHost = os.Getenv("JIT_SMTP_HOST")
-	c.SMTPPort = os.Getenv("JIT_SMTP_PORT")
-	c.SMTPSecurity = os.Getenv("JIT_SMTP_SECURITY")
+	c.PagesURL = getenv("JIT_PAGES_URL")
+	c.MailFrom = getenv("JIT_MAIL_FROM")
+	c.SMTPHost = getenv("JIT_SMTP_HOST")
+	c.SMTPPort = getenv("JIT_SMTP_PORT")
+	c.SMTPSecurity = getenv("JIT_SMTP_SECURITY")
 	if c.SMTPSecurity == "" {
 		c.SMTPSecurity = mail.SecuritySTARTTLS
 	}
-	c.SMTPUsername = os.Getenv("JIT_SMTP_USERNAME")
-	c.SMTPPasswordSecret = os.Getenv("JIT_SMTP_PASSWORD_SECRET")
-	c.LinkSecret = os.Getenv("JIT_LINK_SECRET")
-	c.RequestsAud = os.Getenv("JIT_REQUESTS_AUDIENCE")
+	c.SMTPUsername = getenv("JIT_SMTP_USERNAME")
+	c.SMTPPasswordSecret = getenv("JIT_SMTP_PASSWORD_SECRET")
+	c.LinkSecret = getenv("JIT_LINK_SECRET")
+	c.RequestsAud = getenv("JIT_REQUESTS_AUDIENCE")
 	if c.RequestsAud == "" {
 		c.RequestsAud = "jit-requests"
 	}
-	c.IAPKeysURL = os.Getenv("JIT_IAP_KEYS_URL")
+	c.IAPKeysURL = getenv("JIT_IAP_KEYS_URL")
 	if c.IAPKeysURL == "" {
 		c.IAPKeysURL = auth.IAPKeysURL
 	}
-	for _, a := range strings.Split(os.Getenv("JIT_IAP_AUDIENCES"), ",") {
+	for _, a := range strings.Split(getenv("JIT_IAP_AUDIENCES"), ",") {
 		if a = strings.TrimSpace(a); a != "" {
 			c.IAPAudiences = append(c.IAPAudiences, a)
 		}
 	}
-	for _, d := range strings.Split(os.Getenv("JIT_INTERNAL_DOMAINS"), ",") {
+	for _, d := range strings.Split(getenv("JIT_INTERNAL_DOMAINS"), ",") {
 		if d = strings.TrimSpace(strings.ToLower(d)); d != "" {
 			c.InternalDomains = append(c.InternalDomains, d)
 		}

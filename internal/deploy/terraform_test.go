@@ -1,0 +1,211 @@
+package deploy_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/jitpipeline/jit/internal/deploy"
+)
+
+// plannedFunction is what Terraform plans for one Cloud Run function.
+type plannedFunction struct {
+	Service string
+	Target  string // build_config.function_target
+	Env     map[string]string
+}
+
+// terraformPlan plans terraform/ offline (the google provider from the
+// filesystem mirror, a fake access token, no refresh; the project number
+// is given, so no data source is read) with the test variables, and
+// returns every planned Cloud Run function.
+func terraformPlan(t *testing.T) []plannedFunction {
+	t.Helper()
+	planOnce.Do(func() { planned, planSkip, planErr = planFunctions() })
+	if planSkip != "" {
+		t.Skip(planSkip)
+	}
+	if planErr != nil {
+		t.Fatal(planErr)
+	}
+	return planned
+}
+
+// The plan is made once for the package's tests: init writes the lock
+// file into terraform/, which two concurrent runs would race on.
+var (
+	planOnce sync.Once
+	planned  []plannedFunction
+	planSkip string
+	planErr  error
+)
+
+func planFunctions() ([]plannedFunction, string, error) {
+	tf, err := exec.LookPath("terraform")
+	if err != nil {
+		return nil, "terraform is not installed: the planned functions' configuration is not checked (.ci/run installs it)", nil
+	}
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		return nil, "", err
+	}
+	mirror := os.Getenv("JIT_TF_PLUGIN_DIR")
+	if mirror == "" {
+		mirror = filepath.Join(root, "..", "shared", "terraform-providers")
+	}
+	if _, err := os.Stat(mirror); err != nil {
+		return nil, fmt.Sprintf("no google provider mirror at %s (set JIT_TF_PLUGIN_DIR): the planned functions' configuration is not checked", mirror), nil
+	}
+	dir := filepath.Join(root, "terraform")
+	data, err := os.MkdirTemp("", "jit-terraform-")
+	if err != nil {
+		return nil, "", err
+	}
+	defer os.RemoveAll(data)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	run := func(args ...string) ([]byte, error) {
+		cmd := exec.CommandContext(ctx, tf, append([]string{"-chdir=" + dir}, args...)...)
+		// Its own data directory and lock file, so that it races with no
+		// other terraform run on the same checkout.
+		cmd.Env = append(os.Environ(), "TF_DATA_DIR="+data, "TF_IN_AUTOMATION=1", "TF_INPUT=0",
+			"GOOGLE_OAUTH_ACCESS_TOKEN=fake", "TF_CLI_CONFIG_FILE="+filepath.Join(data, "none.tfrc"))
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return nil, fmt.Errorf("terraform %s: %w\n%s", strings.Join(args, " "), err, stderr.String())
+		}
+		return out, nil
+	}
+	plan := filepath.Join(data, "plan")
+	var out []byte
+	for _, args := range [][]string{
+		{"init", "-backend=false", "-plugin-dir=" + mirror},
+		{"plan", "-refresh=false", "-lock=false", "-var-file=tests/fixtures/test.tfvars", "-out=" + plan},
+		{"show", "-json", plan},
+	} {
+		if out, err = run(args...); err != nil {
+			return nil, "", err
+		}
+	}
+
+	var doc struct {
+		ResourceChanges []struct {
+			Type   string `json:"type"`
+			Change struct {
+				After json.RawMessage `json:"after"`
+			} `json:"change"`
+		} `json:"resource_changes"`
+	}
+	if err := json.Unmarshal(out, &doc); err != nil {
+		return nil, "", fmt.Errorf("terraform show -json: %w", err)
+	}
+	var fns []plannedFunction
+	for _, rc := range doc.ResourceChanges {
+		if rc.Type != "google_cloud_run_v2_service" {
+			continue
+		}
+		var after struct {
+			Name        string `json:"name"`
+			BuildConfig []struct {
+				FunctionTarget string `json:"function_target"`
+			} `json:"build_config"`
+			Template []struct {
+				Containers []struct {
+					Env []struct {
+						Name  string  `json:"name"`
+						Value *string `json:"value"`
+					} `json:"env"`
+				} `json:"containers"`
+			} `json:"template"`
+		}
+		if err := json.Unmarshal(rc.Change.After, &after); err != nil {
+			return nil, "", fmt.Errorf("planned service: %w", err)
+		}
+		if len(after.BuildConfig) != 1 || len(after.Template) != 1 || len(after.Template[0].Containers) != 1 {
+			return nil, "", fmt.Errorf("service %s: want one build_config and one container, got %+v", after.Name, after)
+		}
+		f := plannedFunction{Service: after.Name, Target: after.BuildConfig[0].FunctionTarget, Env: map[string]string{}}
+		for _, e := range after.Template[0].Containers[0].Env {
+			if e.Value == nil {
+				return nil, "", fmt.Errorf("service %s: %s is not known when planning; settings must be derived from variables", f.Service, e.Name)
+			}
+			f.Env[e.Name] = *e.Value
+		}
+		fns = append(fns, f)
+	}
+	if len(fns) == 0 {
+		return nil, "", errors.New("the plan has no Cloud Run functions")
+	}
+	return fns, "", nil
+}
+
+// TestTerraformConfiguresEveryFunction plans the Terraform module and runs
+// each function's own start-up check (deploy.Config.ValidateFor, which
+// jit.go runs for FUNCTION_TARGET) on the environment Terraform gives it,
+// so the module and the code cannot drift apart.
+func TestTerraformConfiguresEveryFunction(t *testing.T) {
+	t.Parallel()
+	fns := terraformPlan(t)
+
+	var targets []string
+	for _, f := range fns {
+		targets = append(targets, f.Target)
+		t.Run(f.Service, func(t *testing.T) {
+			if got := f.Env["FUNCTION_TARGET"]; got != f.Target {
+				t.Errorf("FUNCTION_TARGET = %q, want the build's function_target %q", got, f.Target)
+			}
+			cfg := deploy.FromLookup(func(k string) string { return f.Env[k] })
+			if err := cfg.ValidateFor(f.Target); err != nil {
+				t.Errorf("the planned environment fails the %s function's check:\n%v", f.Target, err)
+			}
+			// The check is not vacuous: without its project the same
+			// environment is refused.
+			missing := deploy.FromLookup(func(k string) string {
+				if k == "JIT_PROJECT" {
+					return ""
+				}
+				return f.Env[k]
+			})
+			if err := missing.ValidateFor(f.Target); err == nil || !strings.Contains(err.Error(), "JIT_PROJECT") {
+				t.Errorf("without JIT_PROJECT: got %v, want an error naming it", err)
+			}
+		})
+	}
+	sort.Strings(targets)
+	want := slices.Clone(deploy.Targets)
+	sort.Strings(want)
+	if diff := cmp.Diff(want, targets); diff != "" {
+		t.Errorf("deployed entry points differ from jit.go's (-registered +planned):\n%s", diff)
+	}
+}
+
+// TestTerraformSecretsStayOutOfTheEnvironment: no planned function gets a
+// password or key in its environment, only the names of secrets.
+func TestTerraformSecretsStayOutOfTheEnvironment(t *testing.T) {
+	t.Parallel()
+	for _, f := range terraformPlan(t) {
+		for k, v := range f.Env {
+			if strings.Contains(v, "not-a-real-password") {
+				t.Errorf("service %s: %s carries the SMTP password", f.Service, k)
+			}
+			if strings.Contains(strings.ToUpper(k), "PASSWORD") && !strings.HasSuffix(k, "_SECRET") {
+				t.Errorf("service %s: %s looks like a secret in the environment", f.Service, k)
+			}
+		}
+	}
+}

@@ -1,0 +1,98 @@
+# One service account per function, per trigger and per scheduler; none
+# has a project role beyond what its work needs (docs/deploy.md, "Who may
+# do what"). The tests in tests/ check these rules on the plan.
+
+locals {
+  accounts = merge(
+    {
+      intake    = "JIT intake function"
+      approval  = "JIT approval function"
+      grant     = "JIT grant function (writes IAM)"
+      revoke    = "JIT revoke function (writes IAM)"
+      workflow  = "JIT grant-lifecycle workflow"
+      tasks     = "JIT revocation tasks (OIDC identity)"
+      scheduler = "JIT sweep schedule (OIDC identity)"
+      builder   = "JIT function builds"
+      trg-wf    = "JIT trigger: grant.requested to the workflow"
+    },
+    { for k, f in local.triggered : "trg-${k}" => "JIT trigger: ${local.topics[f.topic]} to ${k}" },
+  )
+}
+
+resource "google_service_account" "sa" {
+  for_each     = local.accounts
+  account_id   = "${var.prefix}-${each.key}"
+  display_name = each.value
+  depends_on   = [google_project_service.api]
+}
+
+# Firestore's IAM is project-wide: the four functions read and write the
+# ledger. (The workflow, the triggers and the schedulers do not.)
+resource "google_project_iam_member" "ledger" {
+  for_each = toset(local.identities)
+  project  = var.project
+  role     = "roles/datastore.user"
+  member   = "serviceAccount:${local.sa[each.key]}"
+}
+
+# Workflows has no per-workflow IAM policy (its v1 API has no
+# setIamPolicy), so these custom roles are granted on the project, which
+# holds only this workflow: each holds one permission.
+resource "google_project_iam_custom_role" "callbacks" {
+  role_id     = "${var.prefix}WorkflowCallbacks"
+  title       = "JIT: resume the grant-lifecycle workflow"
+  description = "Send callbacks to executions (workflows.callbacks.send), nothing else."
+  permissions = ["workflows.callbacks.send"]
+}
+
+resource "google_project_iam_custom_role" "executions" {
+  role_id     = "${var.prefix}WorkflowExecutionReader"
+  title       = "JIT: confirm an execution runs a grant"
+  description = "Read executions (workflows.executions.get), to check a command's callback belongs to its grant."
+  permissions = ["workflows.executions.get"]
+}
+
+resource "google_project_iam_custom_role" "starter" {
+  role_id     = "${var.prefix}WorkflowStarter"
+  title       = "JIT: start grant-lifecycle executions"
+  description = "Create executions (workflows.executions.create): the Eventarc trigger of the workflow."
+  permissions = ["workflows.executions.create"]
+}
+
+# Every function resumes the workflow (intake on withdraw and revoke too).
+resource "google_project_iam_member" "callbacks" {
+  for_each = toset(local.identities)
+  project  = var.project
+  role     = google_project_iam_custom_role.callbacks.id
+  member   = "serviceAccount:${local.sa[each.key]}"
+}
+
+# Approval and grant confirm the execution a command names.
+resource "google_project_iam_member" "executions" {
+  for_each = toset(["approval", "grant"])
+  project  = var.project
+  role     = google_project_iam_custom_role.executions.id
+  member   = "serviceAccount:${local.sa[each.key]}"
+}
+
+resource "google_project_iam_member" "workflow_trigger" {
+  project = var.project
+  role    = google_project_iam_custom_role.starter.id
+  member  = "serviceAccount:${local.sa["trg-wf"]}"
+}
+
+# Grant and revoke create revocation tasks that carry the tasks identity's
+# OIDC token: creating one needs iam.serviceAccounts.actAs on it.
+resource "google_service_account_iam_member" "tasks_act_as" {
+  for_each           = toset(["grant", "revoke"])
+  service_account_id = google_service_account.sa["tasks"].name
+  role               = "roles/iam.serviceAccountUser"
+  member             = "serviceAccount:${local.sa[each.key]}"
+}
+
+# The builds: write logs and images, read the source.
+resource "google_project_iam_member" "builder_logs" {
+  project = var.project
+  role    = "roles/logging.logWriter"
+  member  = "serviceAccount:${local.sa["builder"]}"
+}

@@ -36,7 +36,7 @@ resource "google_project_iam_member" "eventarc_agent" {
 # otherwise), on those identities only.
 resource "google_service_account_iam_member" "pubsub_token" {
   for_each           = merge({ for k, f in local.triggered : k => "trg-${k}" }, { workflow = "trg-wf" })
-  service_account_id = google_service_account.sa[each.value].name
+  service_account_id = local.sa_id[each.value]
   role               = "roles/iam.serviceAccountTokenCreator"
   member             = "serviceAccount:${local.agent.pubsub}"
   depends_on         = [terraform_data.service_agent]

@@ -35,7 +35,7 @@ resource "google_artifact_registry_repository" "functions" {
 }
 
 resource "google_artifact_registry_repository_iam_member" "builder_images" {
-  repository = google_artifact_registry_repository.functions.name
+  repository = google_artifact_registry_repository.functions.repository_id
   location   = var.region
   role       = "roles/artifactregistry.writer"
   member     = "serviceAccount:${local.sa["builder"]}"
@@ -103,7 +103,7 @@ resource "google_cloud_run_v2_service" "fn" {
     image_uri                = "${var.region}-docker.pkg.dev/${var.project}/${var.prefix}-functions/${local.service[each.key]}"
     base_image               = local.base_image
     enable_automatic_updates = true
-    service_account          = google_service_account.sa["builder"].id
+    service_account          = local.sa_id["builder"]
   }
 
   template {

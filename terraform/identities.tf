@@ -63,7 +63,7 @@ resource "google_project_iam_custom_role" "starter" {
 resource "google_project_iam_member" "callbacks" {
   for_each = toset(local.identities)
   project  = var.project
-  role     = google_project_iam_custom_role.callbacks.id
+  role     = local.role_id.callbacks
   member   = "serviceAccount:${local.sa[each.key]}"
 }
 
@@ -71,13 +71,13 @@ resource "google_project_iam_member" "callbacks" {
 resource "google_project_iam_member" "executions" {
   for_each = toset(["approval", "grant"])
   project  = var.project
-  role     = google_project_iam_custom_role.executions.id
+  role     = local.role_id.executions
   member   = "serviceAccount:${local.sa[each.key]}"
 }
 
 resource "google_project_iam_member" "workflow_trigger" {
   project = var.project
-  role    = google_project_iam_custom_role.starter.id
+  role    = local.role_id.starter
   member  = "serviceAccount:${local.sa["trg-wf"]}"
 }
 
@@ -85,7 +85,7 @@ resource "google_project_iam_member" "workflow_trigger" {
 # OIDC token: creating one needs iam.serviceAccounts.actAs on it.
 resource "google_service_account_iam_member" "tasks_act_as" {
   for_each           = toset(["grant", "revoke"])
-  service_account_id = google_service_account.sa["tasks"].name
+  service_account_id = local.sa_id["tasks"]
   role               = "roles/iam.serviceAccountUser"
   member             = "serviceAccount:${local.sa[each.key]}"
 }

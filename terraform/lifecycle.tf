@@ -4,7 +4,7 @@ resource "google_workflows_workflow" "lifecycle" {
   name            = "${var.prefix}-grant-lifecycle"
   region          = var.region
   description     = "One execution per grant: approval, activation, the end (docs/architecture.md §2)."
-  service_account = google_service_account.sa["workflow"].id
+  service_account = local.sa_id["workflow"]
   # The deployed source is the file the local runner executes.
   source_contents = file("${path.module}/../workflows/grant-lifecycle.yaml")
   user_env_vars = {
@@ -20,18 +20,18 @@ resource "google_workflows_workflow" "lifecycle" {
 resource "google_eventarc_trigger" "lifecycle" {
   name            = "${var.prefix}-grant-lifecycle"
   location        = var.region
-  service_account = google_service_account.sa["trg-wf"].email
+  service_account = local.sa["trg-wf"]
   matching_criteria {
     attribute = "type"
     value     = "google.cloud.pubsub.topic.v1.messagePublished"
   }
   transport {
     pubsub {
-      topic = google_pubsub_topic.topic["lifecycle"].id
+      topic = local.topic_id["lifecycle"]
     }
   }
   destination {
-    workflow = google_workflows_workflow.lifecycle.id
+    workflow = "projects/${var.project}/locations/${var.region}/workflows/${google_workflows_workflow.lifecycle.name}"
   }
   depends_on = [terraform_data.propagation, google_project_iam_member.workflow_trigger]
 }
@@ -44,14 +44,14 @@ resource "google_eventarc_trigger" "fn" {
   for_each        = local.triggered
   name            = local.service[each.key]
   location        = var.region
-  service_account = google_service_account.sa["trg-${each.key}"].email
+  service_account = local.sa["trg-${each.key}"]
   matching_criteria {
     attribute = "type"
     value     = "google.cloud.pubsub.topic.v1.messagePublished"
   }
   transport {
     pubsub {
-      topic = google_pubsub_topic.topic[each.value.topic].id
+      topic = local.topic_id[each.value.topic]
     }
   }
   destination {
@@ -110,7 +110,7 @@ resource "google_cloud_scheduler_job" "sweep" {
     uri         = local.url["sweep"]
     http_method = "POST"
     oidc_token {
-      service_account_email = google_service_account.sa["scheduler"].email
+      service_account_email = local.sa["scheduler"]
       audience              = local.url["sweep"]
     }
   }

@@ -59,10 +59,19 @@ locals {
 
   firestore_location = var.firestore.location != "" ? var.firestore.location : var.region
 
-  sa = { for k, v in google_service_account.sa : k => v.email }
-  # The same emails, known at plan time (for environment variables, which
-  # must be known for the configuration test of docs/deploy.md).
+  # Identities and names by their known values (never a computed
+  # attribute), each read through the resource so that what uses it is
+  # created after it: the plan knows every member and setting, which the
+  # tests and the environment check of docs/deploy.md rely on.
   sa_email = { for k in keys(local.accounts) : k => "${var.prefix}-${k}@${var.project}.iam.gserviceaccount.com" }
+  sa       = { for k, v in google_service_account.sa : k => local.sa_email[k] }
+  sa_id    = { for k, v in google_service_account.sa : k => "projects/${var.project}/serviceAccounts/${local.sa_email[k]}" }
+  topic_id = { for k, v in google_pubsub_topic.topic : k => "projects/${var.project}/topics/${v.name}" }
+  role_id = {
+    callbacks  = "projects/${var.project}/roles/${google_project_iam_custom_role.callbacks.role_id}"
+    executions = "projects/${var.project}/roles/${google_project_iam_custom_role.executions.role_id}"
+    starter    = "projects/${var.project}/roles/${google_project_iam_custom_role.starter.role_id}"
+  }
 }
 
 # The APIs the pipeline uses. Left enabled on destroy: other things in the

@@ -29,7 +29,7 @@ locals {
 
 resource "google_pubsub_topic_iam_member" "publisher" {
   for_each   = local.publisher_grants
-  topic      = google_pubsub_topic.topic[each.value.topic].id
+  topic      = local.topic_id[each.value.topic]
   role       = "roles/pubsub.publisher"
   member     = each.value.member
   depends_on = [google_service_account.sa]

@@ -40,20 +40,20 @@ resource "google_project_iam_custom_role" "iam_writer" {
 resource "google_organization_iam_member" "iam_writer" {
   for_each = var.scope.grant_organization ? toset(local.writers) : toset([])
   org_id   = var.scope.organization_id
-  role     = google_organization_iam_custom_role.iam_writer[0].name
+  role     = "organizations/${var.scope.organization_id}/roles/${google_organization_iam_custom_role.iam_writer[0].role_id}"
   member   = "serviceAccount:${local.sa[each.key]}"
 }
 
 resource "google_folder_iam_member" "iam_writer" {
   for_each = local.folder_grants
   folder   = "folders/${each.value.folder}"
-  role     = google_organization_iam_custom_role.iam_writer[0].name
+  role     = "organizations/${var.scope.organization_id}/roles/${google_organization_iam_custom_role.iam_writer[0].role_id}"
   member   = "serviceAccount:${local.sa[each.value.identity]}"
 }
 
 resource "google_project_iam_member" "iam_writer" {
   for_each = local.project_grants
   project  = each.value.project
-  role     = google_project_iam_custom_role.iam_writer[each.value.project].name
+  role     = "projects/${each.value.project}/roles/${google_project_iam_custom_role.iam_writer[each.value.project].role_id}"
   member   = "serviceAccount:${local.sa[each.value.identity]}"
 }

@@ -5,7 +5,7 @@ DATA_DIR  ?= .jit
 PORT      ?= 8080
 TESTFLAGS ?= -race -shuffle=on -count=1 -timeout=15m
 
-.PHONY: all build test test-short bench vet lint fmt fmt-check run clean
+.PHONY: all build test test-short bench vet lint fmt fmt-check run clean source
 
 all: vet test
 
@@ -37,6 +37,11 @@ fmt:
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "not gofmt-ed:"; echo "$$out"; exit 1; fi
+
+# The function source archive terraform uploads (docs/deploy.md): the files
+# the deployed root package builds from, byte-identical for the same source.
+source:
+	$(GO) run ./internal/tools/sourcezip -o build/function-source.zip
 
 run:
 	$(GO) run ./cmd/jit local --data-dir=$(DATA_DIR) --port=$(PORT)

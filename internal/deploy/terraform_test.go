@@ -62,12 +62,12 @@ func planFunctions() ([]plannedFunction, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	mirror := os.Getenv("JIT_TF_PLUGIN_DIR")
+	mirror := os.Getenv("TF_PLUGIN_DIR") // as make sets it
 	if mirror == "" {
 		mirror = filepath.Join(root, "..", "shared", "terraform-providers")
 	}
 	if _, err := os.Stat(mirror); err != nil {
-		return nil, fmt.Sprintf("no google provider mirror at %s (set JIT_TF_PLUGIN_DIR): the planned functions' configuration is not checked", mirror), nil
+		return nil, fmt.Sprintf("no google provider mirror at %s (set TF_PLUGIN_DIR): the planned functions' configuration is not checked", mirror), nil
 	}
 	dir := filepath.Join(root, "terraform")
 	data, err := os.MkdirTemp("", "jit-terraform-")

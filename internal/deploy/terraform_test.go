@@ -49,6 +49,7 @@ func terraformPlan(t *testing.T) []plannedFunction {
 var (
 	planOnce sync.Once
 	planned  []plannedFunction
+	planJSON []byte
 	planSkip string
 	planErr  error
 )
@@ -103,6 +104,7 @@ func planFunctions() ([]plannedFunction, string, error) {
 		}
 	}
 
+	planJSON = out
 	var doc struct {
 		ResourceChanges []struct {
 			Type   string `json:"type"`
@@ -206,6 +208,66 @@ func TestTerraformSecretsStayOutOfTheEnvironment(t *testing.T) {
 			if strings.Contains(strings.ToUpper(k), "PASSWORD") && !strings.HasSuffix(k, "_SECRET") {
 				t.Errorf("service %s: %s looks like a secret in the environment", f.Service, k)
 			}
+		}
+	}
+}
+
+// TestTerraformPlanShape checks what the least-privilege tests in
+// terraform/tests cannot see from inside the module: which kinds of
+// resource the plan holds, that no IAM member anywhere is public, and that
+// every trigger waits for the service agents' roles.
+func TestTerraformPlanShape(t *testing.T) {
+	t.Parallel()
+	terraformPlan(t)
+	var doc struct {
+		ResourceChanges []struct {
+			Address string                         `json:"address"`
+			Type    string                         `json:"type"`
+			Change  struct{ After map[string]any } `json:"change"`
+		} `json:"resource_changes"`
+		Configuration struct {
+			RootModule struct {
+				Resources []struct {
+					Address   string   `json:"address"`
+					DependsOn []string `json:"depends_on"`
+				} `json:"resources"`
+			} `json:"root_module"`
+		} `json:"configuration"`
+	}
+	if err := json.Unmarshal(planJSON, &doc); err != nil {
+		t.Fatal(err)
+	}
+	types := map[string]int{}
+	for _, rc := range doc.ResourceChanges {
+		types[rc.Type]++
+		if m, ok := rc.Change.After["member"].(string); ok && (m == "allUsers" || m == "allAuthenticatedUsers") {
+			t.Errorf("%s grants %s", rc.Address, m)
+		}
+	}
+	// IAP directly on Cloud Run: no OAuth brand or client (the IAP OAuth
+	// Admin API is gone), no load balancer.
+	for _, banned := range []string{"google_iap_brand", "google_iap_client", "google_compute_backend_service",
+		"google_compute_region_backend_service", "google_compute_url_map", "google_compute_global_forwarding_rule",
+		"google_cloudfunctions_function", "google_cloud_run_service_iam_member"} {
+		if types[banned] > 0 {
+			t.Errorf("the plan has %d %s", types[banned], banned)
+		}
+	}
+	want := map[string]int{
+		"google_cloud_run_v2_service": len(deploy.Targets),
+		"google_eventarc_trigger":     6, // five functions and the workflow
+		"google_workflows_workflow":   1,
+		"google_cloud_tasks_queue":    1,
+		"google_cloud_scheduler_job":  1,
+	}
+	for typ, n := range want {
+		if types[typ] != n {
+			t.Errorf("%s: planned %d, want %d", typ, types[typ], n)
+		}
+	}
+	for _, r := range doc.Configuration.RootModule.Resources {
+		if strings.HasPrefix(r.Address, "google_eventarc_trigger.") && !slices.Contains(r.DependsOn, "terraform_data.propagation") {
+			t.Errorf("%s does not wait for the service agents' roles (depends_on %v)", r.Address, r.DependsOn)
 		}
 	}
 }

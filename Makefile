@@ -64,4 +64,4 @@ terraform-check:
 	$(TERRAFORM) -chdir=terraform test -no-color
 
 clean:
-	rm -rf $(DATA_DIR)
+	rm -rf $(DATA_DIR) build

@@ -43,6 +43,7 @@ resource "google_project_iam_custom_role" "callbacks" {
   title       = "JIT: resume the grant-lifecycle workflow"
   description = "Send callbacks to executions (workflows.callbacks.send), nothing else."
   permissions = ["workflows.callbacks.send"]
+  depends_on  = [google_project_service.api]
 }
 
 resource "google_project_iam_custom_role" "executions" {
@@ -50,6 +51,7 @@ resource "google_project_iam_custom_role" "executions" {
   title       = "JIT: confirm an execution runs a grant"
   description = "Read executions (workflows.executions.get), to check a command's callback belongs to its grant."
   permissions = ["workflows.executions.get"]
+  depends_on  = [google_project_service.api]
 }
 
 resource "google_project_iam_custom_role" "starter" {
@@ -57,6 +59,7 @@ resource "google_project_iam_custom_role" "starter" {
   title       = "JIT: start grant-lifecycle executions"
   description = "Create executions (workflows.executions.create): the Eventarc trigger of the workflow."
   permissions = ["workflows.executions.create"]
+  depends_on  = [google_project_service.api]
 }
 
 # Every function resumes the workflow (intake on withdraw and revoke too).

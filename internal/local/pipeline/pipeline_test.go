@@ -503,7 +503,9 @@ func TestAdminRevoke(t *testing.T) {
 	if code, body := e.call("POST", "/v1/grants/"+id+":revoke", "grace@example.com", nil); code != http.StatusConflict {
 		t.Errorf("revoking a request that is not active: %d %v", code, body)
 	}
-	e.call("POST", "/v1/grants/"+id+":approve", "carol@example.com", nil)
+	if code, body := e.call("POST", "/v1/grants/"+id+":approve", "carol@example.com", nil); code != 200 {
+		t.Fatalf("carol approving: %d %v", code, body)
+	}
 	e.waitState(bob, id, grant.Active)
 	for _, who := range []string{bob, "carol@example.com", "alice@example.com"} {
 		if code, body := e.call("POST", "/v1/grants/"+id+":revoke", who, map[string]any{"reason": "x"}); code != http.StatusForbidden && code != http.StatusNotFound {

@@ -38,27 +38,20 @@ resource "google_project_iam_member" "ledger" {
 # Workflows has no per-workflow IAM policy (its v1 API has no
 # setIamPolicy), so these custom roles are granted on the project, which
 # holds only this workflow: each holds one permission.
-resource "google_project_iam_custom_role" "callbacks" {
-  role_id     = "${var.prefix}WorkflowCallbacks"
-  title       = "JIT: resume the grant-lifecycle workflow"
-  description = "Send callbacks to executions (workflows.callbacks.send), nothing else."
-  permissions = ["workflows.callbacks.send"]
-  depends_on  = [google_project_service.api]
+locals {
+  workflow_roles = {
+    callbacks  = { id = "WorkflowCallbacks", title = "resume the grant-lifecycle workflow", permission = "workflows.callbacks.send" }
+    executions = { id = "WorkflowExecutionReader", title = "confirm an execution runs a grant", permission = "workflows.executions.get" }
+    starter    = { id = "WorkflowStarter", title = "start grant-lifecycle executions", permission = "workflows.executions.create" }
+  }
 }
 
-resource "google_project_iam_custom_role" "executions" {
-  role_id     = "${var.prefix}WorkflowExecutionReader"
-  title       = "JIT: confirm an execution runs a grant"
-  description = "Read executions (workflows.executions.get), to check a command's callback belongs to its grant."
-  permissions = ["workflows.executions.get"]
-  depends_on  = [google_project_service.api]
-}
-
-resource "google_project_iam_custom_role" "starter" {
-  role_id     = "${var.prefix}WorkflowStarter"
-  title       = "JIT: start grant-lifecycle executions"
-  description = "Create executions (workflows.executions.create): the Eventarc trigger of the workflow."
-  permissions = ["workflows.executions.create"]
+resource "google_project_iam_custom_role" "workflow" {
+  for_each    = local.workflow_roles
+  role_id     = "${var.prefix}${each.value.id}"
+  title       = "JIT: ${each.value.title}"
+  description = "${each.value.permission} and nothing else."
+  permissions = [each.value.permission]
   depends_on  = [google_project_service.api]
 }
 

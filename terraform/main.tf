@@ -67,11 +67,7 @@ locals {
   sa       = { for k, v in google_service_account.sa : k => local.sa_email[k] }
   sa_id    = { for k, v in google_service_account.sa : k => "projects/${var.project}/serviceAccounts/${local.sa_email[k]}" }
   topic_id = { for k, v in google_pubsub_topic.topic : k => "projects/${var.project}/topics/${v.name}" }
-  role_id = {
-    callbacks  = "projects/${var.project}/roles/${google_project_iam_custom_role.callbacks.role_id}"
-    executions = "projects/${var.project}/roles/${google_project_iam_custom_role.executions.role_id}"
-    starter    = "projects/${var.project}/roles/${google_project_iam_custom_role.starter.role_id}"
-  }
+  role_id  = { for k, r in google_project_iam_custom_role.workflow : k => "projects/${var.project}/roles/${r.role_id}" }
 }
 
 # The APIs the pipeline uses. Left enabled on destroy: other things in the

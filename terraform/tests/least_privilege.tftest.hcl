@@ -203,8 +203,12 @@ run "workflow" {
     error_message = "the deployed workflow is workflows/grant-lifecycle.yaml"
   }
   assert {
-    condition     = google_project_iam_custom_role.callbacks.permissions == toset(["workflows.callbacks.send"])
+    condition     = google_project_iam_custom_role.workflow["callbacks"].permissions == toset(["workflows.callbacks.send"])
     error_message = "the callback role holds workflows.callbacks.send only"
+  }
+  assert {
+    condition     = alltrue([for r in google_project_iam_custom_role.workflow : length(r.permissions) == 1 && !anytrue([for p in r.permissions : endswith(p, "setIamPolicy")])])
+    error_message = "each workflow role holds one workflows permission"
   }
   assert {
     condition     = toset([for r in google_project_iam_member.callbacks : r.member]) == toset([for i in ["intake", "approval", "grant", "revoke"] : "serviceAccount:${local.sa[i]}"])

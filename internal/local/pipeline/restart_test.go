@@ -105,7 +105,7 @@ func TestKillDashNine(t *testing.T) {
 	e := &env{t: t, url: "http://" + addr}
 
 	// Alice's grant lasts PT5M (15 s of real time); bob's request waits
-	// for approval (window PT2M, 6 s).
+	// for approval (window PT20M, 60 s).
 	active := e.request("alice@example.com", "demo.demo-project.viewer", "PT5M")
 	awaited := e.request("bob@example.com", "demo.demo-project.admin", "PT5M")
 	e.waitHTTP("alice@example.com", active, grant.Active)

@@ -6,7 +6,7 @@ PORT      ?= 8080
 TESTFLAGS ?= -race -shuffle=on -count=1 -timeout=15m
 # The google provider as a filesystem mirror: the registry is not reachable
 # from CI (docs/deploy.md, "Offline checks").
-TF_PLUGIN_DIR ?= $(abspath ../shared/terraform-providers)
+TF_PLUGIN_DIR ?= $(or $(firstword $(wildcard $(abspath ../shared/terraform-providers) /work/shared/terraform-providers)),$(abspath ../shared/terraform-providers))
 export TF_PLUGIN_DIR
 TERRAFORM ?= terraform
 

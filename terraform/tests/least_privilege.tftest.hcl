@@ -274,3 +274,17 @@ run "needs_the_smtp_password_with_a_username" {
   }
   expect_failures = [google_secret_manager_secret_version.smtp_password]
 }
+
+run "looks_up_the_project_number" {
+  variables {
+    project_number = ""
+  }
+  override_data {
+    target = data.google_project.this[0]
+    values = { number = "987654321098" }
+  }
+  assert {
+    condition     = local.url["approval"] == "https://jit-approval-987654321098.europe-west1.run.app" && local.agent.iap == "service-987654321098@gcp-sa-iap.iam.gserviceaccount.com"
+    error_message = "without project_number the URLs and agents come from the project's number"
+  }
+}

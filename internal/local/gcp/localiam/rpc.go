@@ -92,7 +92,13 @@ func denied(permission, name string) error {
 // authorize resolves the resource and checks that the caller holds
 // permission on it. The local operator (no principal) may do anything.
 func (s *Server) authorize(ctx context.Context, k kind, name, verb string) (*resource, error) {
-	permission := k.permission(verb)
+	return s.authorizeFor(ctx, k, name, k.permission(verb))
+}
+
+// authorizeFor is authorize with the permission spelled out, for methods
+// checked on another kind of resource than theirs (listing projects is
+// resourcemanager.projects.list on the parent folder or organization).
+func (s *Server) authorizeFor(ctx context.Context, k kind, name, permission string) (*resource, error) {
 	r, bindings, ec, err := s.resolve(k, name, permission)
 	if err != nil {
 		return nil, err

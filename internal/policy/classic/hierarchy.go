@@ -1,0 +1,112 @@
+package classic
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	resourcemanager "cloud.google.com/go/resourcemanager/apiv3"
+	"cloud.google.com/go/resourcemanager/apiv3/resourcemanagerpb"
+	"google.golang.org/api/iterator"
+)
+
+// Hierarchy lists the direct children of a folder or organization: what
+// Walk needs to expand a scope into the resources whose policies hold
+// eligible bindings. Finding them this way, rather than with Policy
+// Analyzer as JIT Access does, needs no Security Command Center
+// subscription and no long-running analysis (docs/jit-access.md).
+type Hierarchy interface {
+	// Folders returns the names (folders/N) of parent's child folders.
+	Folders(ctx context.Context, parent string) ([]string, error)
+	// Projects returns the names (projects/ID) of parent's child projects.
+	Projects(ctx context.Context, parent string) ([]string, error)
+}
+
+// ResourceManager is the Hierarchy of Resource Manager v3: ListFolders
+// and ListProjects, which need resourcemanager.folders.list and
+// resourcemanager.projects.list on the parent.
+type ResourceManager struct {
+	FolderClient  *resourcemanager.FoldersClient
+	ProjectClient *resourcemanager.ProjectsClient
+}
+
+// Folders lists parent's child folders, every page.
+func (r *ResourceManager) Folders(ctx context.Context, parent string) ([]string, error) {
+	it := r.FolderClient.ListFolders(ctx, &resourcemanagerpb.ListFoldersRequest{Parent: parent, PageSize: 1000})
+	var names []string
+	for {
+		f, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("failed to list the folders of %s: %w", parent, err)
+		}
+		names = append(names, f.GetName())
+	}
+	return names, nil
+}
+
+// Projects lists parent's child projects, every page, by project ID.
+func (r *ResourceManager) Projects(ctx context.Context, parent string) ([]string, error) {
+	it := r.ProjectClient.ListProjects(ctx, &resourcemanagerpb.ListProjectsRequest{Parent: parent, PageSize: 1000})
+	var names []string
+	for {
+		p, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("failed to list the projects of %s: %w", parent, err)
+		}
+		names = append(names, "projects/"+p.GetProjectId())
+	}
+	return names, nil
+}
+
+// Walk expands scope (projects/ID, folders/N, organizations/N) into every
+// resource at or below it, each once, sorted: the scope's own resources,
+// and under each folder or organization its folders and projects, all
+// the way down.
+func Walk(ctx context.Context, h Hierarchy, scope []string) ([]string, error) {
+	seen := map[string]bool{}
+	queue := []string{}
+	for _, s := range scope {
+		if !seen[s] {
+			seen[s] = true
+			queue = append(queue, s)
+		}
+	}
+	for len(queue) > 0 {
+		r := queue[0]
+		queue = queue[1:]
+		if strings.HasPrefix(r, "projects/") {
+			continue
+		}
+		if !strings.HasPrefix(r, "folders/") && !strings.HasPrefix(r, "organizations/") {
+			return nil, fmt.Errorf("scope: %q is not projects/ID, folders/N or organizations/N", r)
+		}
+		folders, err := h.Folders(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		projects, err := h.Projects(ctx, r)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range append(folders, projects...) {
+			if !seen[c] {
+				seen[c] = true
+				queue = append(queue, c)
+			}
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for r := range seen {
+		out = append(out, r)
+	}
+	sort.Strings(out)
+	return out, nil
+}

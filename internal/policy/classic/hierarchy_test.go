@@ -133,4 +133,3 @@ func TestListChildren(t *testing.T) {
 		t.Errorf("listing under a project: %v, want InvalidArgument", err)
 	}
 }
-

@@ -92,4 +92,3 @@ func (s *Server) children(ctx context.Context, parent string, k kind, size int32
 	page := all[:size]
 	return page, base64.RawURLEncoding.EncodeToString([]byte(page[len(page)-1].name())), nil
 }
-

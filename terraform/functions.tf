@@ -128,6 +128,7 @@ resource "google_cloud_run_v2_service" "fn" {
 
   depends_on = [
     google_project_iam_member.builder_logs,
+    google_service_account_iam_member.builder_act_as,
     google_storage_bucket_iam_member.builder_source,
     google_artifact_registry_repository_iam_member.builder_images,
     google_secret_manager_secret_iam_member.policy,

@@ -92,3 +92,12 @@ resource "google_project_iam_member" "builder_logs" {
   role    = "roles/logging.logWriter"
   member  = "serviceAccount:${local.sa["builder"]}"
 }
+
+# The build runs as jit-builder and must be allowed to act as it (as
+# the provider's own function example grants); on itself only, not on
+# the project.
+resource "google_service_account_iam_member" "builder_act_as" {
+  service_account_id = local.sa_id["builder"]
+  role               = "roles/iam.serviceAccountUser"
+  member             = "serviceAccount:${local.sa["builder"]}"
+}

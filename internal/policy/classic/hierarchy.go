@@ -35,16 +35,9 @@ type ResourceManager struct {
 // Folders lists parent's child folders, every page.
 func (r *ResourceManager) Folders(ctx context.Context, parent string) ([]string, error) {
 	it := r.FolderClient.ListFolders(ctx, &resourcemanagerpb.ListFoldersRequest{Parent: parent, PageSize: 1000})
-	var names []string
-	for {
-		f, err := it.Next()
-		if errors.Is(err, iterator.Done) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("failed to list the folders of %s: %w", parent, err)
-		}
-		names = append(names, f.GetName())
+	names, err := collect(it.Next, (*resourcemanagerpb.Folder).GetName)
+	if err != nil {
+		return nil, fmt.Errorf("failed to list the folders of %s: %w", parent, err)
 	}
 	return names, nil
 }
@@ -52,18 +45,26 @@ func (r *ResourceManager) Folders(ctx context.Context, parent string) ([]string,
 // Projects lists parent's child projects, every page, by project ID.
 func (r *ResourceManager) Projects(ctx context.Context, parent string) ([]string, error) {
 	it := r.ProjectClient.ListProjects(ctx, &resourcemanagerpb.ListProjectsRequest{Parent: parent, PageSize: 1000})
-	var names []string
-	for {
-		p, err := it.Next()
-		if errors.Is(err, iterator.Done) {
-			break
-		}
-		if err != nil {
-			return nil, fmt.Errorf("failed to list the projects of %s: %w", parent, err)
-		}
-		names = append(names, "projects/"+p.GetProjectId())
+	names, err := collect(it.Next, func(p *resourcemanagerpb.Project) string { return "projects/" + p.GetProjectId() })
+	if err != nil {
+		return nil, fmt.Errorf("failed to list the projects of %s: %w", parent, err)
 	}
 	return names, nil
+}
+
+// collect drains an iterator of the Google client library into names.
+func collect[T any](next func() (T, error), name func(T) string) ([]string, error) {
+	var names []string
+	for {
+		v, err := next()
+		if errors.Is(err, iterator.Done) {
+			return names, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		names = append(names, name(v))
+	}
 }
 
 // Walk expands scope (projects/ID, folders/N, organizations/N) into every

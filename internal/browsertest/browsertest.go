@@ -84,3 +84,22 @@ func New(t testing.TB) context.Context {
 	})
 	return browser
 }
+
+// Run runs a in the browser of ctx and returns its result, failing the
+// test on an error.
+func Run[T any](t testing.TB, ctx context.Context, a chromedp.Action[T]) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// WaitNavigation runs a (a click) that loads a new page and waits for it.
+func WaitNavigation(a chromedp.Action[chromedp.Void]) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
+		_, err := chromedp.RunResponse(ctx, a)
+		return err
+	})
+}

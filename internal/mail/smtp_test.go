@@ -545,33 +545,14 @@ func TestSendPerRecipientLimitFailedSendsDoNotCount(t *testing.T) {
 // the server stalls mid-conversation or the sender is waiting to retry.
 func TestSendContextCancelled(t *testing.T) {
 	t.Parallel()
-	// stalled accepts connections and never answers.
-	stalled := func(t *testing.T) int {
-		t.Helper()
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				t.Cleanup(func() { _ = c.Close() })
-			}
-		}()
-		return ln.Addr().(*net.TCPAddr).Port
-	}
 	tests := []struct {
 		name   string
 		port   func(t *testing.T) int
 		edit   func(*mail.SMTPConfig)
 		cancel time.Duration // after; 0 means before Send
 	}{
-		{"stalled_server", stalled, nil, 100 * time.Millisecond},
-		{"already_cancelled", stalled, nil, 0},
+		{"stalled_server", stalledServer, nil, 100 * time.Millisecond},
+		{"already_cancelled", stalledServer, nil, 0},
 		{"waiting_to_retry", func(t *testing.T) int {
 			_, port := startServer(t, modeSTARTTLS, failure{At: "MAIL", Code: 421, Times: -1})
 			return port
@@ -609,6 +590,22 @@ func TestSendContextCancelled(t *testing.T) {
 // answers; the failure is temporary.
 func TestSendTimeout(t *testing.T) {
 	t.Parallel()
+	s := newSender(t, stalledServer(t), func(c *mail.SMTPConfig) {
+		c.Timeout, c.Attempts = 200*time.Millisecond, 2
+	})
+	start := time.Now()
+	err := s.Send(t.Context(), testMessage())
+	if !errors.Is(err, mail.ErrTemporary) {
+		t.Errorf("Send = %v, want ErrTemporary", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("Send took %s", took)
+	}
+}
+
+// stalledServer accepts connections and never answers; it returns the port.
+func stalledServer(t *testing.T) int {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -623,17 +620,7 @@ func TestSendTimeout(t *testing.T) {
 			t.Cleanup(func() { _ = c.Close() })
 		}
 	}()
-	s := newSender(t, ln.Addr().(*net.TCPAddr).Port, func(c *mail.SMTPConfig) {
-		c.Timeout, c.Attempts = 200*time.Millisecond, 2
-	})
-	start := time.Now()
-	err = s.Send(t.Context(), testMessage())
-	if !errors.Is(err, mail.ErrTemporary) {
-		t.Errorf("Send = %v, want ErrTemporary", err)
-	}
-	if took := time.Since(start); took > 5*time.Second {
-		t.Errorf("Send took %s", took)
-	}
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // TestSMTPConfigValidate: every problem is reported at once; defaults fill

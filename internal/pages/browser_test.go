@@ -1,7 +1,6 @@
 package pages_test
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -63,8 +62,8 @@ func TestBrowserSignInAndApprove(t *testing.T) {
 		do   chromedp.Action[chromedp.Void]
 	}{
 		{"open the link", chromedp.Navigate(srv.URL + page(carolLink))},
-		{"follow sign in", waitNavigation(chromedp.Click(chromedp.CSS("a")))},
-		{"pick carol", waitNavigation(chromedp.Click(chromedp.CSS(`button[value="carol@example.com"]`)))},
+		{"follow sign in", browsertest.WaitNavigation(chromedp.Click(chromedp.CSS("a")))},
+		{"pick carol", browsertest.WaitNavigation(chromedp.Click(chromedp.CSS(`button[value="carol@example.com"]`)))},
 	}
 	for _, s := range steps {
 		if err := chromedp.Do(ctx, s.do); err != nil {
@@ -76,25 +75,25 @@ func TestBrowserSignInAndApprove(t *testing.T) {
 		t.Fatal(err)
 	}
 	if want := srv.URL + page(carolLink); loc != want {
-		t.Fatalf("after picking carol the browser is at %q, want %q; page:\n%s", loc, want, run(t, ctx, chromedp.Text(chromedp.CSS("main"))))
+		t.Fatalf("after picking carol the browser is at %q, want %q; page:\n%s", loc, want, browsertest.Run(t, ctx, chromedp.Text(chromedp.CSS("main"))))
 	}
 
-	title := run(t, ctx, chromedp.Title())
+	title := browsertest.Run(t, ctx, chromedp.Title())
 	if want := "Access request " + grantID + " · JIT access"; title != want {
 		t.Errorf("document.title = %q, want %q: the justification's script ran?", title, want)
 	}
-	if got := run(t, ctx, chromedp.TextContent(chromedp.CSS("#justification"))); got != evil {
+	if got := browsertest.Run(t, ctx, chromedp.TextContent(chromedp.CSS("#justification"))); got != evil {
 		t.Errorf("the justification reads %q, want the requester's text as typed", got)
 	}
-	if n := run(t, ctx, chromedp.Evaluate[int]("document.scripts.length")); n != 0 {
+	if n := browsertest.Run(t, ctx, chromedp.Evaluate[int]("document.scripts.length")); n != 0 {
 		t.Errorf("the page has %d script elements", n)
 	}
 	// The 2,000-character word wraps instead of widening the page.
-	if wide := run(t, ctx, chromedp.Evaluate[bool]("document.documentElement.scrollWidth > document.documentElement.clientWidth")); wide {
+	if wide := browsertest.Run(t, ctx, chromedp.Evaluate[bool]("document.documentElement.scrollWidth > document.documentElement.clientWidth")); wide {
 		t.Error("the page scrolls sideways: the long word does not wrap")
 	}
 	// The inline stylesheet applied, so its CSP hash is right.
-	if w := run(t, ctx, chromedp.Evaluate[string]("getComputedStyle(document.querySelector('main')).maxWidth")); w != "704px" {
+	if w := browsertest.Run(t, ctx, chromedp.Evaluate[string]("getComputedStyle(document.querySelector('main')).maxWidth")); w != "704px" {
 		t.Errorf("main's max-width = %q, want 704px (44rem): the stylesheet was blocked?", w)
 	}
 	if calls := grants.Calls(); len(calls) != 0 {
@@ -103,21 +102,21 @@ func TestBrowserSignInAndApprove(t *testing.T) {
 
 	if err := chromedp.Do(ctx,
 		chromedp.SendKeys(chromedp.CSS("#reason"), "looks right"),
-		waitNavigation(chromedp.Click(chromedp.CSS("#approve"))),
+		browsertest.WaitNavigation(chromedp.Click(chromedp.CSS("#approve"))),
 	); err != nil {
 		t.Fatalf("approve: %v", err)
 	}
 	if diff := cmp.Diff([]string{"approve " + carol}, grants.Calls()); diff != "" {
 		t.Errorf("calls (-want, +got):\n%s", diff)
 	}
-	state := run(t, ctx, chromedp.TextContent(chromedp.CSS("#state")))
-	decisions := run(t, ctx, chromedp.TextContent(chromedp.CSS("#decisions")))
+	state := browsertest.Run(t, ctx, chromedp.TextContent(chromedp.CSS("#state")))
+	decisions := browsertest.Run(t, ctx, chromedp.TextContent(chromedp.CSS("#decisions")))
 	for _, want := range []string{"ACTIVATING", "Approved by carol@example.com at 2026-12-03 10:01:00 UTC: looks right"} {
 		if !strings.Contains(state+decisions, want) {
 			t.Errorf("after approving the page reads %q / %q, want %q", state, decisions, want)
 		}
 	}
-	if loc := run(t, ctx, chromedp.Location()); loc != srv.URL+page(carolLink) {
+	if loc := browsertest.Run(t, ctx, chromedp.Location()); loc != srv.URL+page(carolLink) {
 		t.Errorf("after approving the browser is at %q, want the page again (Post/Redirect/Get)", loc)
 	}
 }
@@ -137,7 +136,7 @@ func TestBrowserLoadingDecidesNothing(t *testing.T) {
 	); err != nil {
 		t.Fatal(err)
 	}
-	state := run(t, ctx, chromedp.TextContent(chromedp.CSS("#state")))
+	state := browsertest.Run(t, ctx, chromedp.TextContent(chromedp.CSS("#state")))
 	if !strings.Contains(state, "APPROVAL_AWAITED") {
 		t.Errorf("state reads %q, want APPROVAL_AWAITED", state)
 	}
@@ -148,21 +147,4 @@ func TestBrowserLoadingDecidesNothing(t *testing.T) {
 	if len(g.Decisions) != 0 || g.State != grant.ApprovalAwaited {
 		t.Errorf("the grant changed: %s, %+v", g.State, g.Decisions)
 	}
-}
-
-// waitNavigation runs a (click) that loads a new page and waits for it.
-func waitNavigation(a chromedp.Action[chromedp.Void]) chromedp.Action[chromedp.Void] {
-	return chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
-		_, err := chromedp.RunResponse(ctx, a)
-		return err
-	})
-}
-
-func run[T any](t *testing.T, ctx context.Context, a chromedp.Action[T]) T {
-	t.Helper()
-	v, err := chromedp.Run(ctx, a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
 }

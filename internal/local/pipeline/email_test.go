@@ -283,7 +283,7 @@ func TestApproveAndDenyInChromium(t *testing.T) {
 		t.Fatal(err)
 	}
 	signIn(t, ctx, carolLink, carol)
-	if title := run(t, ctx, chromedp.Title()); strings.Contains(title, "pwned") {
+	if title := browsertest.Run(t, ctx, chromedp.Title()); strings.Contains(title, "pwned") {
 		t.Fatal("the justification's script ran")
 	}
 	if after := e.snapshot(id); after != before {
@@ -292,7 +292,7 @@ func TestApproveAndDenyInChromium(t *testing.T) {
 
 	if err := chromedp.Do(ctx,
 		chromedp.SendKeys(chromedp.CSS("#reason"), "fine by me"),
-		waitNavigation(chromedp.Click(chromedp.CSS("#approve"))),
+		browsertest.WaitNavigation(chromedp.Click(chromedp.CSS("#approve"))),
 	); err != nil {
 		t.Fatalf("approve: %v", err)
 	}
@@ -300,17 +300,17 @@ func TestApproveAndDenyInChromium(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Reload()); err != nil {
 		t.Fatal(err)
 	}
-	if state := run(t, ctx, chromedp.TextContent(chromedp.CSS("#state"))); !strings.Contains(state, "ACTIVE") {
+	if state := browsertest.Run(t, ctx, chromedp.TextContent(chromedp.CSS("#state"))); !strings.Contains(state, "ACTIVE") {
 		t.Errorf("carol's page reads %q after approving, want ACTIVE", state)
 	}
 
 	// The manager's link now says who decided, and offers nothing.
 	signIn(t, ctx, erinLink, erin)
-	decisions := run(t, ctx, chromedp.TextContent(chromedp.CSS("#decisions")))
+	decisions := browsertest.Run(t, ctx, chromedp.TextContent(chromedp.CSS("#decisions")))
 	if !strings.Contains(strings.ToLower(decisions), "approved by carol@example.com") {
 		t.Errorf("erin's page reads %q, want it to say carol approved", decisions)
 	}
-	if n := run(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll("#approve, #deny").length`)); n != 0 {
+	if n := browsertest.Run(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll("#approve, #deny").length`)); n != 0 {
 		t.Errorf("erin's page still offers %d decision buttons", n)
 	}
 	if code, _ := e.call("POST", "/v1/grants/"+id+":approve", erin, map[string]any{}); code != http.StatusConflict {
@@ -327,7 +327,7 @@ func TestApproveAndDenyInChromium(t *testing.T) {
 	signIn(t, ctx, carol2, carol)
 	if err := chromedp.Do(ctx,
 		chromedp.SendKeys(chromedp.CSS("#reason"), "not during the freeze"),
-		waitNavigation(chromedp.Click(chromedp.CSS("#deny"))),
+		browsertest.WaitNavigation(chromedp.Click(chromedp.CSS("#deny"))),
 	); err != nil {
 		t.Fatalf("deny: %v", err)
 	}
@@ -344,16 +344,16 @@ func signIn(t *testing.T, ctx context.Context, link, user string) {
 	if err := chromedp.Do(ctx, chromedp.Navigate(link), chromedp.WaitReady(chromedp.CSS("main"))); err != nil {
 		t.Fatal(err)
 	}
-	who := run(t, ctx, chromedp.TextContent(chromedp.CSS("main")))
+	who := browsertest.Run(t, ctx, chromedp.TextContent(chromedp.CSS("main")))
 	if !strings.Contains(who, "Signed in as "+user) {
 		if err := chromedp.Do(ctx, chromedp.Navigate(link[:strings.Index(link, "/approvals/")]+"/local/login?next="+url.QueryEscape(link[strings.Index(link, "/approvals/"):]))); err != nil {
 			t.Fatal(err)
 		}
-		if err := chromedp.Do(ctx, waitNavigation(chromedp.Click(chromedp.CSS(fmt.Sprintf(`button[value=%q]`, user))))); err != nil {
+		if err := chromedp.Do(ctx, browsertest.WaitNavigation(chromedp.Click(chromedp.CSS(fmt.Sprintf(`button[value=%q]`, user))))); err != nil {
 			t.Fatalf("pick %s: %v", user, err)
 		}
 	}
-	if who := run(t, ctx, chromedp.TextContent(chromedp.CSS("main"))); !strings.Contains(who, "Signed in as "+user) {
+	if who := browsertest.Run(t, ctx, chromedp.TextContent(chromedp.CSS("main"))); !strings.Contains(who, "Signed in as "+user) {
 		t.Fatalf("not signed in as %s at %s:\n%.400s", user, link, who)
 	}
 }
@@ -416,20 +416,4 @@ func text(html string) string {
 		}
 	}
 	return strings.Join(strings.Fields(b.String()), " ")
-}
-
-func waitNavigation(a chromedp.Action[chromedp.Void]) chromedp.Action[chromedp.Void] {
-	return chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
-		_, err := chromedp.RunResponse(ctx, a)
-		return err
-	})
-}
-
-func run[T any](t *testing.T, ctx context.Context, a chromedp.Action[T]) T {
-	t.Helper()
-	v, err := chromedp.Run(ctx, a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
 }

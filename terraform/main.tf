@@ -48,10 +48,11 @@ locals {
   # IAP's audience for a Cloud Run service (docs/google-cloud.md §7).
   iap_audience = { for k, f in local.people : k => "/projects/${local.number}/locations/${var.region}/services/${local.service[k]}" }
 
-  workflow      = "projects/${var.project}/locations/${var.region}/workflows/${var.prefix}-grant-lifecycle"
-  queue         = "projects/${var.project}/locations/${var.region}/queues/${var.prefix}-revocations"
-  policy_secret = "projects/${var.project}/secrets/${var.prefix}-policy"
-  link_secret   = "projects/${var.project}/secrets/${var.prefix}-link-keys"
+  workflow = "projects/${var.project}/locations/${var.region}/workflows/${var.prefix}-grant-lifecycle"
+  queue    = "projects/${var.project}/locations/${var.region}/queues/${var.prefix}-revocations"
+  # Through the resources, so that what names them waits for them.
+  policy_secret = "projects/${var.project}/secrets/${google_secret_manager_secret.policy.secret_id}"
+  link_secret   = "projects/${var.project}/secrets/${google_secret_manager_secret.link_keys.secret_id}"
   smtp_secret   = "projects/${var.project}/secrets/${var.prefix}-smtp-password"
 
   source_archive = var.source_archive != "" ? var.source_archive : "${path.module}/../build/function-source.zip"

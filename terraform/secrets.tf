@@ -13,13 +13,13 @@ resource "google_secret_manager_secret" "policy" {
 # a changed file adds one, and the functions pick it up on their next
 # refresh (docs/policy.md).
 resource "google_secret_manager_secret_version" "policy" {
-  secret      = "projects/${var.project}/secrets/${google_secret_manager_secret.policy.secret_id}"
+  secret      = local.policy_secret
   secret_data = file(var.policy_file)
 }
 
 resource "google_secret_manager_secret_iam_member" "policy" {
   for_each  = toset(local.identities)
-  secret_id = "projects/${var.project}/secrets/${google_secret_manager_secret.policy.secret_id}"
+  secret_id = local.policy_secret
   role      = "roles/secretmanager.secretAccessor"
   member    = "serviceAccount:${local.sa[each.key]}"
 }
@@ -37,7 +37,7 @@ resource "google_secret_manager_secret" "link_keys" {
 }
 
 resource "google_secret_manager_secret_version" "link_key" {
-  secret                 = "projects/${var.project}/secrets/${google_secret_manager_secret.link_keys.secret_id}"
+  secret                 = local.link_secret
   secret_data_wo         = "${uuid()}${uuid()}"
   secret_data_wo_version = var.link_key_version
   # Rotation adds a version; the previous one keeps verifying the links
@@ -48,7 +48,7 @@ resource "google_secret_manager_secret_version" "link_key" {
 # Accessor reads the versions; viewer lists them (which are enabled).
 resource "google_secret_manager_secret_iam_member" "link_keys" {
   for_each  = toset(["roles/secretmanager.secretAccessor", "roles/secretmanager.viewer"])
-  secret_id = "projects/${var.project}/secrets/${google_secret_manager_secret.link_keys.secret_id}"
+  secret_id = local.link_secret
   role      = each.value
   member    = "serviceAccount:${local.sa["approval"]}"
 }

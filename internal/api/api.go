@@ -118,6 +118,8 @@ func (l *limiter) allow(caller string) bool {
 type IntakeService interface {
 	Entitlements(ctx context.Context, caller lifecycle.Caller) ([]lifecycle.Entitlement, error)
 	Request(ctx context.Context, caller lifecycle.Caller, in lifecycle.RequestInput) (*grant.Grant, error)
+	RequestMany(ctx context.Context, caller lifecycle.Caller, in lifecycle.BatchInput) ([]*grant.Grant, error)
+	Reviewers(ctx context.Context, caller lifecycle.Caller, entitlement string) ([]string, error)
 	Get(ctx context.Context, caller lifecycle.Caller, id string) (*grant.Grant, error)
 	List(ctx context.Context, caller lifecycle.Caller, approvable bool) ([]*grant.Grant, error)
 	Withdraw(ctx context.Context, caller lifecycle.Caller, id string) (*grant.Grant, error)
@@ -177,6 +179,8 @@ func newHandler(intake IntakeService, approval ApprovalService, auth Authenticat
 	if routes&intakeRoutes != 0 {
 		h.mux.HandleFunc("GET /v1/entitlements", h.entitlements)
 		h.mux.HandleFunc("POST /v1/grants", h.create)
+		h.mux.HandleFunc("POST /v1/grants:batchCreate", h.batchCreate)
+		h.mux.HandleFunc("GET /v1/entitlements/{id}/reviewers", h.reviewers)
 		h.mux.HandleFunc("GET /v1/grants", h.list)
 		h.mux.HandleFunc("GET /v1/grants/{id}", h.get)
 	}
@@ -343,6 +347,44 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, View(g))
 }
 
+// batchCreate activates several self-approved roles of one project's
+// eligible IAM bindings at once (JIT Access's multi-role activation).
+func (h *Handler) batchCreate(w http.ResponseWriter, r *http.Request) {
+	caller, ok := h.caller(w, r)
+	if !ok {
+		return
+	}
+	var in lifecycle.BatchInput
+	if !decode(w, r, &in) {
+		return
+	}
+	gs, err := h.intake.RequestMany(r.Context(), caller, in)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	out := make([]GrantView, 0, len(gs))
+	for _, g := range gs {
+		out = append(out, View(g))
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"grants": out})
+}
+
+// reviewers lists the peers who may review a request for a peer-approved
+// role of the eligible IAM bindings.
+func (h *Handler) reviewers(w http.ResponseWriter, r *http.Request) {
+	caller, ok := h.caller(w, r)
+	if !ok {
+		return
+	}
+	rs, err := h.intake.Reviewers(r.Context(), caller, r.PathValue("id"))
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"reviewers": rs})
+}
+
 func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 	caller, ok := h.caller(w, r)
 	if !ok {
@@ -492,6 +534,7 @@ type GrantView struct {
 	RequiredApprovals  int               `json:"requiredApprovals,omitempty"`
 	ApprovalDeadline   *time.Time        `json:"approvalDeadline,omitempty"`
 	Approvers          []string          `json:"approvers,omitempty"`
+	Reviewers          []string          `json:"reviewers,omitempty"`
 	Approvals          []grant.Decision  `json:"approvals"`
 	Denial             *grant.Decision   `json:"denial,omitempty"`
 	RevocationVerified bool              `json:"revocationVerified"`
@@ -515,7 +558,7 @@ func View(g *grant.Grant) GrantView {
 		RequestedDuration: isoduration.Format(g.RequestedDuration), Justification: g.Justification,
 		Inputs: g.Inputs, Privileges: g.Privileges, CreateTime: g.CreateTime, UpdateTime: g.UpdateTime,
 		ApprovalRequired: g.ApprovalRequired, RequiredApprovals: g.RequiredApprovals, Approvers: g.Approvers,
-		Approvals: g.Approvals(), RevocationVerified: g.RevocationVerified, Timeline: []TimelineEntry{},
+		Reviewers: g.Reviewers, Approvals: g.Approvals(), RevocationVerified: g.RevocationVerified, Timeline: []TimelineEntry{},
 	}
 	if v.Approvals == nil {
 		v.Approvals = []grant.Decision{}

@@ -187,6 +187,7 @@ type Body struct {
 	RequestedDuration string         `json:"requestedDuration"`
 	Justification     string         `json:"justification"`
 	Inputs            map[string]any `json:"inputs"`
+	Reviewers         []string       `json:"reviewers"`
 }
 
 // Request is a verified request from another system.

@@ -132,11 +132,16 @@ type Grant struct {
 	State State `json:"state"`
 	// ApprovalRequired, RequiredApprovals and ApprovalDeadline come from the
 	// policy at request time; Approvers lists the principals notified.
-	ApprovalRequired  bool       `json:"approvalRequired"`
-	RequiredApprovals int        `json:"requiredApprovals,omitempty"`
-	ApprovalDeadline  time.Time  `json:"approvalDeadline,omitzero"`
-	Approvers         []string   `json:"approvers,omitempty"`
-	Decisions         []Decision `json:"decisions,omitempty"`
+	ApprovalRequired  bool      `json:"approvalRequired"`
+	RequiredApprovals int       `json:"requiredApprovals,omitempty"`
+	ApprovalDeadline  time.Time `json:"approvalDeadline,omitzero"`
+	Approvers         []string  `json:"approvers,omitempty"`
+	// Reviewers are the peers the requester chose for a peer-approved
+	// role of JIT Access's eligible bindings (multi-party approval, by
+	// address): when set, only they may decide on the request and only
+	// they are asked.
+	Reviewers []string   `json:"reviewers,omitempty"`
+	Decisions []Decision `json:"decisions,omitempty"`
 
 	CreateTime time.Time `json:"createTime"`
 	UpdateTime time.Time `json:"updateTime"`

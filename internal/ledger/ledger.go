@@ -144,6 +144,7 @@ func Encode(g *grant.Grant) ([]byte, error) {
 	c := *g
 	c.Privileges = slices.Clone(g.Privileges)
 	c.Approvers = slices.Clone(g.Approvers)
+	c.Reviewers = slices.Clone(g.Reviewers)
 	c.Decisions = slices.Clone(g.Decisions)
 	c.Timeline = slices.Clone(g.Timeline)
 	c.ApprovalDeadline = utc(c.ApprovalDeadline)
@@ -178,6 +179,9 @@ func Decode(data []byte) (*grant.Grant, error) {
 	}
 	if len(g.Approvers) == 0 {
 		g.Approvers = nil
+	}
+	if len(g.Reviewers) == 0 {
+		g.Reviewers = nil
 	}
 	if len(g.Decisions) == 0 {
 		g.Decisions = nil

@@ -182,7 +182,7 @@ func (s *GrantService) activate(ctx context.Context, g *grant.Grant) (*grant.Gra
 // constraints, the duration, and the same privileges. It returns the
 // reason of a refusal, or "".
 func (s *GrantService) stillAllowed(ctx context.Context, g *grant.Grant) (string, error) {
-	pol, err := s.policy(ctx)
+	pol, err := s.decisionPolicy(ctx, g.Entitlement)
 	if err != nil {
 		return "", err
 	}

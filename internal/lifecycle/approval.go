@@ -109,7 +109,7 @@ func (s *ApprovalService) decide(ctx context.Context, caller Caller, id, reason 
 	if err != nil {
 		return nil, err
 	}
-	pol, err := s.policy(ctx)
+	pol, err := s.decisionPolicy(ctx, g.Entitlement)
 	if err != nil {
 		return nil, err
 	}
@@ -129,6 +129,14 @@ func (s *ApprovalService) decide(ctx context.Context, caller Caller, id, reason 
 			return nil, forbidden("id", "you may not decide on %s: %v", id, err)
 		}
 		return nil, err
+	}
+	if len(g.Reviewers) > 0 && !slices.ContainsFunc(g.Reviewers, func(r string) bool { return sameEmail(r, approver.Email) }) {
+		// JIT Access's multi-party approval: only the peers the requester
+		// chose decide (docs/jit-access.md §1.8).
+		if ok, _ := s.maySee(ctx, caller, g); !ok {
+			return nil, notFound("id", "no grant %q", id)
+		}
+		return nil, forbidden("id", "only the reviewers %s chose may decide on %s", g.Requester, id)
 	}
 	if approve && !samePrivileges(privileges(d.Group), g.Privileges) {
 		return nil, conflict("%s can no longer be approved: the privileges of %s changed since it was requested; the requester must ask again", id, g.Entitlement)
@@ -246,7 +254,7 @@ func (s *ApprovalService) OnApprovalRequested(ctx context.Context, d *events.Dat
 // may approve is self-approved and asks nobody. An entitlement the policy
 // no longer has gives nobody.
 func (s *ApprovalService) Approvers(ctx context.Context, g *grant.Grant) ([]string, error) {
-	pol, err := s.policy(ctx)
+	pol, err := s.decisionPolicy(ctx, g.Entitlement)
 	if err != nil {
 		return nil, err
 	}
@@ -259,7 +267,15 @@ func (s *ApprovalService) Approvers(ctx context.Context, g *grant.Grant) ([]stri
 		return nil, err
 	}
 	var candidates []string
+	if len(g.Reviewers) > 0 {
+		// The peers the requester chose, and nobody else, are asked —
+		// those still allowed to decide.
+		candidates = g.Reviewers
+	}
 	for _, p := range grp.Approvers(g.Requester) {
+		if len(g.Reviewers) > 0 {
+			break
+		}
 		switch p.Type {
 		case policy.UserPrincipal:
 			candidates = append(candidates, p.Value)

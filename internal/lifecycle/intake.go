@@ -12,6 +12,7 @@ import (
 	"github.com/jitpipeline/jit/internal/emailaddr"
 	"github.com/jitpipeline/jit/internal/events"
 	"github.com/jitpipeline/jit/internal/grant"
+	"github.com/jitpipeline/jit/internal/groups"
 	"github.com/jitpipeline/jit/internal/isoduration"
 	"github.com/jitpipeline/jit/internal/policy"
 	"github.com/jitpipeline/jit/internal/usertext"
@@ -74,6 +75,26 @@ type Entitlement struct {
 	MaxDuration       string            `json:"maxDuration"`
 	Privileges        []grant.Privilege `json:"privileges"`
 	Inputs            []Input           `json:"inputs,omitempty"`
+	// Classic is set for a role of JIT Access's eligible IAM bindings.
+	Classic *Classic `json:"classic,omitempty"`
+}
+
+// Classic describes an entitlement that is a JIT Access eligible role
+// binding (docs/migrate-from-jit-access.md): how it is activated, and the
+// limits of the request.
+type Classic struct {
+	// ActivationType is JIT (self-approved, with a justification) or MPA
+	// (a chosen peer approves), as JIT Access names them.
+	ActivationType    string `json:"activationType"`
+	Project           string `json:"project"`
+	Role              string `json:"role"`
+	ResourceCondition string `json:"resourceCondition,omitempty"`
+	// MaxRoles (JIT) is how many roles of the project one request may
+	// activate; MinReviewers and MaxReviewers (MPA) how many peers it
+	// must name.
+	MaxRoles     int `json:"maxRoles,omitempty"`
+	MinReviewers int `json:"minReviewers,omitempty"`
+	MaxReviewers int `json:"maxReviewers,omitempty"`
 }
 
 // Input is a value the policy's constraints ask the requester for.
@@ -115,8 +136,76 @@ func (s *IntakeService) Entitlements(ctx context.Context, caller Caller) ([]Enti
 		for _, v := range a.Group.Variables() {
 			e.Inputs = append(e.Inputs, Input{Name: v.Name, DisplayName: v.DisplayName, Type: string(v.Type), Min: v.Min, Max: v.Max})
 		}
+		if opts := a.Group.Classic(); opts != nil && len(a.Group.Privileges) == 1 {
+			p := a.Group.Privileges[0]
+			c := &Classic{ActivationType: "JIT", Project: strings.TrimPrefix(p.Resource, "projects/"), Role: p.Role, ResourceCondition: p.Condition, MaxRoles: opts.MaxRoles}
+			if e.ApprovalRequired {
+				c.ActivationType, c.MaxRoles, c.MinReviewers, c.MaxReviewers = "MPA", 0, opts.MinReviewers, opts.MaxReviewers
+			}
+			e.Classic = c
+		}
 		out = append(out, e)
 	}
+	return out, nil
+}
+
+// Reviewers lists the peers the caller may choose to review a request for
+// a peer-approved role of JIT Access's eligible bindings: the users, groups
+// expanded, who may approve it under the policy in force, the caller left
+// out. Only someone who may request the role may list them, as in JIT
+// Access (no enumeration of who holds what).
+func (s *IntakeService) Reviewers(ctx context.Context, caller Caller, entitlement string) ([]string, error) {
+	pol, err := s.decisionPolicy(ctx, entitlement)
+	if err != nil {
+		return nil, err
+	}
+	subj, err := s.subject(ctx, caller)
+	if err != nil {
+		return nil, err
+	}
+	acc, ok := pol.Check(subj, entitlement)
+	if !ok || !acc.View {
+		return nil, notFound("id", "%q does not exist or is not visible to you", entitlement)
+	}
+	if !acc.Join {
+		return nil, forbidden("id", "you may not request %s, so you may not list its reviewers", acc.Group.ID())
+	}
+	if acc.Group.Classic() == nil || acc.SelfApprove {
+		return nil, invalid("id", "%s is not a peer-approved role of an eligible IAM binding: it has no reviewers to choose", acc.Group.ID())
+	}
+	var candidates []string
+	for _, p := range acc.Group.Approvers(subj.Email) {
+		switch p.Type {
+		case policy.UserPrincipal:
+			candidates = append(candidates, p.Value)
+		case policy.GroupPrincipal:
+			members, err := s.groups.MembersOf(ctx, p.Value)
+			if errors.Is(err, groups.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("failed to expand group %s: %w", p.Value, err)
+			}
+			candidates = append(candidates, members...)
+		}
+	}
+	out := []string{}
+	seen := map[string]bool{emailaddr.Key(subj.Email): true}
+	for _, c := range candidates {
+		key := emailaddr.Key(c)
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		peer, err := s.subject(ctx, Caller{Email: key})
+		if err != nil {
+			continue // not an address the pipeline accepts
+		}
+		if a, ok := pol.Check(peer, acc.Group.ID()); ok && a.ApproveOthers {
+			out = append(out, key)
+		}
+	}
+	slices.Sort(out)
 	return out, nil
 }
 
@@ -134,6 +223,11 @@ type RequestInput struct {
 	RequestedDuration string         `json:"requestedDuration"`
 	Justification     string         `json:"justification"`
 	Inputs            map[string]any `json:"inputs"`
+	// Reviewers are the peers asked to approve a peer-approved role of
+	// JIT Access's eligible bindings (multi-party approval): between
+	// ACTIVATION_REQUEST_MIN_REVIEWERS and …_MAX_REVIEWERS users who are
+	// eligible to approve it themselves. Only for such roles.
+	Reviewers []string `json:"reviewers"`
 }
 
 // Request creates a grant for the caller, if the policy in force lets them
@@ -209,6 +303,23 @@ func justification(in RequestInput) (string, error) {
 }
 
 func (s *IntakeService) request(ctx context.Context, caller Caller, in RequestInput, via, key string) (*grant.Grant, error) {
+	p, err := s.prepare(ctx, caller, in, via, key)
+	if err != nil {
+		return nil, err
+	}
+	return s.store(ctx, p)
+}
+
+// pending is a request the policy accepted, not yet stored.
+type pending struct {
+	g     *grant.Grant
+	group *policy.Group
+	limit int
+}
+
+// prepare takes every decision on a request and builds its grant, with
+// the timeline entry of its first state; nothing is written.
+func (s *IntakeService) prepare(ctx context.Context, caller Caller, in RequestInput, via, key string) (*pending, error) {
 	if in.Entitlement == "" {
 		return nil, invalid("entitlement", "is required")
 	}
@@ -226,7 +337,7 @@ func (s *IntakeService) request(ctx context.Context, caller Caller, in RequestIn
 			return nil, invalid("requestedDuration", "must be a positive ISO 8601 duration such as PT1H, got %s", in.RequestedDuration)
 		}
 	}
-	pol, err := s.policy(ctx)
+	pol, err := s.decisionPolicy(ctx, in.Entitlement)
 	if err != nil {
 		return nil, err
 	}
@@ -264,6 +375,15 @@ func (s *IntakeService) request(ctx context.Context, caller Caller, in RequestIn
 		}
 		return nil, err
 	}
+	var reviewers []string
+	switch classic := d.Group.Classic(); {
+	case len(in.Reviewers) > 0 && (classic == nil || d.SelfApproved):
+		return nil, invalid("reviewers", "are chosen only for a peer-approved role of an eligible IAM binding (JIT Access multi-party approval); %s needs none", d.Group.ID())
+	case classic != nil && !d.SelfApproved:
+		if reviewers, err = s.reviewers(ctx, pol, subj, d, in.Reviewers, classic); err != nil {
+			return nil, err
+		}
+	}
 	// Early word for a full entitlement; the ledger enforces the limit
 	// atomically when a grant takes a slot (here, or on approval).
 	limit := d.Group.MaxActive()
@@ -292,6 +412,13 @@ func (s *IntakeService) request(ctx context.Context, caller Caller, in RequestIn
 			g.Approvers = append(g.Approvers, a.String())
 		}
 		msg = fmt.Sprintf("awaiting %d approval(s) from %s", d.Approvals.Required, strings.Join(g.Approvers, ", "))
+		if reviewers != nil {
+			g.Reviewers, g.Approvers = reviewers, nil
+			for _, r := range reviewers {
+				g.Approvers = append(g.Approvers, "user:"+r)
+			}
+			msg = fmt.Sprintf("awaiting the approval of one of the reviewers chosen: %s", strings.Join(reviewers, ", "))
+		}
 	} else {
 		g.ConcurrencyLimit = limit
 	}
@@ -301,13 +428,122 @@ func (s *IntakeService) request(ctx context.Context, caller Caller, in RequestIn
 	if _, err := g.Transition(state, events.TypeRequested, now, subj.Email, msg); err != nil {
 		return nil, err
 	}
-	if err := s.ledger.Create(ctx, g); errors.Is(err, grant.ErrLimit) {
-		return nil, limitReached(d.Group.ID(), limit)
+	return &pending{g: g, group: d.Group, limit: limit}, nil
+}
+
+// store writes a prepared grant and publishes its first event.
+func (s *IntakeService) store(ctx context.Context, p *pending) (*grant.Grant, error) {
+	if err := s.ledger.Create(ctx, p.g); errors.Is(err, grant.ErrLimit) {
+		return nil, limitReached(p.group.ID(), p.limit)
 	} else if err != nil {
 		return nil, fmt.Errorf("failed to store the grant: %w", err)
 	}
-	s.publishAfter(ctx, g)
-	return s.ledger.Get(ctx, g.ID)
+	s.publishAfter(ctx, p.g)
+	return s.ledger.Get(ctx, p.g.ID)
+}
+
+// reviewers checks the peers a requester chose for a peer-approved role of
+// JIT Access's eligible bindings (docs/jit-access.md §1.8): between
+// MinReviewers and MaxReviewers distinct users, never the requester, each
+// of whom could approve this request now under the policy in force —
+// which, for these roles, means holding the same peer-approved binding.
+func (s *IntakeService) reviewers(ctx context.Context, pol *policy.Policy, requester policy.Subject, d *policy.Decision, chosen []string, opts *policy.Classic) ([]string, error) {
+	var out []string
+	seen := map[string]bool{}
+	for i, r := range chosen {
+		field := fmt.Sprintf("reviewers[%d]", i)
+		addr, err := emailaddr.Canonical(strings.TrimPrefix(r, "user:"))
+		if err != nil {
+			return nil, invalid(field, "%v", err)
+		}
+		if sameEmail(addr, requester.Email) {
+			return nil, invalid(field, "you cannot review your own request: choose a peer")
+		}
+		if seen[emailaddr.Key(addr)] {
+			continue
+		}
+		seen[emailaddr.Key(addr)] = true
+		peer, err := s.subject(ctx, Caller{Email: addr})
+		if err != nil {
+			return nil, err
+		}
+		if _, err := pol.Approve(policy.Approval{Approver: peer, Requester: requester, Entitlement: d.Group.ID(), Duration: d.Duration, Inputs: d.Inputs}); err != nil {
+			return nil, invalid(field, "%s is not a peer for %s: reviewers must be eligible for the same role with approval (multiPartyApprovalConstraint)", addr, d.Group.ID())
+		}
+		out = append(out, emailaddr.Key(addr))
+	}
+	if len(out) < opts.MinReviewers || len(out) > opts.MaxReviewers {
+		return nil, invalid("reviewers", "choose between %d and %d peers to review the request (ACTIVATION_REQUEST_MIN_REVIEWERS, ACTIVATION_REQUEST_MAX_REVIEWERS), not %d", opts.MinReviewers, opts.MaxReviewers, len(out))
+	}
+	return out, nil
+}
+
+// BatchInput is the body of POST /v1/grants:batchCreate: several
+// self-approved roles of one project's eligible IAM bindings activated
+// with one justification and one duration, as JIT Access's
+// self-activation does (docs/jit-access.md §1.5).
+type BatchInput struct {
+	Entitlements      []string `json:"entitlements"`
+	RequestedDuration string   `json:"requestedDuration"`
+	Justification     string   `json:"justification"`
+}
+
+// RequestMany activates several roles in one request: one grant per role,
+// all decided before any is stored, so a refusal of one stores none. The
+// roles must be self-approved roles of JIT Access's eligible bindings on
+// one project, at most ACTIVATION_REQUEST_MAX_ROLES of them; duplicates
+// count once. Peer-approved roles are requested one at a time, with their
+// reviewers, as in JIT Access.
+func (s *IntakeService) RequestMany(ctx context.Context, caller Caller, in BatchInput) ([]*grant.Grant, error) {
+	var ids []string
+	seen := map[string]bool{}
+	for i, id := range in.Entitlements {
+		if id == "" {
+			return nil, invalid(fmt.Sprintf("entitlements[%d]", i), "is empty")
+		}
+		if !seen[strings.ToLower(id)] {
+			seen[strings.ToLower(id)] = true
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		return nil, invalid("entitlements", "is required: list the roles to activate")
+	}
+	var ready []*pending
+	var project string
+	for i, id := range ids {
+		field := fmt.Sprintf("entitlements[%d]", i)
+		p, err := s.prepare(ctx, caller, RequestInput{Entitlement: id, RequestedDuration: in.RequestedDuration, Justification: in.Justification}, "", "")
+		var refused *Error
+		if errors.As(err, &refused) && refused.Field == "entitlement" {
+			refused.Field = field
+		}
+		if err != nil {
+			return nil, err
+		}
+		opts := p.group.Classic()
+		switch {
+		case opts == nil:
+			return nil, invalid(field, "%s is not a role of an eligible IAM binding: several entitlements in one request are JIT Access activations; request it on its own", p.group.ID())
+		case len(ids) > opts.MaxRoles:
+			return nil, invalid("entitlements", "at most %d roles can be activated in one request (ACTIVATION_REQUEST_MAX_ROLES), not %d", opts.MaxRoles, len(ids))
+		case p.g.ApprovalRequired:
+			return nil, invalid(field, "%s needs a peer's approval: request it on its own, with reviewers", p.group.ID())
+		case project != "" && p.group.System().Name != project:
+			return nil, invalid(field, "all roles of one request must be on one project: %s is on %s, not %s", p.group.ID(), p.group.System().Name, project)
+		}
+		project = p.group.System().Name
+		ready = append(ready, p)
+	}
+	out := make([]*grant.Grant, 0, len(ready))
+	for _, p := range ready {
+		g, err := s.store(ctx, p)
+		if err != nil {
+			return out, fmt.Errorf("stored %d of %d grants, then: %w", len(out), len(ready), err)
+		}
+		out = append(out, g)
+	}
+	return out, nil
 }
 
 // Get returns a grant the caller may see: their own, one they may
@@ -361,21 +597,7 @@ func (s *core) maySee(ctx context.Context, caller Caller, g *grant.Grant) (bool,
 		return false, err
 	}
 	acc, ok := pol.Check(subj, g.Entitlement)
-	return ok && (acc.ApproveOthers || s.mayReconcile(pol, subj)), nil
-}
-
-func (s *core) mayReconcile(pol *policy.Policy, subj policy.Subject) bool {
-	var allow, deny policy.Permission
-	for _, ace := range pol.Environment.ACL {
-		if subj.Has(ace.Principal) {
-			if ace.Deny {
-				deny |= ace.Mask
-			} else {
-				allow |= ace.Mask
-			}
-		}
-	}
-	return allow&policy.Reconcile == policy.Reconcile && deny&policy.Reconcile == 0
+	return (ok && acc.ApproveOthers) || pol.Reconciles(subj, g.Entitlement), nil
 }
 
 // List returns the caller's own grants, or (approvable) those awaiting
@@ -400,6 +622,9 @@ func (s *IntakeService) List(ctx context.Context, caller Caller, approvable bool
 	out := []*grant.Grant{}
 	for _, g := range gs {
 		if sameEmail(g.Requester, subj.Email) || g.DecidedBy(subj.Email) {
+			continue
+		}
+		if len(g.Reviewers) > 0 && !slices.ContainsFunc(g.Reviewers, func(r string) bool { return sameEmail(r, subj.Email) }) {
 			continue
 		}
 		if acc, ok := pol.Check(subj, g.Entitlement); ok && acc.ApproveOthers {
@@ -484,8 +709,9 @@ func (s *IntakeService) RevokeByAdmin(ctx context.Context, caller Caller, id, re
 	if err != nil {
 		return nil, err
 	}
-	// Only for its check that the caller may see the grant (404 otherwise).
-	if _, err := s.Get(ctx, caller, id); err != nil {
+	// Get checks that the caller may see the grant (404 otherwise).
+	seen, err := s.Get(ctx, caller, id)
+	if err != nil {
 		return nil, err
 	}
 	subj, err := s.subject(ctx, caller)
@@ -496,7 +722,7 @@ func (s *IntakeService) RevokeByAdmin(ctx context.Context, caller Caller, id, re
 	if err != nil {
 		return nil, err
 	}
-	if !s.mayReconcile(pol, subj) {
+	if !pol.Reconciles(subj, seen.Entitlement) {
 		return nil, forbidden("id", "revoking %s needs the RECONCILE permission on the environment", id)
 	}
 	msg := "revoked by an administrator"

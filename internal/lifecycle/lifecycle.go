@@ -48,6 +48,15 @@ type PolicySource interface {
 	Current(ctx context.Context) (*policy.Policy, string, error)
 }
 
+// FreshSource is a PolicySource some of whose entitlements come from
+// state read elsewhere and cached — JIT Access's eligible bindings in IAM
+// (policy/classic.Source). Fresh re-reads what decides on one
+// entitlement: every request, approval and activation uses it, so a
+// binding removed a moment ago counts at once.
+type FreshSource interface {
+	Fresh(ctx context.Context, entitlement string) (*policy.Policy, string, error)
+}
+
 // Publisher puts events on a topic (events.Publisher).
 type Publisher interface {
 	Publish(ctx context.Context, e cloudevents.Event) (string, error)
@@ -345,6 +354,20 @@ func (s *core) hostedDomain(ctx context.Context, c Caller) string {
 // verified when they asked.
 func (s *core) requesterSubject(ctx context.Context, g *grant.Grant) (policy.Subject, error) {
 	return s.subject(ctx, Caller{Email: g.Requester, HostedDomain: g.RequesterHostedDomain})
+}
+
+// decisionPolicy is the policy a decision on entitlement is taken on: the
+// policy in force, read fresh where the source can (FreshSource).
+func (s *core) decisionPolicy(ctx context.Context, entitlement string) (*policy.Policy, error) {
+	fresh, ok := s.policies.(FreshSource)
+	if !ok {
+		return s.policy(ctx)
+	}
+	pol, _, err := fresh.Fresh(ctx, entitlement)
+	if err != nil {
+		return nil, fmt.Errorf("failed to load the policy: %w", err)
+	}
+	return pol, nil
 }
 
 func (s *core) policy(ctx context.Context) (*policy.Policy, error) {

@@ -42,6 +42,23 @@ func (a ACE) String() string {
 type Environment struct {
 	Node
 	Systems []*System
+	// Classic, if set, marks an environment made of JIT Access's eligible
+	// role bindings (package policy/classic) and carries its request
+	// options.
+	Classic *Classic
+}
+
+// Classic holds JIT Access 1.x's request options, by their option names
+// (docs/jit-access.md §2.1): they apply to the entitlements of a classic
+// environment only.
+type Classic struct {
+	// MaxRoles is ACTIVATION_REQUEST_MAX_ROLES: how many self-approved
+	// roles of one project one request may activate.
+	MaxRoles int
+	// MinReviewers and MaxReviewers are ACTIVATION_REQUEST_MIN_REVIEWERS
+	// and ACTIVATION_REQUEST_MAX_REVIEWERS: how many peers the requester
+	// of a peer-approved role must choose.
+	MinReviewers, MaxReviewers int
 }
 
 // System groups related entitlements.
@@ -65,6 +82,10 @@ type Group struct {
 
 // System is the group's parent.
 func (g *Group) System() *System { return g.system }
+
+// Classic returns the JIT Access options of the group's environment, or
+// nil for a group of a policy document.
+func (g *Group) Classic() *Classic { return g.system.env.Classic }
 
 // ID identifies the entitlement: environment.system.group, lower-case
 // (the JIT Groups group id without its "jit-group:" prefix).

@@ -25,9 +25,13 @@ import (
 // to the places that mention them, so evaluating one subject costs what
 // concerns that subject, not the size of the whole policy.
 type Policy struct {
+	// Environment is the primary environment: the policy document's.
 	Environment *Environment
 	// Source is the document the policy was parsed from (nil if built).
 	Source []byte
+
+	// envs are every environment, the primary first (Merge adds others).
+	envs []*Environment
 
 	groups      map[string]*Group
 	ordered     []*Group
@@ -44,27 +48,74 @@ func Build(env *Environment) (*Policy, error) {
 	if env == nil {
 		return nil, errors.New("no environment")
 	}
+	return build([]*Environment{env})
+}
+
+// Merge adds environments built elsewhere (the classic environment of
+// JIT Access's eligible bindings) to a policy: the result decides on the
+// entitlements of all of them, keeps primary's document as its Source and
+// its environment as Environment, and leaves primary unchanged.
+// Environment names must differ.
+func Merge(primary *Policy, others ...*Environment) (*Policy, error) {
+	envs := append([]*Environment{primary.Environment}, others...)
+	p, err := build(envs)
+	if err != nil {
+		return nil, err
+	}
+	p.Source = primary.Source
+	return p, nil
+}
+
+func build(envs []*Environment) (*Policy, error) {
 	p := &Policy{
-		Environment: env,
+		Environment: envs[0],
+		envs:        envs,
 		groups:      map[string]*Group{},
 		byPrincipal: map[Principal][]*Node{},
 		below:       map[*Node][]*Group{},
 		groupOf:     map[*Node]*Group{},
 	}
+	names := map[string]bool{}
+	for _, env := range envs {
+		if env == nil {
+			return nil, errors.New("no environment")
+		}
+		if names[strings.ToLower(env.Name)] {
+			return nil, fmt.Errorf("environment %q appears twice", env.Name)
+		}
+		names[strings.ToLower(env.Name)] = true
+		if err := p.index(env); err != nil {
+			return nil, err
+		}
+	}
+	sort.Slice(p.ordered, func(a, b int) bool { return p.ordered[a].id < p.ordered[b].id })
+	return p, nil
+}
+
+func (p *Policy) index(env *Environment) error {
 	p.indexNode(&env.Node)
 	systems := map[string]bool{}
 	for _, s := range env.Systems {
 		if systems[strings.ToLower(s.Name)] {
-			return nil, fmt.Errorf("system %q appears twice", s.Name)
+			return fmt.Errorf("system %q appears twice", s.Name)
 		}
 		systems[strings.ToLower(s.Name)] = true
-		s.env = env
+		// Assigned only when different: an environment built before (the
+		// document's, the classic catalog's) is shared with policies other
+		// goroutines read, and Merge must not write to it.
+		if s.env != env {
+			s.env = env
+		}
 		p.indexNode(&s.Node)
 		for _, g := range s.Groups {
-			g.system = s
-			g.id = groupID(env.Name, s.Name, g.Name)
+			if g.system != s {
+				g.system = s
+			}
+			if id := groupID(env.Name, s.Name, g.Name); g.id != id {
+				g.id = id
+			}
 			if p.groups[g.id] != nil {
-				return nil, fmt.Errorf("group %q appears twice", g.id)
+				return fmt.Errorf("group %q appears twice", g.id)
 			}
 			p.groups[g.id] = g
 			p.groupOf[&g.Node] = g
@@ -74,8 +125,36 @@ func Build(env *Environment) (*Policy, error) {
 			p.below[&env.Node] = append(p.below[&env.Node], g)
 		}
 	}
-	sort.Slice(p.ordered, func(a, b int) bool { return p.ordered[a].id < p.ordered[b].id })
-	return p, nil
+	return nil
+}
+
+// Environments lists every environment, the primary first.
+func (p *Policy) Environments() []*Environment { return p.envs }
+
+// Reconciles reports whether the subject holds RECONCILE where it matters
+// for the entitlement: on the primary environment (the policy document's
+// administrators administer every grant) or on the entitlement's own.
+// An empty entitlement asks about the primary environment only.
+func (p *Policy) Reconciles(s Subject, entitlement string) bool {
+	if envAllows(p.Environment, s, Reconcile) {
+		return true
+	}
+	g, ok := p.Group(entitlement)
+	return ok && envAllows(g.system.env, s, Reconcile)
+}
+
+func envAllows(env *Environment, s Subject, required Permission) bool {
+	var allow, deny Permission
+	for _, ace := range env.ACL {
+		if s.Has(ace.Principal) {
+			if ace.Deny {
+				deny |= ace.Mask
+			} else {
+				allow |= ace.Mask
+			}
+		}
+	}
+	return allowed(allow, deny, required)
 }
 
 func (p *Policy) indexNode(n *Node) {

@@ -801,6 +801,7 @@ type grantDoc struct {
 	RequiredApprovals int64         `firestore:"requiredApprovals"`
 	ApprovalDeadline  string        `firestore:"approvalDeadline"`
 	Approvers         []string      `firestore:"approvers"`
+	Reviewers         []string      `firestore:"reviewers,omitempty"`
 	Decisions         []decisionDoc `firestore:"decisions"`
 
 	CreateTime string `firestore:"createTime"`
@@ -854,7 +855,7 @@ func toDoc(g *grant.Grant) (*grantDoc, error) {
 		ID: g.ID, Entitlement: g.Entitlement, Requester: g.Requester, Justification: g.Justification,
 		RequestedDuration: int64(g.RequestedDuration),
 		State:             string(g.State), ApprovalRequired: g.ApprovalRequired, RequiredApprovals: int64(g.RequiredApprovals),
-		ApprovalDeadline: ledger.FormatTime(g.ApprovalDeadline), Approvers: g.Approvers,
+		ApprovalDeadline: ledger.FormatTime(g.ApprovalDeadline), Approvers: g.Approvers, Reviewers: g.Reviewers,
 		CreateTime: ledger.FormatTime(g.CreateTime), UpdateTime: ledger.FormatTime(g.UpdateTime),
 		StartTime: ledger.FormatTime(g.StartTime), EndTime: ledger.FormatTime(g.EndTime),
 		Execution: g.Execution, ApprovalCallback: g.ApprovalCallback, EndCallback: g.EndCallback,
@@ -894,7 +895,7 @@ func fromSnapshot(snap *firestore.DocumentSnapshot) (*grant.Grant, error) {
 		ID: d.ID, Entitlement: d.Entitlement, Requester: d.Requester, Justification: d.Justification,
 		RequestedDuration: time.Duration(d.RequestedDuration),
 		State:             grant.State(d.State), ApprovalRequired: d.ApprovalRequired, RequiredApprovals: int(d.RequiredApprovals),
-		Approvers: d.Approvers,
+		Approvers: d.Approvers, Reviewers: d.Reviewers,
 		Execution: d.Execution, ApprovalCallback: d.ApprovalCallback, EndCallback: d.EndCallback,
 		RevocationVerified: d.RevocationVerified, Version: d.Version,
 		RequesterHostedDomain: d.RequesterHostedDomain, RequestKey: d.RequestKey, ConcurrencyLimit: int(d.ConcurrencyLimit),
@@ -934,6 +935,9 @@ func fromSnapshot(snap *firestore.DocumentSnapshot) (*grant.Grant, error) {
 	}
 	if len(g.Approvers) == 0 {
 		g.Approvers = nil
+	}
+	if len(g.Reviewers) == 0 {
+		g.Reviewers = nil
 	}
 	return g, nil
 }

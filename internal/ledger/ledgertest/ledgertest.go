@@ -120,6 +120,7 @@ func Full(id string) *grant.Grant {
 		RequiredApprovals: 2,
 		ApprovalDeadline:  at(time.Hour),
 		Approvers:         []string{"user:carol@example.com", "group:managers@example.com"},
+		Reviewers:         []string{"carol@example.com"},
 		Decisions: []grant.Decision{
 			{Approver: "carol@example.com", Approved: true, Reason: "ok", Time: at(time.Minute + 7)},
 			{Approver: "dave@example.com", Approved: false, Time: at(2*time.Minute + 11)},

@@ -1,68 +1,84 @@
 // Package classic turns JIT Access 1.x eligible role bindings into
 // entitlements, so deployments that marked bindings in IAM keep working
-// unchanged (docs/jit-access.md §1.1, §1.2, §3.8).
+// unchanged (docs/jit-access.md §1.1, §1.2, §3.8; docs/migrate-from-jit-access.md).
 //
 // A binding whose condition has a top-level && clause
 // has({}.jitAccessConstraint) makes its members eligible to activate the
 // role themselves (JOIN + APPROVE_SELF); has({}.multiPartyApprovalConstraint)
 // makes them eligible with approval by a peer holding the same eligible
 // binding (JOIN + APPROVE_OTHERS). Markers are recognised in any case and
-// spacing; a top-level || makes a binding not eligible. The other clauses
+// spacing; a top-level || makes a binding not eligible, and so does a
+// marker that only appears inside a string literal. The other clauses
 // form a resource condition carried into the grant's condition, and each
 // distinct resource condition is its own entitlement. A role eligible both
 // ways shows once and is self-approved.
 //
-// Each scanned resource becomes a system of the "classic" environment, each
-// eligible role a group, granted on the resource where the eligible binding
-// is (projects, and also folders and organizations, which JIT Access 1.x
-// could not do). Scope lists the resources to scan: bindings elsewhere are
-// not seen.
+// As in JIT Access, eligibility is found on projects, folders and
+// organizations of the scope, is inherited downward, and is always
+// activated on a project: each project under the scope becomes a system
+// of the "classic" environment (named by its project ID), each eligible
+// role there a group granting the role on that project.
+//
+// Finding the bindings needs no Policy Analyzer (and so no Security
+// Command Center subscription): a Catalog lists the scope's folders and
+// projects through Resource Manager, reads their allow policies, and keeps
+// them in a cache it refreshes piece by piece (catalog.go).
 package classic
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"regexp"
-	"sort"
 	"strings"
 	"time"
 
-	"cloud.google.com/go/iam/apiv1/iampb"
-	"github.com/googleapis/gax-go/v2"
-
-	"github.com/jitpipeline/jit/internal/iamcond"
 	"github.com/jitpipeline/jit/internal/policy"
 )
 
-// IAMClient is the slice of the Resource Manager v3 clients classic mode
-// needs; *resourcemanager.ProjectsClient, FoldersClient and
-// OrganizationsClient satisfy it as they are.
-type IAMClient interface {
-	GetIamPolicy(ctx context.Context, req *iampb.GetIamPolicyRequest, opts ...gax.CallOption) (*iampb.Policy, error)
-}
-
-// Config configures the scan. Defaults follow JIT Access 1.x.
+// Config configures the catalog. Defaults follow JIT Access 1.x
+// (docs/jit-access.md §2.1); each option says its JIT Access name.
 type Config struct {
-	// Scope lists the resources whose IAM policies are scanned:
-	// projects/ID, folders/ID, organizations/ID.
+	// Scope lists the resources whose eligible bindings count, with every
+	// folder and project below them: projects/ID, folders/N,
+	// organizations/N (RESOURCE_SCOPE; several allowed, unlike JIT Access).
 	Scope []string
-	// Projects, Folders and Organizations read policies of each kind.
+	// Hierarchy lists folders and projects (ResourceManager); Projects,
+	// Folders and Organizations read each kind's allow policy.
+	Hierarchy                        Hierarchy
 	Projects, Folders, Organizations IAMClient
 	// Environment names the environment (default "classic").
 	Environment string
 	// MaxDuration is ACTIVATION_TIMEOUT (default 2 hours); the minimum is
-	// one minute, as in JIT Groups' classic environment.
+	// one minute, as in JIT Access 1.8.
 	MaxDuration time.Duration
-	// JustificationPattern must fully match a justification (default ".*",
-	// JIT Access's JUSTIFICATION_PATTERN); JustificationHint describes it.
+	// JustificationPattern must match a whole justification (default
+	// ".*", JUSTIFICATION_PATTERN; RE2 syntax, not Java's);
+	// JustificationHint describes it (JUSTIFICATION_HINT, default "Bug or
+	// case number").
 	JustificationPattern string
 	JustificationHint    string
+	// MaxRoles is ACTIVATION_REQUEST_MAX_ROLES (default 10).
+	MaxRoles int
+	// RequestTimeout is ACTIVATION_REQUEST_TIMEOUT (default 1 hour): how
+	// long a peer-approved request waits for its reviewers; it never
+	// exceeds MaxDuration, as in JIT Access.
+	RequestTimeout time.Duration
+	// MinReviewers and MaxReviewers are ACTIVATION_REQUEST_MIN_REVIEWERS
+	// and ACTIVATION_REQUEST_MAX_REVIEWERS (defaults 1 and 10).
+	MinReviewers, MaxReviewers int
+	// MaxAge is how old a cached allow policy or folder listing may be
+	// when entitlements are listed (default 5 minutes, as
+	// RESOURCE_CACHE_TIMEOUT in JIT Groups). Decisions never use the
+	// cache: they read the policies that decide them.
+	MaxAge time.Duration
+	// Concurrency bounds the reads in flight during a refresh (default 16).
+	Concurrency int
 	// Admins get RECONCILE and EXPORT on the environment.
 	Admins []string
+	Now    func() time.Time
 	Logger *slog.Logger
 }
 
@@ -73,20 +89,34 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("Scope must list at least one resource"))
 	}
 	for _, r := range c.Scope {
-		if _, err := policy.ResourceName(r, false); err != nil || !strings.Contains(r, "/") {
-			errs = append(errs, fmt.Errorf("Scope: %q is not projects/ID, folders/ID or organizations/ID", r))
+		if !validResource(r) {
+			errs = append(errs, fmt.Errorf("Scope: %q is not projects/ID, folders/N or organizations/N", r))
 		}
 	}
-	if c.Projects == nil || c.Folders == nil || c.Organizations == nil {
-		errs = append(errs, errors.New("Projects, Folders and Organizations clients are required"))
+	if c.Hierarchy == nil || c.Projects == nil || c.Folders == nil || c.Organizations == nil {
+		errs = append(errs, errors.New("Hierarchy and the Projects, Folders and Organizations clients are required"))
 	}
 	if c.MaxDuration < 0 || (c.MaxDuration > 0 && c.MaxDuration < time.Minute) {
-		errs = append(errs, fmt.Errorf("MaxDuration must be at least one minute, got %v", c.MaxDuration))
+		errs = append(errs, fmt.Errorf("MaxDuration (ACTIVATION_TIMEOUT) must be at least one minute, got %v", c.MaxDuration))
+	}
+	if c.RequestTimeout < 0 || (c.RequestTimeout > 0 && c.RequestTimeout < time.Minute) {
+		errs = append(errs, fmt.Errorf("RequestTimeout (ACTIVATION_REQUEST_TIMEOUT) must be at least one minute, got %v", c.RequestTimeout))
 	}
 	if c.JustificationPattern != "" {
 		if _, err := regexp.Compile(c.JustificationPattern); err != nil {
-			errs = append(errs, fmt.Errorf("JustificationPattern: %w", err))
+			errs = append(errs, fmt.Errorf("JustificationPattern (JUSTIFICATION_PATTERN): %w", err))
 		}
+	}
+	if c.MaxRoles < 0 {
+		errs = append(errs, fmt.Errorf("MaxRoles (ACTIVATION_REQUEST_MAX_ROLES) must be positive, got %d", c.MaxRoles))
+	}
+	if c.MinReviewers < 0 || c.MaxReviewers < 0 {
+		errs = append(errs, fmt.Errorf("MinReviewers and MaxReviewers must be positive, got %d and %d", c.MinReviewers, c.MaxReviewers))
+	} else if c.MaxReviewers > 0 && max(c.MinReviewers, 1) > c.MaxReviewers {
+		errs = append(errs, fmt.Errorf("MinReviewers (ACTIVATION_REQUEST_MIN_REVIEWERS) %d exceeds MaxReviewers (ACTIVATION_REQUEST_MAX_REVIEWERS) %d", c.MinReviewers, c.MaxReviewers))
+	}
+	if c.MaxAge < 0 || c.Concurrency < 0 {
+		errs = append(errs, errors.New("MaxAge and Concurrency must not be negative"))
 	}
 	for _, a := range c.Admins {
 		if _, err := policy.ParsePrincipal(a); err != nil {
@@ -96,114 +126,80 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Load scans the scope and builds the classic environment's policy.
-func Load(ctx context.Context, cfg Config) (*policy.Policy, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("invalid classic mode config: %w", err)
+// withDefaults fills in JIT Access's defaults.
+func (c Config) withDefaults() Config {
+	if c.Environment == "" {
+		c.Environment = "classic"
 	}
-	if cfg.Environment == "" {
-		cfg.Environment = "classic"
+	if c.MaxDuration == 0 {
+		c.MaxDuration = 2 * time.Hour
 	}
-	if cfg.MaxDuration == 0 {
-		cfg.MaxDuration = 2 * time.Hour
+	if c.JustificationPattern == "" {
+		c.JustificationPattern = ".*"
 	}
-	if cfg.JustificationPattern == "" {
-		cfg.JustificationPattern = ".*"
+	if c.JustificationHint == "" {
+		c.JustificationHint = "Bug or case number"
 	}
-	if cfg.JustificationHint == "" {
-		cfg.JustificationHint = "Bug or case number"
+	if c.MaxRoles == 0 {
+		c.MaxRoles = 10
 	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = time.Hour
 	}
-	justification, err := policy.NewExpression("justification", "Justification: "+cfg.JustificationHint,
+	c.RequestTimeout = min(c.RequestTimeout, c.MaxDuration)
+	if c.MinReviewers == 0 {
+		c.MinReviewers = 1
+	}
+	if c.MaxReviewers == 0 {
+		c.MaxReviewers = max(10, c.MinReviewers)
+	}
+	if c.MaxAge == 0 {
+		c.MaxAge = 5 * time.Minute
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = 16
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+func validResource(r string) bool {
+	kind, id, ok := strings.Cut(r, "/")
+	if !ok || id == "" || strings.Contains(id, "/") {
+		return false
+	}
+	return kind == "projects" || kind == "folders" || kind == "organizations"
+}
+
+// MaxJustification is JIT Access's limit: a justification shorter than
+// 100 characters (docs/jit-access.md §1.6).
+const MaxJustification = 99
+
+// environment returns the classic environment's root, without systems:
+// the constraints and options JIT Access applies to every activation.
+func environment(cfg Config) (*policy.Environment, error) {
+	justification, err := policy.NewExpression("justification", "Justification does not meet criteria: "+cfg.JustificationHint,
 		fmt.Sprintf("input.justification.matches(%q)", "^(?:"+cfg.JustificationPattern+")$"),
-		[]policy.Variable{{Type: policy.StringVar, Name: "justification", DisplayName: cfg.JustificationHint, Min: 1, Max: 100}})
+		[]policy.Variable{{Type: policy.StringVar, Name: "justification", DisplayName: cfg.JustificationHint, Min: 1, Max: MaxJustification}})
 	if err != nil {
 		return nil, fmt.Errorf("failed to compile the justification constraint: %w", err)
 	}
-	env := &policy.Environment{}
+	env := &policy.Environment{Classic: &policy.Classic{MaxRoles: cfg.MaxRoles, MinReviewers: cfg.MinReviewers, MaxReviewers: cfg.MaxReviewers}}
 	env.Name = cfg.Environment
 	env.Description = "Eligible role bindings marked in IAM (JIT Access 1.x)"
 	env.Join = []policy.Constraint{policy.Expiry{Min: time.Minute, Max: cfg.MaxDuration}, justification}
+	// One approval from a chosen peer, within the request's lifetime.
+	env.Approve = []policy.Constraint{policy.Approvals{Required: 1, Window: cfg.RequestTimeout}}
 	for _, a := range cfg.Admins {
 		p, _ := policy.ParsePrincipal(a)
 		env.ACL = append(env.ACL, policy.ACE{Principal: p, Mask: policy.Reconcile | policy.Export})
 	}
-	for _, resource := range cfg.Scope {
-		sys, err := scan(ctx, cfg, resource)
-		if err != nil {
-			return nil, err
-		}
-		if len(sys.Groups) > 0 {
-			env.Systems = append(env.Systems, sys)
-		}
-	}
-	return policy.Build(env)
-}
-
-func scan(ctx context.Context, cfg Config, resource string) (*policy.System, error) {
-	client := cfg.Projects
-	switch {
-	case strings.HasPrefix(resource, "folders/"):
-		client = cfg.Folders
-	case strings.HasPrefix(resource, "organizations/"):
-		client = cfg.Organizations
-	}
-	// Version 3, or conditional bindings come back stripped (docs/google-cloud.md §1).
-	pol, err := client.GetIamPolicy(ctx, &iampb.GetIamPolicyRequest{
-		Resource: resource,
-		Options:  &iampb.GetPolicyOptions{RequestedPolicyVersion: 3},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("failed to read the IAM policy of %s: %w", resource, err)
-	}
-	sys := &policy.System{}
-	sys.Name = strings.ReplaceAll(resource, "/", "-")
-	sys.Description = resource
-	byKey := map[string]*policy.Group{}
-	for _, b := range pol.GetBindings() {
-		expr := b.GetCondition().GetExpression()
-		if expr == "" {
-			continue
-		}
-		marker, resCond, err := iamcond.EligibilityErr(expr)
-		if err != nil {
-			if !errors.Is(err, iamcond.ErrNoMarker) {
-				cfg.Logger.WarnContext(ctx, "binding not eligible", "resource", resource, "role", b.GetRole(), "error", err)
-			}
-			continue
-		}
-		key := b.GetRole() + "\x00" + resCond
-		g := byKey[key]
-		if g == nil {
-			g = &policy.Group{Privileges: []policy.Privilege{{Resource: resource, Role: b.GetRole(), Condition: resCond}}}
-			g.Name = groupName(b.GetRole(), resCond)
-			g.Description = b.GetRole() + " on " + resource
-			if resCond != "" {
-				g.Description += " (" + resCond + ")"
-			}
-			byKey[key] = g
-		}
-		mask := policy.Join | policy.ApproveSelf
-		if marker == iamcond.MPA {
-			mask = policy.Join | policy.ApproveOthers
-		}
-		for _, m := range b.GetMembers() {
-			p, err := policy.ParsePrincipal(m)
-			if err != nil || (p.Type != policy.UserPrincipal && p.Type != policy.GroupPrincipal) {
-				continue // service accounts and the like cannot request access
-			}
-			g.ACL = append(g.ACL, policy.ACE{Principal: p, Mask: mask})
-		}
-	}
-	for _, g := range byKey {
-		if len(g.ACL) > 0 {
-			sys.Groups = append(sys.Groups, g)
-		}
-	}
-	sort.Slice(sys.Groups, func(i, j int) bool { return sys.Groups[i].Name < sys.Groups[j].Name })
-	return sys, nil
+	return env, nil
 }
 
 // groupName names an entitlement after its role, as JIT Groups' classic

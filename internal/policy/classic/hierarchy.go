@@ -72,11 +72,27 @@ func collect[T any](next func() (T, error), name func(T) string) ([]string, erro
 // and under each folder or organization its folders and projects, all
 // the way down.
 func Walk(ctx context.Context, h Hierarchy, scope []string) ([]string, error) {
-	seen := map[string]bool{}
+	parents, err := walkTree(ctx, h, scope)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(parents))
+	for r := range parents {
+		out = append(out, r)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// walkTree is Walk's breadth-first search, keeping each resource's parent
+// ("" for the scope's own resources): the ancestors whose eligible
+// bindings a project inherits.
+func walkTree(ctx context.Context, h Hierarchy, scope []string) (map[string]string, error) {
+	parents := map[string]string{}
 	queue := []string{}
 	for _, s := range scope {
-		if !seen[s] {
-			seen[s] = true
+		if _, seen := parents[s]; !seen {
+			parents[s] = ""
 			queue = append(queue, s)
 		}
 	}
@@ -98,16 +114,15 @@ func Walk(ctx context.Context, h Hierarchy, scope []string) ([]string, error) {
 			return nil, err
 		}
 		for _, c := range append(folders, projects...) {
-			if !seen[c] {
-				seen[c] = true
-				queue = append(queue, c)
+			// A resource named in the scope and found below another
+			// scope resource is inherited into from above too.
+			if p, seen := parents[c]; !seen || p == "" {
+				if !seen {
+					queue = append(queue, c)
+				}
+				parents[c] = r
 			}
 		}
 	}
-	out := make([]string, 0, len(seen))
-	for r := range seen {
-		out = append(out, r)
-	}
-	sort.Strings(out)
-	return out, nil
+	return parents, nil
 }

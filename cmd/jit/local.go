@@ -12,6 +12,7 @@ import (
 	"github.com/jitpipeline/jit/internal/local/pipeline"
 	"github.com/jitpipeline/jit/internal/local/world"
 	"github.com/jitpipeline/jit/internal/logging"
+	"github.com/jitpipeline/jit/internal/policy/classic"
 )
 
 func envOr(name, def string) string {
@@ -53,6 +54,8 @@ func runLocal(ctx context.Context, args []string) error {
 	cfg := pipeline.Config{
 		DataDir: *dataDir, Addr: net.JoinHostPort("127.0.0.1", *port),
 		PolicyFile: *policyFile, World: w, PubSubEmulatorHost: *emulator, Logger: log,
+		// JIT Access's options, by its names (docs/migrate-from-jit-access.md).
+		Classic: classic.FromLookup(os.Getenv),
 	}
 	fmt.Fprintln(os.Stderr, startLine(*port, *dataDir))
 	switch *authMode {

@@ -49,6 +49,7 @@ import (
 	"github.com/jitpipeline/jit/internal/logging"
 	"github.com/jitpipeline/jit/internal/mail"
 	"github.com/jitpipeline/jit/internal/policy"
+	"github.com/jitpipeline/jit/internal/policy/classic"
 	"github.com/jitpipeline/jit/internal/policy/source"
 	"github.com/jitpipeline/jit/internal/wiring"
 )
@@ -92,6 +93,10 @@ type Config struct {
 	// approval links (approvallink.SecretManagerKeys); the pages' form
 	// key is derived from its signing version (csrfKey).
 	LinkSecret string
+
+	// Classic is JIT Access's eligible-binding mode, under its option
+	// names (classic.go).
+	Classic classic.Env
 }
 
 // FromEnv reads the configuration from the environment.
@@ -131,6 +136,7 @@ func FromLookup(getenv func(string) string) Config {
 	c.SMTPUsername = getenv("JIT_SMTP_USERNAME")
 	c.SMTPPasswordSecret = getenv("JIT_SMTP_PASSWORD_SECRET")
 	c.LinkSecret = getenv("JIT_LINK_SECRET")
+	c.Classic = classic.FromLookup(getenv)
 	c.RequestsAud = getenv("JIT_REQUESTS_AUDIENCE")
 	if c.RequestsAud == "" {
 		c.RequestsAud = "jit-requests"
@@ -161,6 +167,9 @@ func (c Config) Validate(needTasks bool) error {
 	}
 	if c.Policy == "" {
 		errs = append(errs, errors.New("JIT_POLICY is required (secretmanager:projects/P/secrets/S or gs://bucket/object)"))
+	}
+	if _, err := c.Classic.Options(); err != nil {
+		errs = append(errs, err)
 	}
 	if parts := strings.Split(c.Workflow, "/"); len(parts) != 6 || parts[0] != "projects" || parts[2] != "locations" || parts[4] != "workflows" {
 		errs = append(errs, fmt.Errorf("JIT_WORKFLOW must be projects/P/locations/L/workflows/W, got %q", c.Workflow))
@@ -335,9 +344,25 @@ func deps(ctx context.Context, cfg Config, function string, privileged bool) (wi
 	if err != nil {
 		return wiring.Deps{}, err
 	}
-	pol, err := source.New(ctx, source.Config[*policy.Policy]{Loader: loader, Compile: policy.Compile, Logger: log.With("function", function, "component", "policy")})
+	docs, err := source.New(ctx, source.Config[*policy.Policy]{Loader: loader, Compile: policy.Compile, Logger: log.With("function", function, "component", "policy")})
 	if err != nil {
 		return wiring.Deps{}, err
+	}
+	var pol lifecycle.PolicySource = docs
+	rm, err := newResourceManager(ctx)
+	if err != nil {
+		return wiring.Deps{}, err
+	}
+	if cfg.Classic.Enabled() && decidesOnEligibility(function) {
+		opts, _ := cfg.Classic.Options() // checked by Validate
+		opts.Hierarchy = &classic.ResourceManager{FolderClient: rm.folders, ProjectClient: rm.projects}
+		opts.Projects, opts.Folders, opts.Organizations = rm.projects, rm.folders, rm.orgs
+		opts.Logger = log.With("function", function, "component", "classic")
+		cat, err := classic.NewCatalog(opts)
+		if err != nil {
+			return wiring.Deps{}, err
+		}
+		pol = classic.NewSource(docs, cat, opts.Logger)
 	}
 	ci, err := groups.NewCloudIdentity(ctx)
 	if err != nil {
@@ -376,25 +401,48 @@ func deps(ctx context.Context, cfg Config, function string, privileged bool) (wi
 	if !privileged {
 		return d, nil
 	}
-	projects, err := resourcemanager.NewProjectsClient(ctx)
-	if err != nil {
-		return wiring.Deps{}, err
-	}
-	folders, err := resourcemanager.NewFoldersClient(ctx)
-	if err != nil {
-		return wiring.Deps{}, err
-	}
-	orgs, err := resourcemanager.NewOrganizationsClient(ctx)
-	if err != nil {
-		return wiring.Deps{}, err
-	}
-	if d.IAM, err = iambinding.New(iambinding.Config{Projects: projects, Folders: folders, Organizations: orgs, Logger: log.With("function", function, "component", "iambinding")}); err != nil {
+	if d.IAM, err = iambinding.New(iambinding.Config{Projects: rm.projects, Folders: rm.folders, Organizations: rm.orgs, Logger: log.With("function", function, "component", "iambinding")}); err != nil {
 		return wiring.Deps{}, err
 	}
 	if d.Tasks, err = cloudtasks.NewClient(ctx); err != nil {
 		return wiring.Deps{}, fmt.Errorf("failed to create the Cloud Tasks client: %w", err)
 	}
 	return d, nil
+}
+
+// decidesOnEligibility reports whether an entry point takes decisions on
+// entitlements, and so needs JIT Access's eligible bindings: not the
+// revoke function's, which only removes what was granted.
+func decidesOnEligibility(function string) bool {
+	switch function {
+	case "revoke", "revokeTask", "sweep":
+		return false
+	}
+	return true
+}
+
+// resourceManagerClients are the three Resource Manager v3 clients.
+type resourceManagerClients struct {
+	projects *resourcemanager.ProjectsClient
+	folders  *resourcemanager.FoldersClient
+	orgs     *resourcemanager.OrganizationsClient
+}
+
+// newResourceManager dials the clients; gRPC connects lazily, so a
+// function that never calls them pays nothing but the construction.
+func newResourceManager(ctx context.Context) (resourceManagerClients, error) {
+	var rm resourceManagerClients
+	var err error
+	if rm.projects, err = resourcemanager.NewProjectsClient(ctx); err != nil {
+		return rm, fmt.Errorf("failed to create the Resource Manager projects client: %w", err)
+	}
+	if rm.folders, err = resourcemanager.NewFoldersClient(ctx); err != nil {
+		return rm, fmt.Errorf("failed to create the Resource Manager folders client: %w", err)
+	}
+	if rm.orgs, err = resourcemanager.NewOrganizationsClient(ctx); err != nil {
+		return rm, fmt.Errorf("failed to create the Resource Manager organizations client: %w", err)
+	}
+	return rm, nil
 }
 
 // tasksAuth is the revokeTask function's rule: a Google-signed token for

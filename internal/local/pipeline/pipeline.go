@@ -69,6 +69,7 @@ import (
 	"github.com/jitpipeline/jit/internal/mail"
 	"github.com/jitpipeline/jit/internal/pages"
 	"github.com/jitpipeline/jit/internal/policy"
+	"github.com/jitpipeline/jit/internal/policy/classic"
 	"github.com/jitpipeline/jit/internal/policy/source"
 	"github.com/jitpipeline/jit/internal/wiring"
 	"github.com/jitpipeline/jit/workflows"
@@ -123,6 +124,12 @@ type Config struct {
 	Addr string
 	// PolicyFile is watched and reloaded; empty means the demo policy.
 	PolicyFile string
+	// Classic are JIT Access's options (classic.FromLookup of the
+	// environment, in jit local): eligible role bindings in the IAM
+	// policies of Classic.Scope become entitlements. An empty scope means
+	// the world's organization; NoClassic turns the mode off.
+	Classic   classic.Env
+	NoClassic bool
 	// World is the emulated organization; nil means world.Default().
 	World *world.World
 	// Clock drives every timer; nil means real time. Tests speed it up.
@@ -160,6 +167,10 @@ type Pipeline struct {
 	Cloud   *embedded.Cloud
 	Ledger  *sqlite.Ledger
 	Policy  *source.Source[*policy.Policy]
+	// Catalog holds the eligible bindings of Config.Classic (nil with
+	// NoClassic); the intake, approval and grant functions see its
+	// entitlements beside the policy document's.
+	Catalog *classic.Catalog
 	World   *world.World
 	Clock   clock.Clock
 	// ServiceVerifier checks the pipeline's service tokens (push,
@@ -332,8 +343,14 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 	// The same composition as on Google Cloud (package wiring); here all
 	// four functions share the process, each with its own identity for
 	// callbacks and IAM.
+	var decisions lifecycle.PolicySource = p.Policy
+	if !cfg.NoClassic {
+		if decisions, err = p.classic(ctx, cfg, cloud, log); err != nil {
+			return nil, err
+		}
+	}
 	base := wiring.Deps{
-		Ledger: p.Ledger, Policy: p.Policy, Groups: cfg.World.Resolver(),
+		Ledger: p.Ledger, Policy: decisions, Groups: cfg.World.Resolver(),
 		InternalDomains: []string{cfg.World.Organization.Domain}, Directory: cfg.World.HostedDomain,
 		Events: eventsPub, Lifecycle: lifecyclePub, Revocations: revokePub, Clock: cfg.Clock,
 		RevokeQueue: fmt.Sprintf("projects/%s/locations/%s/queues/%s", Project, Location, Queue),
@@ -378,7 +395,11 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 	if err != nil {
 		return nil, err
 	}
-	revokeFn, err := wiring.NewRevoke(as(RevokeSA, revokeIAM, true))
+	// The revoke function only removes what was granted: it decides on
+	// no entitlement and reads no eligible bindings (as deployed).
+	revokeDeps := as(RevokeSA, revokeIAM, true)
+	revokeDeps.Policy = p.Policy
+	revokeFn, err := wiring.NewRevoke(revokeDeps)
 	if err != nil {
 		return nil, err
 	}
@@ -645,6 +666,31 @@ func (p *Pipeline) resourceManager(ctx context.Context, opts ...option.ClientOpt
 	}
 	p.closers = append(p.closers, rm.orgs.Close)
 	return &rm, nil
+}
+
+// classic builds the catalog of JIT Access's eligible bindings, read as
+// the intake function (the world grants the deciding functions browse and
+// getIamPolicy on the organization, as terraform/ does at the scope).
+func (p *Pipeline) classic(ctx context.Context, cfg Config, cloud *embedded.Cloud, log *slog.Logger) (lifecycle.PolicySource, error) {
+	env := cfg.Classic
+	if !env.Enabled() {
+		env.Scope = "organizations/" + cfg.World.Organization.ID
+	}
+	opts, err := env.Options()
+	if err != nil {
+		return nil, err
+	}
+	rm, err := p.resourceManager(ctx, append(cloud.ClientOptions(), option.WithGRPCDialOption(grpc.WithUnaryInterceptor(localiam.UnaryClientInterceptor("serviceAccount:"+IntakeSA))))...)
+	if err != nil {
+		return nil, err
+	}
+	opts.Hierarchy = &classic.ResourceManager{FolderClient: rm.folders, ProjectClient: rm.projects}
+	opts.Projects, opts.Folders, opts.Organizations = rm.projects, rm.folders, rm.orgs
+	opts.Now, opts.Logger = cfg.Clock.Now, log.With("component", "classic")
+	if p.Catalog, err = classic.NewCatalog(opts); err != nil {
+		return nil, err
+	}
+	return classic.NewSource(p.Policy, p.Catalog, opts.Logger), nil
 }
 
 // localIAM serves a resource's emulated IAM policy in the REST JSON form.

@@ -39,6 +39,7 @@ func TestDefaultSeedsAndResolves(t *testing.T) {
 	wantMarkers := map[string]string{
 		"roles/compute.viewer": "has({}.jitAccessConstraint)",
 		"roles/compute.admin":  "has({}.multiPartyApprovalConstraint)",
+		"roles/logging.viewer": "has({}.jitAccessConstraint)",
 	}
 	if diff := cmp.Diff(wantMarkers, markers); diff != "" {
 		t.Errorf("demo-prod eligibility bindings mismatch (-want +got):\n%s", diff)

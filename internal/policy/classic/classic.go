@@ -84,6 +84,16 @@ type Config struct {
 
 // Validate reports every problem at once.
 func (c *Config) Validate() error {
+	err := c.ValidateOptions()
+	if c.Hierarchy == nil || c.Projects == nil || c.Folders == nil || c.Organizations == nil {
+		err = errors.Join(err, errors.New("Hierarchy and the Projects, Folders and Organizations clients are required"))
+	}
+	return err
+}
+
+// ValidateOptions reports every problem with the settings, leaving out
+// the clients: what a deployment's configuration check can see.
+func (c *Config) ValidateOptions() error {
 	var errs []error
 	if len(c.Scope) == 0 {
 		errs = append(errs, errors.New("Scope must list at least one resource"))
@@ -92,9 +102,6 @@ func (c *Config) Validate() error {
 		if !validResource(r) {
 			errs = append(errs, fmt.Errorf("Scope: %q is not projects/ID, folders/N or organizations/N", r))
 		}
-	}
-	if c.Hierarchy == nil || c.Projects == nil || c.Folders == nil || c.Organizations == nil {
-		errs = append(errs, errors.New("Hierarchy and the Projects, Folders and Organizations clients are required"))
 	}
 	if c.MaxDuration < 0 || (c.MaxDuration > 0 && c.MaxDuration < time.Minute) {
 		errs = append(errs, fmt.Errorf("MaxDuration (ACTIVATION_TIMEOUT) must be at least one minute, got %v", c.MaxDuration))

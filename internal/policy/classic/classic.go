@@ -175,13 +175,12 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-func validResource(r string) bool {
-	kind, id, ok := strings.Cut(r, "/")
-	if !ok || id == "" || strings.Contains(id, "/") {
-		return false
-	}
-	return kind == "projects" || kind == "folders" || kind == "organizations"
-}
+// scopeRE is a scope resource: a project by ID (6 to 30 characters,
+// lower-case letters, digits and hyphens, starting with a letter), a
+// folder or an organization by number.
+var scopeRE = regexp.MustCompile(`^(projects/[a-z][a-z0-9-]{4,28}[a-z0-9]|folders/[0-9]+|organizations/[0-9]+)$`)
+
+func validResource(r string) bool { return scopeRE.MatchString(r) }
 
 // MaxJustification is JIT Access's limit: a justification shorter than
 // 100 characters (docs/jit-access.md §1.6).

@@ -303,7 +303,7 @@ func justification(in RequestInput) (string, error) {
 }
 
 func (s *IntakeService) request(ctx context.Context, caller Caller, in RequestInput, via, key string) (*grant.Grant, error) {
-	p, err := s.prepare(ctx, caller, in, via, key)
+	p, err := s.prepare(ctx, caller, in, via, key, false)
 	if err != nil {
 		return nil, err
 	}
@@ -318,8 +318,9 @@ type pending struct {
 }
 
 // prepare takes every decision on a request and builds its grant, with
-// the timeline entry of its first state; nothing is written.
-func (s *IntakeService) prepare(ctx context.Context, caller Caller, in RequestInput, via, key string) (*pending, error) {
+// the timeline entry of its first state; nothing is written. In a batch
+// (RequestMany) a role that needs approval is refused.
+func (s *IntakeService) prepare(ctx context.Context, caller Caller, in RequestInput, via, key string, batch bool) (*pending, error) {
 	if in.Entitlement == "" {
 		return nil, invalid("entitlement", "is required")
 	}
@@ -379,6 +380,8 @@ func (s *IntakeService) prepare(ctx context.Context, caller Caller, in RequestIn
 	switch classic := d.Group.Classic(); {
 	case len(in.Reviewers) > 0 && (classic == nil || d.SelfApproved):
 		return nil, invalid("reviewers", "are chosen only for a peer-approved role of an eligible IAM binding (JIT Access multi-party approval); %s needs none", d.Group.ID())
+	case batch && !d.SelfApproved:
+		return nil, invalid("entitlement", "%s needs a peer's approval: request it on its own, with reviewers", d.Group.ID())
 	case classic != nil && !d.SelfApproved:
 		if reviewers, err = s.reviewers(ctx, pol, subj, d, in.Reviewers, classic); err != nil {
 			return nil, err
@@ -513,7 +516,7 @@ func (s *IntakeService) RequestMany(ctx context.Context, caller Caller, in Batch
 	var project string
 	for i, id := range ids {
 		field := fmt.Sprintf("entitlements[%d]", i)
-		p, err := s.prepare(ctx, caller, RequestInput{Entitlement: id, RequestedDuration: in.RequestedDuration, Justification: in.Justification}, "", "")
+		p, err := s.prepare(ctx, caller, RequestInput{Entitlement: id, RequestedDuration: in.RequestedDuration, Justification: in.Justification}, "", "", true)
 		var refused *Error
 		if errors.As(err, &refused) && refused.Field == "entitlement" {
 			refused.Field = field
@@ -527,8 +530,6 @@ func (s *IntakeService) RequestMany(ctx context.Context, caller Caller, in Batch
 			return nil, invalid(field, "%s is not a role of an eligible IAM binding: several entitlements in one request are JIT Access activations; request it on its own", p.group.ID())
 		case len(ids) > opts.MaxRoles:
 			return nil, invalid("entitlements", "at most %d roles can be activated in one request (ACTIVATION_REQUEST_MAX_ROLES), not %d", opts.MaxRoles, len(ids))
-		case p.g.ApprovalRequired:
-			return nil, invalid(field, "%s needs a peer's approval: request it on its own, with reviewers", p.group.ID())
 		case project != "" && p.group.System().Name != project:
 			return nil, invalid(field, "all roles of one request must be on one project: %s is on %s, not %s", p.group.ID(), p.group.System().Name, project)
 		}

@@ -168,9 +168,11 @@ func (c *Catalog) refreshLocked(ctx context.Context, now time.Time) error {
 
 // Fresh re-reads the allow policies of a project and of its ancestors in
 // the scope, whatever their age, and returns the environment built from
-// them: what a decision on one of the project's entitlements needs. A
-// project the catalog does not know is looked for in a fresh listing of
-// the scope first.
+// them: what a decision on one of the project's entitlements needs. For
+// a project the catalog does not know, what is stale is refreshed first —
+// the folder listing only once it is MaxAge old, so that made-up
+// entitlement names cannot make every request walk the whole scope; a
+// project created since the last walk is decided on after the next one.
 func (c *Catalog) Fresh(ctx context.Context, project string) (*policy.Environment, uint64, error) {
 	c.mu.Lock()
 	known := c.parents != nil

@@ -14,6 +14,7 @@ import (
 	"cloud.google.com/go/iam/apiv1/iampb"
 	"github.com/googleapis/gax-go/v2"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
 
 	"github.com/jitpipeline/jit/internal/iamcond"
 	"github.com/jitpipeline/jit/internal/policy"
@@ -36,8 +37,10 @@ type IAMClient interface {
 //
 // The catalog is safe for concurrent use; one refresh runs at a time.
 type Catalog struct {
-	cfg  Config
-	root *policy.Environment // constraints and options, no systems
+	cfg     Config
+	root    *policy.Environment // constraints and options, no systems
+	limit   *rate.Limiter       // Resource Manager calls, under the consumer project's quota
+	listing Hierarchy           // cfg.Hierarchy, under the limit
 
 	refresh sync.Mutex // one refresh at a time
 
@@ -76,7 +79,12 @@ func NewCatalog(cfg Config) (*Catalog, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Catalog{cfg: cfg, root: root, entries: map[string]*entry{}}, nil
+	c := &Catalog{cfg: cfg, root: root, entries: map[string]*entry{}, limit: rate.NewLimiter(rate.Inf, 0)}
+	if cfg.ReadsPerSecond > 0 {
+		c.limit = rate.NewLimiter(rate.Limit(cfg.ReadsPerSecond), max(1, int(cfg.ReadsPerSecond)))
+	}
+	c.listing = limitedHierarchy{cfg.Hierarchy, c.limit}
+	return c, nil
 }
 
 // Name is the environment's name.
@@ -138,7 +146,7 @@ func (c *Catalog) refreshLocked(ctx context.Context, now time.Time) error {
 	walk := c.parents == nil || now.Sub(c.walkedAt) >= c.cfg.MaxAge
 	c.mu.Unlock()
 	if walk {
-		parents, err := walkTree(ctx, c.cfg.Hierarchy, c.cfg.Scope)
+		parents, err := walkTree(ctx, c.listing, c.cfg.Scope)
 		if err != nil {
 			return fmt.Errorf("failed to list the scope's folders and projects: %w", err)
 		}
@@ -207,12 +215,15 @@ func (c *Catalog) read(ctx context.Context, resources []string) error {
 	g.SetLimit(c.cfg.Concurrency)
 	for _, r := range resources {
 		g.Go(func() error {
+			if err := c.limit.Wait(ctx); err != nil {
+				return err
+			}
 			pol, err := c.client(r).GetIamPolicy(ctx, &iampb.GetIamPolicyRequest{
 				Resource: r,
 				// Version 3, or conditional bindings come back stripped
 				// (docs/google-cloud.md §1).
 				Options: &iampb.GetPolicyOptions{RequestedPolicyVersion: 3},
-			})
+			}, quotaRetry)
 			if err != nil {
 				return fmt.Errorf("failed to read the IAM policy of %s: %w", r, err)
 			}
@@ -377,4 +388,25 @@ func sameTree(a, b map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// limitedHierarchy waits for the limiter before each listing (a listing of
+// more than one page counts once: pages of 1,000 are rare).
+type limitedHierarchy struct {
+	h     Hierarchy
+	limit *rate.Limiter
+}
+
+func (l limitedHierarchy) Folders(ctx context.Context, parent string) ([]string, error) {
+	if err := l.limit.Wait(ctx); err != nil {
+		return nil, err
+	}
+	return l.h.Folders(ctx, parent)
+}
+
+func (l limitedHierarchy) Projects(ctx context.Context, parent string) ([]string, error) {
+	if err := l.limit.Wait(ctx); err != nil {
+		return nil, err
+	}
+	return l.h.Projects(ctx, parent)
 }

@@ -76,6 +76,14 @@ type Config struct {
 	MaxAge time.Duration
 	// Concurrency bounds the reads in flight during a refresh (default 16).
 	Concurrency int
+	// ReadsPerSecond bounds the Resource Manager calls of one catalog
+	// (default 5; negative: no bound). Resource Manager allows a consumer
+	// project 10 reads and 10 lists a second, 600 a minute, shared by
+	// every instance of every function and by the grant function's
+	// read-modify-writes (docs/google-cloud.md §1): half of it leaves the
+	// rest room. RESOURCE_EXHAUSTED and UNAVAILABLE answers are retried
+	// with backoff.
+	ReadsPerSecond float64
 	// Admins get RECONCILE and EXPORT on the environment.
 	Admins []string
 	Now    func() time.Time
@@ -165,6 +173,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Concurrency == 0 {
 		c.Concurrency = 16
+	}
+	if c.ReadsPerSecond == 0 {
+		c.ReadsPerSecond = 5
 	}
 	if c.Now == nil {
 		c.Now = time.Now

@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	resourcemanager "cloud.google.com/go/resourcemanager/apiv3"
 	"cloud.google.com/go/resourcemanager/apiv3/resourcemanagerpb"
+	"github.com/googleapis/gax-go/v2"
 	"google.golang.org/api/iterator"
+	"google.golang.org/grpc/codes"
 )
 
 // Hierarchy lists the direct children of a folder or organization: what
@@ -34,7 +37,7 @@ type ResourceManager struct {
 
 // Folders lists parent's child folders, every page.
 func (r *ResourceManager) Folders(ctx context.Context, parent string) ([]string, error) {
-	it := r.FolderClient.ListFolders(ctx, &resourcemanagerpb.ListFoldersRequest{Parent: parent, PageSize: 1000})
+	it := r.FolderClient.ListFolders(ctx, &resourcemanagerpb.ListFoldersRequest{Parent: parent, PageSize: 1000}, quotaRetry)
 	names, err := collect(it.Next, (*resourcemanagerpb.Folder).GetName)
 	if err != nil {
 		return nil, fmt.Errorf("failed to list the folders of %s: %w", parent, err)
@@ -44,13 +47,19 @@ func (r *ResourceManager) Folders(ctx context.Context, parent string) ([]string,
 
 // Projects lists parent's child projects, every page, by project ID.
 func (r *ResourceManager) Projects(ctx context.Context, parent string) ([]string, error) {
-	it := r.ProjectClient.ListProjects(ctx, &resourcemanagerpb.ListProjectsRequest{Parent: parent, PageSize: 1000})
+	it := r.ProjectClient.ListProjects(ctx, &resourcemanagerpb.ListProjectsRequest{Parent: parent, PageSize: 1000}, quotaRetry)
 	names, err := collect(it.Next, func(p *resourcemanagerpb.Project) string { return "projects/" + p.GetProjectId() })
 	if err != nil {
 		return nil, fmt.Errorf("failed to list the projects of %s: %w", parent, err)
 	}
 	return names, nil
 }
+
+// quotaRetry retries a Resource Manager call refused for quota
+// (RESOURCE_EXHAUSTED) or unavailability, with backoff.
+var quotaRetry = gax.WithRetry(func() gax.Retryer {
+	return gax.OnCodes([]codes.Code{codes.ResourceExhausted, codes.Unavailable}, gax.Backoff{Initial: 250 * time.Millisecond, Max: 10 * time.Second, Multiplier: 2})
+})
 
 // collect drains an iterator of the Google client library into names.
 func collect[T any](next func() (T, error), name func(T) string) ([]string, error) {

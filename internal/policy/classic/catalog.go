@@ -35,14 +35,15 @@ type IAMClient interface {
 // policy's etag or the hierarchy changed. Fresh re-reads, whatever their
 // age, the policies that decide on one project: what every decision uses.
 //
-// The catalog is safe for concurrent use; one refresh runs at a time.
+// The catalog is safe for concurrent use; one refresh runs at a time, in
+// the background.
 type Catalog struct {
 	cfg     Config
 	root    *policy.Environment // constraints and options, no systems
 	limit   *rate.Limiter       // Resource Manager calls, under the consumer project's quota
 	listing Hierarchy           // cfg.Hierarchy, under the limit
 
-	refresh sync.Mutex // one refresh at a time
+	walking sync.Mutex // one walk at a time
 
 	mu       sync.Mutex
 	parents  map[string]string // resource → parent; scope resources → ""
@@ -53,6 +54,7 @@ type Catalog struct {
 	env      *policy.Environment
 	failedAt time.Time // last refresh failure, to back off
 	lastErr  error
+	running  chan struct{} // closed when the refresh under way ends
 }
 
 // entry is one resource's allow policy, as far as eligibility goes.
@@ -94,15 +96,37 @@ func (c *Catalog) Name() string { return c.cfg.Environment }
 // trying again, after a refresh failed.
 const retryAfterFailure = 30 * time.Second
 
+// refreshTimeout bounds one refresh in the background.
+const refreshTimeout = 10 * time.Minute
+
 // Environment returns the classic environment for a listing: built from
-// the cache, after refreshing what is stale. Its second result is a
-// generation that changes whenever the environment does. If a refresh
-// fails, what the cache holds is served with the error, and no refresh is
-// tried for 30 seconds.
+// the cache, after refreshing what is stale. The refresh runs in the
+// background and a listing waits for it at most ListingWait: a cold
+// catalog of a large scope (500 projects take 100 s at 5 calls a second)
+// answers with what it has read so far, and Complete says whether that
+// is everything. Its second result is a generation that changes whenever
+// the environment does. If a refresh fails, what the cache holds is
+// served with the error, and no refresh is tried for 30 seconds.
 func (c *Catalog) Environment(ctx context.Context) (*policy.Environment, uint64, error) {
 	err := c.refreshStale(ctx)
 	env, gen, buildErr := c.current()
 	return env, gen, errors.Join(err, buildErr)
+}
+
+// Complete reports whether every resource of the scope, as last walked,
+// has been read: false while a cold catalog fills.
+func (c *Catalog) Complete() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.parents == nil {
+		return false
+	}
+	for r := range c.parents {
+		if c.entries[r] == nil {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *Catalog) refreshStale(ctx context.Context) error {
@@ -113,22 +137,44 @@ func (c *Catalog) refreshStale(ctx context.Context) error {
 		c.mu.Unlock()
 		return err
 	}
-	fresh := c.parents != nil && now.Sub(c.walkedAt) < c.cfg.MaxAge && !c.anyStale(now)
-	c.mu.Unlock()
-	if fresh {
+	if c.parents != nil && now.Sub(c.walkedAt) < c.cfg.MaxAge && !c.anyStale(now) {
+		c.mu.Unlock()
 		return nil
 	}
-	c.refresh.Lock()
-	defer c.refresh.Unlock()
-	err := c.refreshLocked(ctx, now)
-	c.mu.Lock()
-	if err != nil {
-		c.failedAt, c.lastErr = c.cfg.Now(), err
-	} else {
-		c.failedAt, c.lastErr = time.Time{}, nil
+	if c.running == nil {
+		done := make(chan struct{})
+		c.running = done
+		// Not the caller's context: the refresh outlives a listing that
+		// stops waiting for it.
+		go func() {
+			bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshTimeout)
+			defer cancel()
+			err := c.refresh(bg, now)
+			c.mu.Lock()
+			if err != nil {
+				c.failedAt, c.lastErr = c.cfg.Now(), err
+			} else {
+				c.failedAt, c.lastErr = time.Time{}, nil
+			}
+			c.running = nil
+			c.mu.Unlock()
+			close(done)
+		}()
 	}
+	done := c.running
 	c.mu.Unlock()
-	return err
+	wait := time.NewTimer(c.cfg.ListingWait)
+	defer wait.Stop()
+	select {
+	case <-done:
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.lastErr
+	case <-wait.C:
+		return nil // served incomplete (Complete)
+	case <-ctx.Done():
+		return nil
+	}
 }
 
 // anyStale reports whether a known resource's policy is due; c.mu held.
@@ -141,26 +187,11 @@ func (c *Catalog) anyStale(now time.Time) bool {
 	return false
 }
 
-func (c *Catalog) refreshLocked(ctx context.Context, now time.Time) error {
-	c.mu.Lock()
-	walk := c.parents == nil || now.Sub(c.walkedAt) >= c.cfg.MaxAge
-	c.mu.Unlock()
-	if walk {
-		parents, err := walkTree(ctx, c.listing, c.cfg.Scope)
-		if err != nil {
-			return fmt.Errorf("failed to list the scope's folders and projects: %w", err)
-		}
-		c.mu.Lock()
-		if !sameTree(c.parents, parents) {
-			c.gen++
-		}
-		c.parents, c.walkedAt = parents, now
-		for r := range c.entries {
-			if _, ok := parents[r]; !ok {
-				delete(c.entries, r) // left the scope
-			}
-		}
-		c.mu.Unlock()
+// refresh walks the scope if the walk is due and reads the policies that
+// are.
+func (c *Catalog) refresh(ctx context.Context, now time.Time) error {
+	if err := c.walk(ctx, now); err != nil {
+		return err
 	}
 	c.mu.Lock()
 	var due []string
@@ -174,23 +205,49 @@ func (c *Catalog) refreshLocked(ctx context.Context, now time.Time) error {
 	return c.read(ctx, due)
 }
 
+// walk lists the scope's folders and projects again once the last walk
+// is MaxAge old (or there was none); one walk runs at a time.
+func (c *Catalog) walk(ctx context.Context, now time.Time) error {
+	c.walking.Lock()
+	defer c.walking.Unlock()
+	c.mu.Lock()
+	due := c.parents == nil || now.Sub(c.walkedAt) >= c.cfg.MaxAge
+	c.mu.Unlock()
+	if !due {
+		return nil
+	}
+	parents, err := walkTree(ctx, c.listing, c.cfg.Scope)
+	if err != nil {
+		return fmt.Errorf("failed to list the scope's folders and projects: %w", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !sameTree(c.parents, parents) {
+		c.gen++
+	}
+	c.parents, c.walkedAt = parents, now
+	for r := range c.entries {
+		if _, ok := parents[r]; !ok {
+			delete(c.entries, r) // left the scope
+		}
+	}
+	return nil
+}
+
 // Fresh re-reads the allow policies of a project and of its ancestors in
 // the scope, whatever their age, and returns the environment built from
-// them: what a decision on one of the project's entitlements needs. For
-// a project the catalog does not know, what is stale is refreshed first —
-// the folder listing only once it is MaxAge old, so that made-up
-// entitlement names cannot make every request walk the whole scope; a
-// project created since the last walk is decided on after the next one.
+// them: what a decision on one of the project's entitlements needs, and
+// a listing of one project. The scope is walked first only if it never
+// was or its walk is MaxAge old, so that made-up entitlement names cannot
+// make every request walk the whole scope: a project created since the
+// last walk is decided on after the next one. Fresh does not wait for a
+// refresh under way.
 func (c *Catalog) Fresh(ctx context.Context, project string) (*policy.Environment, uint64, error) {
 	c.mu.Lock()
-	known := c.parents != nil
 	_, inScope := c.parents[project]
 	c.mu.Unlock()
-	if !known || !inScope {
-		c.refresh.Lock()
-		err := c.refreshLocked(ctx, c.cfg.Now())
-		c.refresh.Unlock()
-		if err != nil {
+	if !inScope {
+		if err := c.walk(ctx, c.cfg.Now()); err != nil {
 			return nil, 0, err
 		}
 	}

@@ -84,6 +84,10 @@ type Config struct {
 	// rest room. RESOURCE_EXHAUSTED and UNAVAILABLE answers are retried
 	// with backoff.
 	ReadsPerSecond float64
+	// ListingWait is how long a listing waits for a refresh under way
+	// before it answers with what the catalog has (default 8 seconds,
+	// under the 10 s a person waits for a page).
+	ListingWait time.Duration
 	// Admins get RECONCILE and EXPORT on the environment.
 	Admins []string
 	Now    func() time.Time
@@ -130,8 +134,8 @@ func (c *Config) ValidateOptions() error {
 	} else if c.MaxReviewers > 0 && max(c.MinReviewers, 1) > c.MaxReviewers {
 		errs = append(errs, fmt.Errorf("MinReviewers (ACTIVATION_REQUEST_MIN_REVIEWERS) %d exceeds MaxReviewers (ACTIVATION_REQUEST_MAX_REVIEWERS) %d", c.MinReviewers, c.MaxReviewers))
 	}
-	if c.MaxAge < 0 || c.Concurrency < 0 {
-		errs = append(errs, errors.New("MaxAge and Concurrency must not be negative"))
+	if c.MaxAge < 0 || c.Concurrency < 0 || c.ListingWait < 0 {
+		errs = append(errs, errors.New("MaxAge, Concurrency and ListingWait must not be negative"))
 	}
 	for _, a := range c.Admins {
 		if _, err := policy.ParsePrincipal(a); err != nil {
@@ -176,6 +180,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ReadsPerSecond == 0 {
 		c.ReadsPerSecond = 5
+	}
+	if c.ListingWait == 0 {
+		c.ListingWait = 8 * time.Second
 	}
 	if c.Now == nil {
 		c.Now = time.Now

@@ -26,6 +26,7 @@ type Env struct {
 	MinReviewers       string // ACTIVATION_REQUEST_MIN_REVIEWERS: default 1
 	MaxReviewers       string // ACTIVATION_REQUEST_MAX_REVIEWERS: default 10
 	CacheTimeout       string // JIT_CATALOG_MAX_AGE: seconds a listing may use a cached IAM policy, default 300
+	ReadsPerSecond     string // JIT_CATALOG_READS_PER_SECOND: Resource Manager calls a second per instance, default 5
 	elevationOverrides bool
 }
 
@@ -40,7 +41,7 @@ func FromLookup(getenv func(string) string) Env {
 		MaxRoles:       getenv("ACTIVATION_REQUEST_MAX_ROLES"),
 		RequestTimeout: getenv("ACTIVATION_REQUEST_TIMEOUT"),
 		MinReviewers:   getenv("ACTIVATION_REQUEST_MIN_REVIEWERS"), MaxReviewers: getenv("ACTIVATION_REQUEST_MAX_REVIEWERS"),
-		CacheTimeout: getenv("JIT_CATALOG_MAX_AGE"),
+		CacheTimeout: getenv("JIT_CATALOG_MAX_AGE"), ReadsPerSecond: getenv("JIT_CATALOG_READS_PER_SECOND"),
 	}
 	// JIT Access reads the legacy name first, so it wins when both are set.
 	if v := getenv("ELEVATION_DURATION"); v != "" {
@@ -119,6 +120,13 @@ func (c Env) Options() (Config, error) {
 			errs = append(errs, fmt.Errorf("JIT_CATALOG_MAX_AGE must be a positive number of seconds, got %q", c.CacheTimeout))
 		}
 		cfg.MaxAge = time.Duration(n) * time.Second
+	}
+	if c.ReadsPerSecond != "" {
+		n, err := strconv.ParseFloat(c.ReadsPerSecond, 64)
+		if err != nil || n <= 0 || n > 10 {
+			errs = append(errs, fmt.Errorf("JIT_CATALOG_READS_PER_SECOND must be a number above 0 and at most 10 (Resource Manager's read quota a second), got %q", c.ReadsPerSecond))
+		}
+		cfg.ReadsPerSecond = n
 	}
 	if c.Pattern != "" {
 		if _, err := regexp.Compile(c.Pattern); err != nil {

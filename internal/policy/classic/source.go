@@ -51,6 +51,33 @@ func (s *Source) Current(ctx context.Context) (*policy.Policy, string, error) {
 	if env == nil {
 		return doc, v, nil
 	}
+	merged, key, err := s.merge(doc, v, env, gen)
+	if err != nil {
+		// A document that clashes with the classic environment (an
+		// environment of the same name) must not take its own
+		// entitlements down with it.
+		s.log.ErrorContext(ctx, "eligible bindings left out of the listing", "error", err)
+		return doc, v, nil
+	}
+	return merged, key, nil
+}
+
+// Complete reports whether the listing's eligible bindings are all read
+// (false while a cold catalog fills).
+func (s *Source) Complete() bool { return s.cat.Complete() }
+
+// ForProject is the policy for a listing of one project: the project's
+// and its ancestors' allow policies read now, whatever the cache holds —
+// a few calls, fast even when the catalog is cold.
+func (s *Source) ForProject(ctx context.Context, project string) (*policy.Policy, string, error) {
+	doc, v, err := s.docs.Current(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	env, gen, err := s.cat.Fresh(ctx, "projects/"+project)
+	if err != nil {
+		return nil, "", fmt.Errorf("failed to read the eligible bindings of projects/%s: %w", project, err)
+	}
 	return s.merge(doc, v, env, gen)
 }
 

@@ -79,6 +79,7 @@ locals {
     for k, f in local.functions : k => merge(
       local.common_env,
       local.identity_env[f.identity],
+      contains(local.classic_readers, f.identity) ? local.classic_env : {},
       f.caller == "iap" ? { JIT_IAP_AUDIENCES = local.iap_audience[k] } : {},
       k == "sweep" ? { JIT_SWEEP_URL = local.url["sweep"], JIT_SCHEDULER_SERVICE_ACCOUNT = local.sa_email["scheduler"] } : {},
       { FUNCTION_TARGET = f.target },

@@ -176,3 +176,63 @@ variable "source_archive" {
   type        = string
   default     = ""
 }
+
+variable "classic" {
+  description = <<-EOT
+    JIT Access 1.x's eligible bindings (docs/deploy.md: classic mode); null turns classic mode off.
+    scope lists projects/ID, folders/N and organizations/N whose IAM policies (and, below folders and
+    organizations, every folder and project) hold eligible bindings; it defaults to var.scope. It must
+    lie within var.scope, since grant and revoke can change IAM only there: an organization must be
+    var.scope's, and a scope of projects only admits those projects, but a folder's or project's
+    ancestry cannot be checked offline. The other attributes are JIT Access's options, each omitted
+    (the functions' defaults) when null: activation_timeout and request_timeout in minutes, max_roles,
+    min_reviewers and max_reviewers, justification_pattern (RE2) and justification_hint, and
+    cache_max_age, the seconds a listing may reuse a cached IAM policy (default 300).
+  EOT
+  type = object({
+    scope                 = optional(list(string))
+    activation_timeout    = optional(number)
+    justification_pattern = optional(string)
+    justification_hint    = optional(string)
+    max_roles             = optional(number)
+    request_timeout       = optional(number)
+    min_reviewers         = optional(number)
+    max_reviewers         = optional(number)
+    cache_max_age         = optional(number)
+  })
+  default = null
+  # Terraform 1.11 does not short-circuit && and ||, hence the conditionals.
+  validation {
+    condition = var.classic == null ? true : var.classic.scope == null ? true : length(var.classic.scope) > 0 && alltrue([
+      for r in var.classic.scope : can(regex("^(projects/[a-z][a-z0-9-]{4,28}[a-z0-9]|folders/[0-9]+|organizations/[0-9]+)$", r))
+    ])
+    error_message = "classic.scope must list projects/ID, folders/N or organizations/N (omit it for var.scope)."
+  }
+  validation {
+    condition = var.classic == null ? true : var.classic.scope == null ? true : alltrue([
+      for r in var.classic.scope : !startswith(r, "organizations/") || (var.scope.grant_organization && r == "organizations/${var.scope.organization_id}")
+    ])
+    error_message = "classic.scope may name only var.scope's organization, with scope.grant_organization = true: grant and revoke change IAM only within var.scope."
+  }
+  validation {
+    condition = var.classic == null ? true : var.classic.scope == null ? true : (var.scope.grant_organization || length(var.scope.folders) > 0) ? true : alltrue([
+      for r in var.classic.scope : contains([for p in var.scope.projects : "projects/${p}"], r)
+    ])
+    error_message = "with a scope of projects only, classic.scope must be among them (projects/ID): grant and revoke change IAM only within var.scope."
+  }
+  validation {
+    condition = var.classic == null ? true : alltrue([
+      for n in [var.classic.activation_timeout, var.classic.request_timeout, var.classic.max_roles, var.classic.min_reviewers, var.classic.max_reviewers, var.classic.cache_max_age] :
+      n == null ? true : n >= 1 && floor(n) == n
+    ])
+    error_message = "classic's activation_timeout, request_timeout (minutes), max_roles, min_reviewers, max_reviewers and cache_max_age (seconds) must be positive whole numbers."
+  }
+  validation {
+    condition     = var.classic == null ? true : var.classic.min_reviewers == null || var.classic.max_reviewers == null ? true : var.classic.min_reviewers <= var.classic.max_reviewers
+    error_message = "classic.min_reviewers must not exceed classic.max_reviewers."
+  }
+  validation {
+    condition     = var.classic == null ? true : var.classic.justification_pattern == null ? true : can(regexall(var.classic.justification_pattern, ""))
+    error_message = "classic.justification_pattern must be a regular expression (RE2 syntax, as the functions read it)."
+  }
+}

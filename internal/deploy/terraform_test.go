@@ -19,6 +19,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/jitpipeline/jit/internal/deploy"
+	"github.com/jitpipeline/jit/internal/policy/classic"
 )
 
 // plannedFunction is what Terraform plans for one Cloud Run function.
@@ -34,46 +35,60 @@ type plannedFunction struct {
 // returns every planned Cloud Run function.
 func terraformPlan(t *testing.T) []plannedFunction {
 	t.Helper()
-	planOnce.Do(func() { planned, planSkip, planErr = planFunctions() })
+	planAll(t)
+	return planned
+}
+
+// terraformClassicPlan is terraformPlan with classic mode on
+// (tests/fixtures/classic.tfvars on top of the test variables).
+func terraformClassicPlan(t *testing.T) []plannedFunction {
+	t.Helper()
+	planAll(t)
+	return plannedClassic
+}
+
+func planAll(t *testing.T) {
+	t.Helper()
+	planOnce.Do(func() { planned, plannedClassic, planSkip, planErr = planFunctions() })
 	if planSkip != "" {
 		t.Skip(planSkip)
 	}
 	if planErr != nil {
 		t.Fatal(planErr)
 	}
-	return planned
 }
 
-// The plan is made once for the package's tests: init writes the lock
+// The plans are made once for the package's tests: init writes the lock
 // file into terraform/, which two concurrent runs would race on.
 var (
-	planOnce sync.Once
-	planned  []plannedFunction
-	planJSON []byte
-	planSkip string
-	planErr  error
+	planOnce       sync.Once
+	planned        []plannedFunction
+	plannedClassic []plannedFunction
+	planJSON       []byte
+	planSkip       string
+	planErr        error
 )
 
-func planFunctions() ([]plannedFunction, string, error) {
+func planFunctions() (base, classic []plannedFunction, skip string, err error) {
 	tf, err := exec.LookPath("terraform")
 	if err != nil {
-		return nil, "terraform is not installed: the planned functions' configuration is not checked (.ci/run installs it)", nil
+		return nil, nil, "terraform is not installed: the planned functions' configuration is not checked (.ci/run installs it)", nil
 	}
 	root, err := filepath.Abs(filepath.Join("..", ".."))
 	if err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
 	mirror := os.Getenv("TF_PLUGIN_DIR") // as make sets it
 	if mirror == "" {
 		mirror = filepath.Join(root, "..", "shared", "terraform-providers")
 	}
 	if _, err := os.Stat(mirror); err != nil {
-		return nil, fmt.Sprintf("no google provider mirror at %s (set TF_PLUGIN_DIR): the planned functions' configuration is not checked", mirror), nil
+		return nil, nil, fmt.Sprintf("no google provider mirror at %s (set TF_PLUGIN_DIR): the planned functions' configuration is not checked", mirror), nil
 	}
 	dir := filepath.Join(root, "terraform")
 	data, err := os.MkdirTemp("", "jit-terraform-")
 	if err != nil {
-		return nil, "", err
+		return nil, nil, "", err
 	}
 	defer os.RemoveAll(data)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -92,19 +107,38 @@ func planFunctions() ([]plannedFunction, string, error) {
 		}
 		return out, nil
 	}
-	plan := filepath.Join(data, "plan")
-	var out []byte
-	for _, args := range [][]string{
-		{"init", "-backend=false", "-plugin-dir=" + mirror},
-		{"plan", "-refresh=false", "-lock=false", "-var-file=tests/fixtures/test.tfvars", "-out=" + plan},
-		{"show", "-json", plan},
-	} {
-		if out, err = run(args...); err != nil {
-			return nil, "", err
-		}
+	if _, err := run("init", "-backend=false", "-plugin-dir="+mirror); err != nil {
+		return nil, nil, "", err
 	}
+	plan := func(varFiles ...string) ([]byte, error) {
+		file := filepath.Join(data, "plan")
+		args := []string{"plan", "-refresh=false", "-lock=false", "-out=" + file}
+		for _, f := range varFiles {
+			args = append(args, "-var-file="+f)
+		}
+		if _, err := run(args...); err != nil {
+			return nil, err
+		}
+		return run("show", "-json", file)
+	}
+	if planJSON, err = plan("tests/fixtures/test.tfvars"); err != nil {
+		return nil, nil, "", err
+	}
+	if base, err = parseFunctions(planJSON); err != nil {
+		return nil, nil, "", err
+	}
+	out, err := plan("tests/fixtures/test.tfvars", "tests/fixtures/classic.tfvars")
+	if err != nil {
+		return nil, nil, "", err
+	}
+	if classic, err = parseFunctions(out); err != nil {
+		return nil, nil, "", fmt.Errorf("with classic.tfvars: %w", err)
+	}
+	return base, classic, "", nil
+}
 
-	planJSON = out
+// parseFunctions returns the Cloud Run functions of a plan's JSON.
+func parseFunctions(out []byte) ([]plannedFunction, error) {
 	var doc struct {
 		ResourceChanges []struct {
 			Type   string `json:"type"`
@@ -114,7 +148,7 @@ func planFunctions() ([]plannedFunction, string, error) {
 		} `json:"resource_changes"`
 	}
 	if err := json.Unmarshal(out, &doc); err != nil {
-		return nil, "", fmt.Errorf("terraform show -json: %w", err)
+		return nil, fmt.Errorf("terraform show -json: %w", err)
 	}
 	var fns []plannedFunction
 	for _, rc := range doc.ResourceChanges {
@@ -136,24 +170,24 @@ func planFunctions() ([]plannedFunction, string, error) {
 			} `json:"template"`
 		}
 		if err := json.Unmarshal(rc.Change.After, &after); err != nil {
-			return nil, "", fmt.Errorf("planned service: %w", err)
+			return nil, fmt.Errorf("planned service: %w", err)
 		}
 		if len(after.BuildConfig) != 1 || len(after.Template) != 1 || len(after.Template[0].Containers) != 1 {
-			return nil, "", fmt.Errorf("service %s: want one build_config and one container, got %+v", after.Name, after)
+			return nil, fmt.Errorf("service %s: want one build_config and one container, got %+v", after.Name, after)
 		}
 		f := plannedFunction{Service: after.Name, Target: after.BuildConfig[0].FunctionTarget, Env: map[string]string{}}
 		for _, e := range after.Template[0].Containers[0].Env {
 			if e.Value == nil {
-				return nil, "", fmt.Errorf("service %s: %s is not known when planning; settings must be derived from variables", f.Service, e.Name)
+				return nil, fmt.Errorf("service %s: %s is not known when planning; settings must be derived from variables", f.Service, e.Name)
 			}
 			f.Env[e.Name] = *e.Value
 		}
 		fns = append(fns, f)
 	}
 	if len(fns) == 0 {
-		return nil, "", errors.New("the plan has no Cloud Run functions")
+		return nil, errors.New("the plan has no Cloud Run functions")
 	}
-	return fns, "", nil
+	return fns, nil
 }
 
 // TestTerraformConfiguresEveryFunction plans the Terraform module and runs
@@ -162,8 +196,11 @@ func planFunctions() ([]plannedFunction, string, error) {
 // so the module and the code cannot drift apart.
 func TestTerraformConfiguresEveryFunction(t *testing.T) {
 	t.Parallel()
-	fns := terraformPlan(t)
+	t.Run("default", func(t *testing.T) { checkPlannedFunctions(t, terraformPlan(t)) })
+	t.Run("classic", func(t *testing.T) { checkPlannedFunctions(t, terraformClassicPlan(t)) })
+}
 
+func checkPlannedFunctions(t *testing.T, fns []plannedFunction) {
 	var targets []string
 	for _, f := range fns {
 		targets = append(targets, f.Target)
@@ -196,11 +233,54 @@ func TestTerraformConfiguresEveryFunction(t *testing.T) {
 	}
 }
 
+// TestTerraformClassicSettings: with classic mode on (classic.tfvars),
+// the six entry points that decide on entitlements read the scope and
+// JIT Access's options as the module was given them, and revoke,
+// revokeTask and sweep, which only remove grants, get none of them;
+// without it no function is in classic mode.
+func TestTerraformClassicSettings(t *testing.T) {
+	t.Parallel()
+	for _, f := range terraformPlan(t) {
+		if cfg := deploy.FromLookup(func(k string) string { return f.Env[k] }); cfg.Classic.Enabled() {
+			t.Errorf("service %s: classic mode is on without the classic variable (RESOURCE_SCOPE=%q)", f.Service, f.Env["RESOURCE_SCOPE"])
+		}
+	}
+	want := classic.Config{
+		Scope:       []string{"folders/222222222222", "projects/acme-sandbox"},
+		MaxDuration: 240 * time.Minute, RequestTimeout: 30 * time.Minute,
+		JustificationPattern: "[A-Z]+-[0-9]+", JustificationHint: "Ticket number",
+		MaxRoles: 3, MinReviewers: 1, MaxReviewers: 2, MaxAge: 120 * time.Second,
+	}
+	names := []string{"RESOURCE_SCOPE", "RESOURCE_CATALOG", "ACTIVATION_TIMEOUT", "JUSTIFICATION_PATTERN", "JUSTIFICATION_HINT",
+		"ACTIVATION_REQUEST_MAX_ROLES", "ACTIVATION_REQUEST_TIMEOUT", "ACTIVATION_REQUEST_MIN_REVIEWERS",
+		"ACTIVATION_REQUEST_MAX_REVIEWERS", "JIT_CATALOG_MAX_AGE", "ELEVATION_DURATION"}
+	for _, f := range terraformClassicPlan(t) {
+		cfg := deploy.FromLookup(func(k string) string { return f.Env[k] })
+		switch f.Target {
+		case "revoke", "revokeTask", "sweep":
+			for _, k := range names {
+				if v, ok := f.Env[k]; ok {
+					t.Errorf("service %s: %s=%q, but it decides on no entitlement", f.Service, k, v)
+				}
+			}
+			continue
+		}
+		got, err := cfg.Classic.Options()
+		if err != nil {
+			t.Errorf("service %s: %v", f.Service, err)
+			continue
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("service %s: classic options differ from classic.tfvars (-want +got):\n%s", f.Service, diff)
+		}
+	}
+}
+
 // TestTerraformSecretsStayOutOfTheEnvironment: no planned function gets a
 // password or key in its environment, only the names of secrets.
 func TestTerraformSecretsStayOutOfTheEnvironment(t *testing.T) {
 	t.Parallel()
-	for _, f := range terraformPlan(t) {
+	for _, f := range append(terraformPlan(t), terraformClassicPlan(t)...) {
 		for k, v := range f.Env {
 			if strings.Contains(v, "not-a-real-password") {
 				t.Errorf("service %s: %s carries the SMTP password", f.Service, k)

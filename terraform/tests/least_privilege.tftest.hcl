@@ -288,3 +288,189 @@ run "looks_up_the_project_number" {
     error_message = "without project_number the URLs and agents come from the project's number"
   }
 }
+
+# Classic mode (classic.tf): off by default; on, the three deciding
+# identities read the scope and their six entry points get the settings.
+run "classic_off_by_default" {
+  assert {
+    condition     = alltrue([for k, s in google_cloud_run_v2_service.fn : !anytrue([for e in s.template[0].containers[0].env : e.name == "RESOURCE_SCOPE"])])
+    error_message = "without classic no function gets RESOURCE_SCOPE"
+  }
+  assert {
+    condition = (length(google_organization_iam_custom_role.scope_reader) + length(google_project_iam_custom_role.scope_reader) +
+      length(google_organization_iam_member.scope_reader) + length(google_folder_iam_member.scope_reader) +
+    length(google_project_iam_member.scope_reader)) == 0
+    error_message = "without classic there is no scope reader role and no binding of it"
+  }
+}
+
+run "classic_organization_scope" {
+  variables {
+    scope = { organization_id = "111111111111", grant_organization = true }
+    classic = {
+      activation_timeout    = 240
+      justification_pattern = "[A-Z]+-[0-9]+"
+      max_reviewers         = 3
+      cache_max_age         = 60
+    }
+  }
+  assert {
+    condition     = toset([for r in google_organization_iam_member.scope_reader : "${r.org_id} ${r.member}"]) == toset([for i in ["intake", "approval", "grant"] : "111111111111 serviceAccount:${local.sa[i]}"])
+    error_message = "the intake, approval and grant identities, and nobody else, hold the reader role on the organization (the default classic scope)"
+  }
+  assert {
+    condition     = alltrue([for r in google_organization_iam_member.scope_reader : r.role == "organizations/111111111111/roles/jitScopeReader"])
+    error_message = "the organization is granted the reader role"
+  }
+  assert {
+    condition = toset(google_organization_iam_custom_role.scope_reader[0].permissions) == toset([
+      "resourcemanager.organizations.getIamPolicy", "resourcemanager.folders.list", "resourcemanager.folders.getIamPolicy",
+      "resourcemanager.projects.list", "resourcemanager.projects.getIamPolicy",
+    ])
+    error_message = "the reader role lists folders and projects and gets IAM policies, nothing more"
+  }
+  assert {
+    condition     = length(google_folder_iam_member.scope_reader) + length(google_project_iam_member.scope_reader) + length(google_project_iam_custom_role.scope_reader) == 0
+    error_message = "an organization scope needs no folder or project reader grants"
+  }
+  assert {
+    condition = alltrue([for k, f in local.functions :
+      jsonencode({ for e in google_cloud_run_v2_service.fn[k].template[0].containers[0].env : e.name => e.value if contains([
+        "RESOURCE_SCOPE", "RESOURCE_CATALOG", "ACTIVATION_TIMEOUT", "JUSTIFICATION_PATTERN", "JUSTIFICATION_HINT",
+        "ACTIVATION_REQUEST_MAX_ROLES", "ACTIVATION_REQUEST_TIMEOUT", "ACTIVATION_REQUEST_MIN_REVIEWERS",
+        "ACTIVATION_REQUEST_MAX_REVIEWERS", "JIT_CATALOG_MAX_AGE"], e.name) }) == jsonencode(
+        contains(["intake", "intakeRequests", "approval", "approvalEvents", "approvalNotify", "grant"], f.target) ? {
+          RESOURCE_SCOPE                   = "organizations/111111111111"
+          ACTIVATION_TIMEOUT               = "240"
+          JUSTIFICATION_PATTERN            = "[A-Z]+-[0-9]+"
+          ACTIVATION_REQUEST_MAX_REVIEWERS = "3"
+          JIT_CATALOG_MAX_AGE              = "60"
+        } : {}
+    )])
+    error_message = "the six deciding entry points get RESOURCE_SCOPE and the options set, nothing for the unset ones; revoke, revokeTask and sweep get none"
+  }
+}
+
+run "classic_project_scope" {
+  variables {
+    classic = {
+      scope              = ["projects/acme-sandbox", "projects/acme-prod"]
+      justification_hint = "Ticket number"
+      max_roles          = 2
+      request_timeout    = 30
+      min_reviewers      = 2
+    }
+  }
+  assert {
+    condition = toset([for r in google_project_iam_member.scope_reader : "${r.project} ${r.role} ${r.member}"]) == toset([
+      for p in setproduct(["acme-sandbox", "acme-prod"], ["intake", "approval", "grant"]) : "${p[0]} projects/${p[0]}/roles/jitScopeReader serviceAccount:${local.sa[p[1]]}"
+    ])
+    error_message = "each project of the classic scope grants its own reader role to the intake, approval and grant identities only"
+  }
+  assert {
+    condition     = alltrue([for r in google_project_iam_custom_role.scope_reader : r.permissions == toset(["resourcemanager.projects.getIamPolicy"])])
+    error_message = "a project's reader role only gets its IAM policy (a project needs no listing)"
+  }
+  assert {
+    condition     = length(google_organization_iam_custom_role.scope_reader) + length(google_organization_iam_member.scope_reader) + length(google_folder_iam_member.scope_reader) == 0
+    error_message = "a project classic scope needs no organization role, even when var.scope has folders"
+  }
+  assert {
+    condition = alltrue([for k, f in local.functions :
+      jsonencode({ for e in google_cloud_run_v2_service.fn[k].template[0].containers[0].env : e.name => e.value if startswith(e.name, "ACTIVATION_") || startswith(e.name, "JUSTIFICATION_") || startswith(e.name, "RESOURCE_") || e.name == "JIT_CATALOG_MAX_AGE" }) == jsonencode(
+        contains(["intake", "approval", "grant"], f.identity) ? {
+          RESOURCE_SCOPE                   = "projects/acme-sandbox,projects/acme-prod"
+          JUSTIFICATION_HINT               = "Ticket number"
+          ACTIVATION_REQUEST_MAX_ROLES     = "2"
+          ACTIVATION_REQUEST_TIMEOUT       = "30"
+          ACTIVATION_REQUEST_MIN_REVIEWERS = "2"
+        } : {}
+    )])
+    error_message = "the deciding functions get the project scope and the options set; the revoke identity's get none"
+  }
+}
+
+run "classic_default_scope_is_the_deployments" {
+  variables {
+    classic = {}
+  }
+  assert {
+    condition     = [for e in google_cloud_run_v2_service.fn["grant"].template[0].containers[0].env : e.value if e.name == "RESOURCE_SCOPE"] == ["folders/222222222222,projects/acme-sandbox"]
+    error_message = "classic.scope defaults to var.scope's folders and projects"
+  }
+  assert {
+    condition = (toset([for r in google_folder_iam_member.scope_reader : "${r.folder} ${r.member}"]) == toset([for i in ["intake", "approval", "grant"] : "folders/222222222222 serviceAccount:${local.sa[i]}"]) &&
+    length(google_project_iam_member.scope_reader) == 3 && length(google_organization_iam_member.scope_reader) == 0)
+    error_message = "the reader role is granted at the folder and the project, to the three deciding identities"
+  }
+  assert {
+    condition     = !contains(google_organization_iam_custom_role.scope_reader[0].permissions, "resourcemanager.organizations.getIamPolicy")
+    error_message = "without the organization in the classic scope, the reader role cannot read its policy"
+  }
+}
+
+run "refuses_a_malformed_classic_scope" {
+  command = plan
+  variables {
+    classic = { scope = ["folders/acme"] }
+  }
+  expect_failures = [var.classic]
+}
+
+run "refuses_an_empty_classic_scope" {
+  command = plan
+  variables {
+    classic = { scope = [] }
+  }
+  expect_failures = [var.classic]
+}
+
+run "refuses_another_organization" {
+  command = plan
+  variables {
+    scope   = { organization_id = "111111111111", grant_organization = true }
+    classic = { scope = ["organizations/999999999999"] }
+  }
+  expect_failures = [var.classic]
+}
+
+run "refuses_the_organization_outside_the_scope" {
+  command = plan
+  variables {
+    classic = { scope = ["organizations/111111111111"] }
+  }
+  expect_failures = [var.classic]
+}
+
+run "refuses_a_project_outside_a_projects_scope" {
+  command = plan
+  variables {
+    scope   = { projects = ["acme-sandbox"] }
+    classic = { scope = ["projects/acme-prod"] }
+  }
+  expect_failures = [var.classic]
+}
+
+run "refuses_non_positive_classic_numbers" {
+  command = plan
+  variables {
+    classic = { activation_timeout = 0, cache_max_age = 1.5 }
+  }
+  expect_failures = [var.classic]
+}
+
+run "refuses_more_min_than_max_reviewers" {
+  command = plan
+  variables {
+    classic = { min_reviewers = 3, max_reviewers = 2 }
+  }
+  expect_failures = [var.classic]
+}
+
+run "refuses_a_bad_justification_pattern" {
+  command = plan
+  variables {
+    classic = { justification_pattern = "(unclosed" }
+  }
+  expect_failures = [var.classic]
+}

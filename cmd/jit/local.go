@@ -29,6 +29,7 @@ func runLocal(ctx context.Context, args []string) error {
 	dataDir := fs.String("data-dir", envOr("JIT_DATA_DIR", ".jit"), "directory for all durable state (env JIT_DATA_DIR)")
 	policyFile := fs.String("policy", os.Getenv("JIT_POLICY"), "policy document, reloaded when it changes (env JIT_POLICY; default: the demo policy)")
 	worldFile := fs.String("world", os.Getenv("JIT_WORLD"), "world file: projects, users, groups and IAM bindings of the emulated organization (env JIT_WORLD; default: the demo world)")
+	classicMode := fs.Bool("classic", os.Getenv("JIT_CLASSIC") != "false", "read JIT Access's eligible role bindings from the emulated IAM (env JIT_CLASSIC=false turns it off; RESOURCE_SCOPE and JIT Access's other options apply, docs/migrate-from-jit-access.md)")
 	emulator := fs.String("pubsub-emulator-host", os.Getenv("PUBSUB_EMULATOR_HOST"), "use Google's Pub/Sub emulator at host:port instead of the in-process pstest server")
 	level := fs.String("log-level", envOr("JIT_LOG_LEVEL", "info"), "debug, info, warning or error")
 	authMode := fs.String("auth", envOr("JIT_AUTH", "local"), `"local" (the X-Debug-Principal header names the caller) or "iap" (production-auth mode: IAP assertions, verified against --iap-keys-file)`)
@@ -55,7 +56,7 @@ func runLocal(ctx context.Context, args []string) error {
 		DataDir: *dataDir, Addr: net.JoinHostPort("127.0.0.1", *port),
 		PolicyFile: *policyFile, World: w, PubSubEmulatorHost: *emulator, Logger: log,
 		// JIT Access's options, by its names (docs/migrate-from-jit-access.md).
-		Classic: classic.FromLookup(os.Getenv),
+		Classic: classic.FromLookup(os.Getenv), NoClassic: !*classicMode,
 	}
 	fmt.Fprintln(os.Stderr, startLine(*port, *dataDir))
 	switch *authMode {

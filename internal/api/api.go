@@ -116,7 +116,7 @@ func (l *limiter) allow(caller string) bool {
 // IntakeService is what the intake function's routes call
 // (lifecycle.IntakeService).
 type IntakeService interface {
-	Entitlements(ctx context.Context, caller lifecycle.Caller) ([]lifecycle.Entitlement, error)
+	Entitlements(ctx context.Context, caller lifecycle.Caller, project string) (*lifecycle.Listing, error)
 	Request(ctx context.Context, caller lifecycle.Caller, in lifecycle.RequestInput) (*grant.Grant, error)
 	RequestMany(ctx context.Context, caller lifecycle.Caller, in lifecycle.BatchInput) ([]*grant.Grant, error)
 	Reviewers(ctx context.Context, caller lifecycle.Caller, entitlement string) ([]string, error)
@@ -321,12 +321,12 @@ func (h *Handler) entitlements(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	es, err := h.intake.Entitlements(r.Context(), caller)
+	listing, err := h.intake.Entitlements(r.Context(), caller, r.URL.Query().Get("project"))
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"entitlements": es})
+	writeJSON(w, http.StatusOK, listing)
 }
 
 func (h *Handler) create(w http.ResponseWriter, r *http.Request) {

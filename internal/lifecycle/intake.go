@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -106,9 +107,44 @@ type Input struct {
 	Max         int64  `json:"max,omitempty"`
 }
 
-// Entitlements lists what the caller may request now.
-func (s *IntakeService) Entitlements(ctx context.Context, caller Caller) ([]Entitlement, error) {
-	pol, err := s.policy(ctx)
+// ProjectSource is a PolicySource that can read one project's
+// entitlements on their own, and say whether its full listing is
+// complete (policy/classic.Source: JIT Access's eligible bindings).
+type ProjectSource interface {
+	ForProject(ctx context.Context, project string) (*policy.Policy, string, error)
+	Complete() bool
+}
+
+// Listing is the answer of GET /v1/entitlements.
+type Listing struct {
+	Entitlements []Entitlement `json:"entitlements"`
+	// Incomplete is set while JIT Access's eligible bindings are still
+	// being read (a cold catalog of a large scope): ask again shortly, or
+	// list one project, which is read at once.
+	Incomplete bool `json:"incomplete,omitempty"`
+}
+
+// projectRE is a project ID.
+var projectRE = regexp.MustCompile(`^[a-z][a-z0-9-]{4,28}[a-z0-9]$`)
+
+// Entitlements lists what the caller may request now; with project set,
+// only those that grant on that project (projects/ID), whose eligible
+// IAM bindings are then read now rather than from the cache.
+func (s *IntakeService) Entitlements(ctx context.Context, caller Caller, project string) (*Listing, error) {
+	if project != "" && !projectRE.MatchString(project) {
+		return nil, invalid("project", "must be a project ID, got %q", project)
+	}
+	listing := &Listing{Entitlements: []Entitlement{}}
+	var pol *policy.Policy
+	var err error
+	ps, byProject := s.policies.(ProjectSource)
+	switch {
+	case byProject && project != "":
+		pol, _, err = ps.ForProject(ctx, project)
+	default:
+		pol, err = s.policy(ctx)
+		listing.Incomplete = byProject && !ps.Complete()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -116,9 +152,11 @@ func (s *IntakeService) Entitlements(ctx context.Context, caller Caller) ([]Enti
 	if err != nil {
 		return nil, err
 	}
-	out := []Entitlement{}
 	for _, a := range pol.Evaluate(subj) {
 		if !a.Join {
+			continue
+		}
+		if project != "" && !slices.ContainsFunc(a.Group.Privileges, func(p policy.Privilege) bool { return p.Resource == "projects/"+project }) {
 			continue
 		}
 		exp, ok := a.Group.Expiry()
@@ -144,9 +182,9 @@ func (s *IntakeService) Entitlements(ctx context.Context, caller Caller) ([]Enti
 			}
 			e.Classic = c
 		}
-		out = append(out, e)
+		listing.Entitlements = append(listing.Entitlements, e)
 	}
-	return out, nil
+	return listing, nil
 }
 
 // Reviewers lists the peers the caller may choose to review a request for
@@ -321,6 +359,12 @@ type pending struct {
 // the timeline entry of its first state; nothing is written. In a batch
 // (RequestMany) a role that needs approval is refused.
 func (s *IntakeService) prepare(ctx context.Context, caller Caller, in RequestInput, via, key string, batch bool) (*pending, error) {
+	return s.prepareWith(ctx, nil, caller, in, via, key, batch)
+}
+
+// prepareWith is prepare on pol, or (nil) on the policy read fresh for
+// the entitlement.
+func (s *IntakeService) prepareWith(ctx context.Context, pol *policy.Policy, caller Caller, in RequestInput, via, key string, batch bool) (*pending, error) {
 	if in.Entitlement == "" {
 		return nil, invalid("entitlement", "is required")
 	}
@@ -338,9 +382,10 @@ func (s *IntakeService) prepare(ctx context.Context, caller Caller, in RequestIn
 			return nil, invalid("requestedDuration", "must be a positive ISO 8601 duration such as PT1H, got %s", in.RequestedDuration)
 		}
 	}
-	pol, err := s.decisionPolicy(ctx, in.Entitlement)
-	if err != nil {
-		return nil, err
+	if pol == nil {
+		if pol, err = s.decisionPolicy(ctx, in.Entitlement); err != nil {
+			return nil, err
+		}
 	}
 	subj, err := s.subject(ctx, caller)
 	if err != nil {
@@ -499,6 +544,7 @@ type BatchInput struct {
 // reviewers, as in JIT Access.
 func (s *IntakeService) RequestMany(ctx context.Context, caller Caller, in BatchInput) ([]*grant.Grant, error) {
 	var ids []string
+	var index []int // of each ID in the request, for the errors' fields
 	seen := map[string]bool{}
 	for i, id := range in.Entitlements {
 		if id == "" {
@@ -506,17 +552,23 @@ func (s *IntakeService) RequestMany(ctx context.Context, caller Caller, in Batch
 		}
 		if !seen[strings.ToLower(id)] {
 			seen[strings.ToLower(id)] = true
-			ids = append(ids, id)
+			ids, index = append(ids, id), append(index, i)
 		}
 	}
 	if len(ids) == 0 {
 		return nil, invalid("entitlements", "is required: list the roles to activate")
 	}
+	// One fresh read for all: the roles must be on one project, whose
+	// policies (and its ancestors') the first one's decision reads.
+	pol, err := s.decisionPolicy(ctx, ids[0])
+	if err != nil {
+		return nil, err
+	}
 	var ready []*pending
 	var project string
 	for i, id := range ids {
-		field := fmt.Sprintf("entitlements[%d]", i)
-		p, err := s.prepare(ctx, caller, RequestInput{Entitlement: id, RequestedDuration: in.RequestedDuration, Justification: in.Justification}, "", "", true)
+		field := fmt.Sprintf("entitlements[%d]", index[i])
+		p, err := s.prepareWith(ctx, pol, caller, RequestInput{Entitlement: id, RequestedDuration: in.RequestedDuration, Justification: in.Justification}, "", "", true)
 		var refused *Error
 		if errors.As(err, &refused) && refused.Field == "entitlement" {
 			refused.Field = field

@@ -105,8 +105,29 @@ func TestClassicActivation(t *testing.T) {
 	if f := e.entitlements("frank@example.com"); f[computeViewer] != "" {
 		t.Errorf("frank sees %v", f)
 	}
+	// One project's entitlements, its eligible bindings read at once.
+	code, body := e.call("GET", "/v1/entitlements?project=demo-project", alice, nil)
+	if code != http.StatusOK {
+		t.Fatalf("GET ?project=demo-project: %d %v", code, body)
+	}
+	var onProject []string
+	for _, raw := range body["entitlements"].([]any) {
+		ent := raw.(map[string]any)
+		onProject = append(onProject, ent["id"].(string))
+		for _, p := range ent["privileges"].([]any) {
+			if r := p.(map[string]any)["resource"]; r != "projects/demo-project" {
+				t.Errorf("?project=demo-project lists %s, which grants on %v", ent["id"], r)
+			}
+		}
+	}
+	if !slices.Contains(onProject, demoMonitor) || !slices.Contains(onProject, "demo.demo-project.viewer") || slices.Contains(onProject, computeViewer) {
+		t.Errorf("?project=demo-project lists %v", onProject)
+	}
+	if code, body := e.call("GET", "/v1/entitlements?project=Not_A_Project", alice, nil); code != http.StatusBadRequest {
+		t.Errorf("?project=Not_A_Project: %d %v, want 400", code, body)
+	}
 
-	code, body := e.call("POST", "/v1/grants:batchCreate", alice, map[string]any{
+	code, body = e.call("POST", "/v1/grants:batchCreate", alice, map[string]any{
 		"entitlements": []string{computeViewer, loggingViewer}, "requestedDuration": "PT5M", "justification": "CASE-4711",
 	})
 	if code != http.StatusCreated {
@@ -190,8 +211,9 @@ func TestClassicRefusals(t *testing.T) {
 		{"too many roles", "/v1/grants:batchCreate", map[string]any{"entitlements": []string{computeViewer, loggingViewer, prodMonitor}, "requestedDuration": "PT5M", "justification": "CASE-1"},
 			"entitlements", "at most 2 roles"},
 		// JIT Access drops roles of another project silently; refusing says why.
-		{"two projects", "/v1/grants:batchCreate", map[string]any{"entitlements": []string{prodMonitor, demoMonitor}, "requestedDuration": "PT5M", "justification": "CASE-1"},
-			"entitlements[1]", "one project"},
+		// Duplicates count once; the field names the refused one where it was sent.
+		{"two projects", "/v1/grants:batchCreate", map[string]any{"entitlements": []string{prodMonitor, prodMonitor, demoMonitor}, "requestedDuration": "PT5M", "justification": "CASE-1"},
+			"entitlements[2]", "one project"},
 		{"a peer-approved role", "/v1/grants:batchCreate", map[string]any{"entitlements": []string{computeViewer, computeAdmin}, "requestedDuration": "PT5M", "justification": "CASE-1"},
 			"entitlements[1]", "needs a peer's approval"},
 		{"a document entitlement", "/v1/grants:batchCreate", map[string]any{"entitlements": []string{computeViewer, "demo.demo-project.viewer"}, "requestedDuration": "PT5M", "justification": "CASE-1"},

@@ -326,7 +326,10 @@ func (c *Catalog) eligibleIn(ctx context.Context, resource string, pol *iampb.Po
 		}
 		marker, resCond, err := iamcond.EligibilityErr(expr)
 		if err != nil {
-			if !errors.Is(err, iamcond.ErrNoMarker) {
+			// Only a condition that names a marker is worth a word: any
+			// other conditional binding with a top-level || is refused
+			// before the marker is looked for.
+			if !errors.Is(err, iamcond.ErrNoMarker) && mentionsMarker(expr) {
 				c.cfg.Logger.WarnContext(ctx, "binding not eligible", "resource", resource, "role", b.GetRole(), "error", err)
 			}
 			continue
@@ -466,4 +469,11 @@ func (l limitedHierarchy) Projects(ctx context.Context, parent string) ([]string
 		return nil, err
 	}
 	return l.h.Projects(ctx, parent)
+}
+
+// mentionsMarker reports whether a condition names an eligibility marker
+// at all, in any case.
+func mentionsMarker(expr string) bool {
+	e := strings.ToLower(expr)
+	return strings.Contains(e, "jitaccessconstraint") || strings.Contains(e, "multipartyapprovalconstraint")
 }

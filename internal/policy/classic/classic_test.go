@@ -412,3 +412,48 @@ func TestOptions(t *testing.T) {
 		}
 	}
 }
+
+// A cold catalog read slowly answers a listing with what it has after
+// ListingWait and says it is incomplete; the refresh goes on in the
+// background. One project is read at once, whatever the catalog holds.
+func TestSlowCatalog(t *testing.T) {
+	t.Parallel()
+	cfg := setup(t)
+	cfg.ReadsPerSecond, cfg.ListingWait = 4, 50*time.Millisecond
+	cfg.Scope = []string{"organizations/100000000001"} // 2 folders, 3 projects, the organization
+	cat, err := NewCatalog(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := NewSource(docs(t), cat, nil)
+	alice := policy.NewSubject("alice@example.com", nil, true)
+	if _, _, err := src.Current(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if src.Complete() {
+		t.Fatal("a cold catalog paced at 4 calls a second is complete after 50 ms")
+	}
+	pol, _, err := src.ForProject(t.Context(), "demo-project")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, ok := pol.Check(alice, "classic.demo-project.compute-viewer"); !ok || !a.SelfApprove {
+		t.Errorf("one project's listing lacks alice's compute-viewer: %+v %v", a, ok)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !src.Complete() && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		if _, _, err := src.Current(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !src.Complete() {
+		t.Fatal("the background refresh never completed")
+	}
+	// The owner binding on "outside" is in the organization's scope now.
+	if pol, _, _ := src.Current(t.Context()); len(pol.Evaluate(alice)) == 0 {
+		t.Error("the completed listing offers alice nothing")
+	} else if _, ok := pol.Check(alice, "classic.outside.iam-securityadmin"); !ok {
+		t.Error("the completed listing lacks the project outside the folder")
+	}
+}

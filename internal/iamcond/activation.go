@@ -169,8 +169,10 @@ func unwrapParens(s string) string {
 // separated by ", " in the order given. Unlike JIT Access, the
 // justification is a Go-quoted string: its quotes and control characters
 // are escaped, so user text always ends where the quote closes and cannot
-// pose as the system's words ("…, Approved by ciso@…") in the binding or
-// in the audit log's request reason.
+// pose as the system's words ("…, Approved by ciso@…") in the binding,
+// which Cloud Audit Logs record with every policy change. (JIT Access also
+// sends it as the x-goog-request-reason header; the pipeline does not: a
+// write may carry several grants, and the events are its audit trail.)
 func Description(approvers []string, justification string) string {
 	j := strconv.Quote(justification)
 	if len(approvers) == 0 {

@@ -30,6 +30,7 @@ locals {
       ACTIVATION_REQUEST_MIN_REVIEWERS = var.classic.min_reviewers
       ACTIVATION_REQUEST_MAX_REVIEWERS = var.classic.max_reviewers
       JIT_CATALOG_MAX_AGE              = var.classic.cache_max_age
+      JIT_CATALOG_READS_PER_SECOND     = var.classic.reads_per_second
     } : k => tostring(v) if v != null && v != ""
   }
 

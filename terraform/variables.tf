@@ -187,7 +187,9 @@ variable "classic" {
     ancestry cannot be checked offline. The other attributes are JIT Access's options, each omitted
     (the functions' defaults) when null: activation_timeout and request_timeout in minutes, max_roles,
     min_reviewers and max_reviewers, justification_pattern (RE2) and justification_hint, and
-    cache_max_age, the seconds a listing may reuse a cached IAM policy (default 300).
+    cache_max_age, the seconds a listing may reuse a cached IAM policy (default 300), and
+    reads_per_second, the Resource Manager calls a second of each instance's catalog (default 5,
+    at most 10: the project's quota, shared by all instances).
   EOT
   type = object({
     scope                 = optional(list(string))
@@ -199,6 +201,7 @@ variable "classic" {
     min_reviewers         = optional(number)
     max_reviewers         = optional(number)
     cache_max_age         = optional(number)
+    reads_per_second      = optional(number)
   })
   default = null
   # Terraform 1.11 does not short-circuit && and ||, hence the conditionals.
@@ -226,6 +229,10 @@ variable "classic" {
       n == null ? true : n >= 1 && floor(n) == n
     ])
     error_message = "classic's activation_timeout, request_timeout (minutes), max_roles, min_reviewers, max_reviewers and cache_max_age (seconds) must be positive whole numbers."
+  }
+  validation {
+    condition     = var.classic == null ? true : var.classic.reads_per_second == null ? true : var.classic.reads_per_second > 0 && var.classic.reads_per_second <= 10
+    error_message = "classic.reads_per_second must be above 0 and at most 10, Resource Manager's read quota a second."
   }
   validation {
     condition     = var.classic == null ? true : var.classic.min_reviewers == null || var.classic.max_reviewers == null ? true : var.classic.min_reviewers <= var.classic.max_reviewers

@@ -249,11 +249,11 @@ func TestTerraformClassicSettings(t *testing.T) {
 		Scope:       []string{"folders/222222222222", "projects/acme-sandbox"},
 		MaxDuration: 240 * time.Minute, RequestTimeout: 30 * time.Minute,
 		JustificationPattern: "[A-Z]+-[0-9]+", JustificationHint: "Ticket number",
-		MaxRoles: 3, MinReviewers: 1, MaxReviewers: 2, MaxAge: 120 * time.Second,
+		MaxRoles: 3, MinReviewers: 1, MaxReviewers: 2, MaxAge: 120 * time.Second, ReadsPerSecond: 4,
 	}
 	names := []string{"RESOURCE_SCOPE", "RESOURCE_CATALOG", "ACTIVATION_TIMEOUT", "JUSTIFICATION_PATTERN", "JUSTIFICATION_HINT",
 		"ACTIVATION_REQUEST_MAX_ROLES", "ACTIVATION_REQUEST_TIMEOUT", "ACTIVATION_REQUEST_MIN_REVIEWERS",
-		"ACTIVATION_REQUEST_MAX_REVIEWERS", "JIT_CATALOG_MAX_AGE", "ELEVATION_DURATION"}
+		"ACTIVATION_REQUEST_MAX_REVIEWERS", "JIT_CATALOG_MAX_AGE", "JIT_CATALOG_READS_PER_SECOND", "ELEVATION_DURATION"}
 	for _, f := range terraformClassicPlan(t) {
 		cfg := deploy.FromLookup(func(k string) string { return f.Env[k] })
 		switch f.Target {

@@ -304,7 +304,7 @@ func (c *Catalog) client(resource string) IAMClient {
 // store keeps a resource's eligible bindings, due again after between
 // half and all of MaxAge.
 func (c *Catalog) store(ctx context.Context, resource string, pol *iampb.Policy) {
-	staleAt := c.cfg.Now().Add(c.cfg.MaxAge/2 + rand.N(c.cfg.MaxAge/2+1))
+	staleAt := c.cfg.Now().Add(c.cfg.MaxAge/2 + rand.N(c.cfg.MaxAge/2+1)) //nolint:gosec // G404: spreading refreshes needs no unpredictability
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	old := c.entries[resource]

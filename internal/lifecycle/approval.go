@@ -12,7 +12,6 @@ import (
 	"github.com/jitpipeline/jit/internal/emailaddr"
 	"github.com/jitpipeline/jit/internal/events"
 	"github.com/jitpipeline/jit/internal/grant"
-	"github.com/jitpipeline/jit/internal/groups"
 	"github.com/jitpipeline/jit/internal/policy"
 	"github.com/jitpipeline/jit/internal/usertext"
 )
@@ -266,38 +265,21 @@ func (s *ApprovalService) Approvers(ctx context.Context, g *grant.Grant) ([]stri
 	if err != nil {
 		return nil, err
 	}
-	var candidates []string
+	principals := grp.Approvers(g.Requester)
 	if len(g.Reviewers) > 0 {
 		// The peers the requester chose, and nobody else, are asked —
 		// those still allowed to decide.
-		candidates = g.Reviewers
+		principals = nil
+		for _, r := range g.Reviewers {
+			principals = append(principals, policy.Principal{Type: policy.UserPrincipal, Value: emailaddr.Key(r)})
+		}
 	}
-	for _, p := range grp.Approvers(g.Requester) {
-		if len(g.Reviewers) > 0 {
-			break
-		}
-		switch p.Type {
-		case policy.UserPrincipal:
-			candidates = append(candidates, p.Value)
-		case policy.GroupPrincipal:
-			members, err := s.groups.MembersOf(ctx, p.Value)
-			if errors.Is(err, groups.ErrNotFound) {
-				continue // a group the directory no longer has approves nothing
-			}
-			if err != nil {
-				return nil, fmt.Errorf("failed to expand approver group %s: %w", p.Value, err)
-			}
-			candidates = append(candidates, members...)
-		}
+	candidates, err := s.people(ctx, principals, g.Requester)
+	if err != nil {
+		return nil, err
 	}
 	var out []string
-	seen := map[string]bool{emailaddr.Key(g.Requester): true}
-	for _, c := range candidates {
-		key := emailaddr.Key(c)
-		if seen[key] {
-			continue
-		}
-		seen[key] = true
+	for _, key := range candidates {
 		approver, err := s.subject(ctx, Caller{Email: key})
 		if err != nil {
 			return nil, err

@@ -13,7 +13,6 @@ import (
 	"github.com/jitpipeline/jit/internal/emailaddr"
 	"github.com/jitpipeline/jit/internal/events"
 	"github.com/jitpipeline/jit/internal/grant"
-	"github.com/jitpipeline/jit/internal/groups"
 	"github.com/jitpipeline/jit/internal/isoduration"
 	"github.com/jitpipeline/jit/internal/policy"
 	"github.com/jitpipeline/jit/internal/usertext"
@@ -211,30 +210,12 @@ func (s *IntakeService) Reviewers(ctx context.Context, caller Caller, entitlemen
 	if acc.Group.Classic() == nil || acc.SelfApprove {
 		return nil, invalid("id", "%s is not a peer-approved role of an eligible IAM binding: it has no reviewers to choose", acc.Group.ID())
 	}
-	var candidates []string
-	for _, p := range acc.Group.Approvers(subj.Email) {
-		switch p.Type {
-		case policy.UserPrincipal:
-			candidates = append(candidates, p.Value)
-		case policy.GroupPrincipal:
-			members, err := s.groups.MembersOf(ctx, p.Value)
-			if errors.Is(err, groups.ErrNotFound) {
-				continue
-			}
-			if err != nil {
-				return nil, fmt.Errorf("failed to expand group %s: %w", p.Value, err)
-			}
-			candidates = append(candidates, members...)
-		}
+	candidates, err := s.people(ctx, acc.Group.Approvers(subj.Email), subj.Email)
+	if err != nil {
+		return nil, err
 	}
 	out := []string{}
-	seen := map[string]bool{emailaddr.Key(subj.Email): true}
-	for _, c := range candidates {
-		key := emailaddr.Key(c)
-		if seen[key] {
-			continue
-		}
-		seen[key] = true
+	for _, key := range candidates {
 		peer, err := s.subject(ctx, Caller{Email: key})
 		if err != nil {
 			continue // not an address the pipeline accepts

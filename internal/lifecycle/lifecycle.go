@@ -356,6 +356,39 @@ func (s *core) requesterSubject(ctx context.Context, g *grant.Grant) (policy.Sub
 	return s.subject(ctx, Caller{Email: g.Requester, HostedDomain: g.RequesterHostedDomain})
 }
 
+// people are the users among principals, groups expanded to their
+// members, each once by key and in the order found, someone (the
+// requester) left out. A group the directory no longer has counts for
+// nobody.
+func (s *core) people(ctx context.Context, principals []policy.Principal, except string) ([]string, error) {
+	var out []string
+	seen := map[string]bool{emailaddr.Key(except): true}
+	add := func(email string) {
+		if key := emailaddr.Key(email); !seen[key] {
+			seen[key] = true
+			out = append(out, key)
+		}
+	}
+	for _, p := range principals {
+		switch p.Type {
+		case policy.UserPrincipal:
+			add(p.Value)
+		case policy.GroupPrincipal:
+			members, err := s.groups.MembersOf(ctx, p.Value)
+			if errors.Is(err, groups.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("failed to expand group %s: %w", p.Value, err)
+			}
+			for _, m := range members {
+				add(m)
+			}
+		}
+	}
+	return out, nil
+}
+
 // decisionPolicy is the policy a decision on entitlement is taken on: the
 // policy in force, read fresh where the source can (FreshSource).
 func (s *core) decisionPolicy(ctx context.Context, entitlement string) (*policy.Policy, error) {

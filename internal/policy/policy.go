@@ -144,16 +144,7 @@ func (p *Policy) Reconciles(s Subject, entitlement string) bool {
 }
 
 func envAllows(env *Environment, s Subject, required Permission) bool {
-	var allow, deny Permission
-	for _, ace := range env.ACL {
-		if s.Has(ace.Principal) {
-			if ace.Deny {
-				deny |= ace.Mask
-			} else {
-				allow |= ace.Mask
-			}
-		}
-	}
+	allow, deny := nodeMasks(&env.Node, s)
 	return allowed(allow, deny, required)
 }
 
@@ -232,13 +223,20 @@ func (p *Policy) Evaluate(s Subject) []Access {
 // masks sums the subject's allow and deny entries along the group's chain.
 func masks(g *Group, s Subject) (allow, deny Permission) {
 	for _, n := range g.chain() {
-		for _, ace := range n.ACL {
-			if s.Has(ace.Principal) {
-				if ace.Deny {
-					deny |= ace.Mask
-				} else {
-					allow |= ace.Mask
-				}
+		a, d := nodeMasks(n, s)
+		allow, deny = allow|a, deny|d
+	}
+	return allow, deny
+}
+
+// nodeMasks sums the subject's allow and deny entries of one node.
+func nodeMasks(n *Node, s Subject) (allow, deny Permission) {
+	for _, ace := range n.ACL {
+		if s.Has(ace.Principal) {
+			if ace.Deny {
+				deny |= ace.Mask
+			} else {
+				allow |= ace.Mask
 			}
 		}
 	}

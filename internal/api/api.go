@@ -122,6 +122,7 @@ type IntakeService interface {
 	Reviewers(ctx context.Context, caller lifecycle.Caller, entitlement string) ([]string, error)
 	Get(ctx context.Context, caller lifecycle.Caller, id string) (*grant.Grant, error)
 	List(ctx context.Context, caller lifecycle.Caller, approvable bool) ([]*grant.Grant, error)
+	ListAll(ctx context.Context, caller lifecycle.Caller, q lifecycle.AllQuery, export bool) ([]*grant.Grant, error)
 	Withdraw(ctx context.Context, caller lifecycle.Caller, id string) (*grant.Grant, error)
 	RevokeByAdmin(ctx context.Context, caller lifecycle.Caller, id, reason string) (*grant.Grant, error)
 }
@@ -182,6 +183,7 @@ func newHandler(intake IntakeService, approval ApprovalService, auth Authenticat
 		h.mux.HandleFunc("POST /v1/grants:batchCreate", h.batchCreate)
 		h.mux.HandleFunc("GET /v1/entitlements/{id}/reviewers", h.reviewers)
 		h.mux.HandleFunc("GET /v1/grants", h.list)
+		h.mux.HandleFunc("GET /v1/grants:export", h.export)
 		h.mux.HandleFunc("GET /v1/grants/{id}", h.get)
 	}
 	// Go's patterns cannot split "{id}:verb", so the action routes match the
@@ -404,11 +406,21 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	view := r.URL.Query().Get("view")
-	if view != "" && view != "approvable" {
-		writeError(w, &apiError{Status: http.StatusBadRequest, Code: "INVALID_ARGUMENT", Field: "view", Message: `must be empty or "approvable"`})
+	var gs []*grant.Grant
+	var err error
+	switch view {
+	case "", "approvable":
+		gs, err = h.intake.List(r.Context(), caller, view == "approvable")
+	case "all":
+		q, ok := allQuery(w, r)
+		if !ok {
+			return
+		}
+		gs, err = h.intake.ListAll(r.Context(), caller, q, false)
+	default:
+		writeError(w, &apiError{Status: http.StatusBadRequest, Code: "INVALID_ARGUMENT", Field: "view", Message: `must be empty, "approvable" or "all"`})
 		return
 	}
-	gs, err := h.intake.List(r.Context(), caller, view == "approvable")
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -418,6 +430,67 @@ func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
 		out = append(out, View(g))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"grants": out})
+}
+
+// allQuery reads an administrator's filters: state (repeated, or
+// comma-separated), entitlement, requester, limit.
+func allQuery(w http.ResponseWriter, r *http.Request) (lifecycle.AllQuery, bool) {
+	v := r.URL.Query()
+	q := lifecycle.AllQuery{Entitlement: v.Get("entitlement"), Requester: v.Get("requester")}
+	for _, s := range v["state"] {
+		for _, st := range strings.Split(s, ",") {
+			if st = strings.TrimSpace(st); st != "" {
+				q.States = append(q.States, grant.State(strings.ToUpper(st)))
+			}
+		}
+	}
+	if l := v.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 {
+			writeError(w, &apiError{Status: http.StatusBadRequest, Code: "INVALID_ARGUMENT", Field: "limit", Message: "must be a positive whole number"})
+			return q, false
+		}
+		q.Limit = n
+	}
+	return q, true
+}
+
+// export downloads everyone's grants, filtered, as CSV or JSON: for
+// holders of EXPORT.
+func (h *Handler) export(w http.ResponseWriter, r *http.Request) {
+	caller, ok := h.caller(w, r)
+	if !ok {
+		return
+	}
+	format := r.URL.Query().Get("format")
+	if format == "" {
+		format = "csv"
+	}
+	if format != "csv" && format != "json" {
+		writeError(w, &apiError{Status: http.StatusBadRequest, Code: "INVALID_ARGUMENT", Field: "format", Message: `must be "csv" or "json"`})
+		return
+	}
+	q, ok := allQuery(w, r)
+	if !ok {
+		return
+	}
+	gs, err := h.intake.ListAll(r.Context(), caller, q, true)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="grants.%s"`, format))
+	if format == "json" {
+		out := make([]GrantView, 0, len(gs))
+		for _, g := range gs {
+			out = append(out, View(g))
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"grants": out})
+		return
+	}
+	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	writeCSV(w, gs) //nolint:errcheck // the client went away
 }
 
 func (h *Handler) act(w http.ResponseWriter, r *http.Request, id string, do func(caller lifecycle.Caller, reason string) (*grant.Grant, error)) {

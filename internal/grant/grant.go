@@ -61,6 +61,9 @@ var transitions = map[State][]State{
 	Withdrawn:        {},
 }
 
+// AllStates lists every state.
+var AllStates = []State{ApprovalAwaited, Scheduled, Activating, Active, ActivationFailed, Denied, Expired, Revoking, Revoked, Ended, Withdrawing, Withdrawn}
+
 // Terminal reports whether s is a final state, as in Privileged Access
 // Manager. ACTIVATION_FAILED is final too: it is left only when someone
 // withdraws or revokes a grant whose removal was never verified.

@@ -668,6 +668,56 @@ func (s *IntakeService) List(ctx context.Context, caller Caller, approvable bool
 	return out, nil
 }
 
+// AllQuery selects grants for an administrator. Zero fields do not filter.
+type AllQuery struct {
+	States      []grant.State
+	Entitlement string
+	Requester   string
+	// Limit is at most MaxListAll (the default).
+	Limit int
+}
+
+// MaxListAll bounds one administrator's listing or export.
+const MaxListAll = 5000
+
+// ListAll returns everyone's grants, newest first, to a holder of
+// RECONCILE or EXPORT on the policy's environment (export: EXPORT only).
+// Anyone else is refused, whatever the filters.
+func (s *IntakeService) ListAll(ctx context.Context, caller Caller, q AllQuery, export bool) ([]*grant.Grant, error) {
+	for i, st := range q.States {
+		if !slices.Contains(grant.AllStates, st) {
+			return nil, invalid(fmt.Sprintf("state[%d]", i), "%q is not a grant state", st)
+		}
+	}
+	if q.Limit < 0 || q.Limit > MaxListAll {
+		return nil, invalid("limit", "must be between 1 and %d", MaxListAll)
+	}
+	if q.Limit == 0 {
+		q.Limit = MaxListAll
+	}
+	subj, err := s.subject(ctx, caller)
+	if err != nil {
+		return nil, err
+	}
+	pol, err := s.policy(ctx)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case export && !pol.Exports(subj):
+		return nil, forbidden("", "exporting grants needs the EXPORT permission on the environment")
+	case !export && !pol.Oversees(subj):
+		return nil, forbidden("view", "listing everyone's grants needs the RECONCILE or EXPORT permission on the environment")
+	}
+	requester := ""
+	if q.Requester != "" {
+		if requester, err = emailaddr.Canonical(q.Requester); err != nil {
+			return nil, invalid("requester", "%v", err)
+		}
+	}
+	return s.ledger.List(ctx, grant.Query{States: q.States, Entitlement: strings.ToLower(q.Entitlement), Requester: requester, Limit: q.Limit})
+}
+
 // Withdraw ends the caller's own request or grant now. A request still
 // waiting for approval is withdrawn at once; a grant that may hold access
 // — activating, active, or a failed activation whose removal is not

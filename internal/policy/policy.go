@@ -143,6 +143,16 @@ func (p *Policy) Reconciles(s Subject, entitlement string) bool {
 	return ok && envAllows(g.system.env, s, Reconcile)
 }
 
+// Oversees reports whether the subject may list everyone's grants: it
+// holds RECONCILE or EXPORT on the primary environment.
+func (p *Policy) Oversees(s Subject) bool {
+	return envAllows(p.Environment, s, Reconcile) || envAllows(p.Environment, s, Export)
+}
+
+// Exports reports whether the subject holds EXPORT on the primary
+// environment: it may download the grants.
+func (p *Policy) Exports(s Subject) bool { return envAllows(p.Environment, s, Export) }
+
 func envAllows(env *Environment, s Subject, required Permission) bool {
 	allow, deny := nodeMasks(&env.Node, s)
 	return allowed(allow, deny, required)

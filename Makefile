@@ -10,7 +10,7 @@ TF_PLUGIN_DIR ?= $(or $(firstword $(wildcard $(abspath ../shared/terraform-provi
 export TF_PLUGIN_DIR
 TERRAFORM ?= terraform
 
-.PHONY: all build test test-short bench vet lint fmt fmt-check run clean source terraform-check
+.PHONY: all build test test-short bench vet lint fmt fmt-check run clean source terraform-check axe
 
 all: vet test
 
@@ -20,9 +20,17 @@ build:
 # The Terraform module's offline checks, then go test -json through
 # internal/tools/testsummary: the usual compact output, then one
 # "skipped: …" summary; it exits 1 when any package or test fails.
-test: terraform-check
+test: terraform-check axe
 	@$(GO) build -o $${TMPDIR:-/tmp}/jit-testsummary ./internal/tools/testsummary
 	@$(GO) test -json $(TESTFLAGS) $(PKGS) | $${TMPDIR:-/tmp}/jit-testsummary
+
+# axe-core, from the npm registry, for the browser tests' accessibility
+# checks (internal/browsertest/axe.go); fetched once into build/axe.
+AXE_VERSION ?= 4.11.1
+axe: build/axe/node_modules/axe-core/axe.min.js
+build/axe/node_modules/axe-core/axe.min.js:
+	@if command -v npm >/dev/null; then npm install --prefix build/axe axe-core@$(AXE_VERSION) --no-audit --no-fund --silent; \
+	else echo "npm not found: the accessibility checks will be skipped" >&2; fi
 
 # Skips the slow tests (subprocess restarts, emulators).
 test-short:

@@ -65,9 +65,14 @@ func TestBrowserSignInAndApprove(t *testing.T) {
 		{"follow sign in", browsertest.WaitNavigation(chromedp.Click(chromedp.CSS("a")))},
 		{"pick carol", browsertest.WaitNavigation(chromedp.Click(chromedp.CSS(`button[value="carol@example.com"]`)))},
 	}
-	for _, s := range steps {
+	for i, s := range steps {
 		if err := chromedp.Do(ctx, s.do); err != nil {
 			t.Fatalf("%s: %v", s.name, err)
+		}
+		// Each page on the way — sign-in needed, the user picker — is
+		// accessible (WCAG 2.1 A and AA).
+		if i < len(steps)-1 {
+			browsertest.NoViolations(t, ctx, s.name)
 		}
 	}
 	loc, err := chromedp.Run(ctx, chromedp.Location())
@@ -99,6 +104,7 @@ func TestBrowserSignInAndApprove(t *testing.T) {
 	if calls := grants.Calls(); len(calls) != 0 {
 		t.Fatalf("reading the page decided: %v", calls)
 	}
+	browsertest.NoViolations(t, ctx, "the approval page")
 
 	if err := chromedp.Do(ctx,
 		chromedp.SendKeys(chromedp.CSS("#reason"), "looks right"),
@@ -119,6 +125,7 @@ func TestBrowserSignInAndApprove(t *testing.T) {
 	if loc := browsertest.Run(t, ctx, chromedp.Location()); loc != srv.URL+page(carolLink) {
 		t.Errorf("after approving the browser is at %q, want the page again (Post/Redirect/Get)", loc)
 	}
+	browsertest.NoViolations(t, ctx, "the approval page after the decision")
 }
 
 // TestBrowserLoadingDecidesNothing: opening the link — whatever a mail

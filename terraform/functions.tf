@@ -70,7 +70,7 @@ locals {
     var.mail.username != "" ? { JIT_SMTP_USERNAME = var.mail.username, JIT_SMTP_PASSWORD_SECRET = "${local.smtp_secret}/versions/latest" } : {},
   )
   identity_env = {
-    intake   = {}
+    intake   = { JIT_PAGES_URL = local.url["approval"] } # the inbox links to the approval pages
     approval = local.approval_env
     grant    = local.tasks_env
     revoke   = local.tasks_env

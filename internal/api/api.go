@@ -490,7 +490,7 @@ func (h *Handler) export(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 	w.WriteHeader(http.StatusOK)
-	writeCSV(w, gs) //nolint:errcheck // the client went away
+	WriteCSV(w, gs) //nolint:errcheck // the client went away
 }
 
 func (h *Handler) act(w http.ResponseWriter, r *http.Request, id string, do func(caller lifecycle.Caller, reason string) (*grant.Grant, error)) {

@@ -3,6 +3,7 @@ package api
 import (
 	"encoding/csv"
 	"io"
+	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -17,8 +18,14 @@ var csvHeader = []string{
 	"createTime", "startTime", "endTime", "approvedBy", "deniedBy", "privileges", "revocationVerified",
 }
 
-// writeCSV writes grants as RFC 4180 CSV, one row each.
-func writeCSV(w io.Writer, gs []*grant.Grant) error {
+// ServeCSV answers with grants as CSV (the API's export and the pages').
+func ServeCSV(w http.ResponseWriter, gs []*grant.Grant) error {
+	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	return WriteCSV(w, gs)
+}
+
+// WriteCSV writes grants as RFC 4180 CSV, one row each.
+func WriteCSV(w io.Writer, gs []*grant.Grant) error {
 	cw := csv.NewWriter(w)
 	if err := cw.Write(csvHeader); err != nil {
 		return err

@@ -72,6 +72,8 @@ func buildIntake(ctx context.Context, cfg Config) (*wiring.Intake, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The inbox of the people's pages links to the approval pages.
+	d.PagesURL = cfg.PagesURL
 	return wiring.NewIntake(d)
 }
 
@@ -121,7 +123,15 @@ func Intake() http.HandlerFunc {
 		if err != nil {
 			return nil, err
 		}
-		return f.HTTP(people), nil
+		portal, err := f.Portal(pageCaller(people), "")
+		if err != nil {
+			return nil, fmt.Errorf("the intake function: %w", err)
+		}
+		// The API under /v1/, the people's pages everywhere else.
+		mux := http.NewServeMux()
+		mux.Handle("/v1/", f.HTTP(people))
+		mux.Handle("/", portal)
+		return mux, nil
 	})
 }
 

@@ -117,6 +117,9 @@ func pagePath(id, raw string) string {
 // admit lets through only the link's addressee with a valid link for this
 // grant, rendering the refusal otherwise.
 func (h *Handler) admit(w http.ResponseWriter, r *http.Request, id, raw string) (lifecycle.Caller, bool) {
+	if raw == InboxToken {
+		return h.inboxCaller(w, r, id)
+	}
 	if raw == "" {
 		renderError(w, http.StatusBadRequest, "Link incomplete",
 			"This address lacks the part of the approval link that says who it was sent to.",
@@ -179,6 +182,30 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, id, raw string) 
 			v.Link = &linkView{Href: signIn(h.signInURL, id, raw), Text: "Sign in as someone else"}
 		}
 		render(w, http.StatusForbidden, "error", v)
+		return lifecycle.Caller{}, false
+	}
+	return caller, true
+}
+
+// InboxToken stands for the link token when an approver comes from their
+// list of requests to approve rather than from a mail: no link says whom
+// the page is for, so it is for whoever is signed in, and the approval
+// service decides, as for the API, whether they may see and decide the
+// request. (A link token is a JWT, never this word.)
+const InboxToken = "inbox"
+
+// inboxCaller is the signed-in caller, for the inbox's visits.
+func (h *Handler) inboxCaller(w http.ResponseWriter, r *http.Request, id string) (lifecycle.Caller, bool) {
+	caller, err := h.auth.Caller(r)
+	if err == nil {
+		caller.Email, err = emailaddr.Canonical(caller.Email)
+	}
+	if err != nil {
+		v := errorView{Title: "Sign in", Paragraphs: []string{"You are not signed in, so this request cannot be shown."}}
+		if h.signInURL != "" {
+			v.Link = &linkView{Href: signIn(h.signInURL, id, InboxToken), Text: "Sign in"}
+		}
+		render(w, http.StatusUnauthorized, "error", v)
 		return lifecycle.Caller{}, false
 	}
 	return caller, true

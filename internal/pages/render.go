@@ -77,6 +77,11 @@ var pageTemplates = map[string]*template.Template{
 	"grant": parse("grant.html"),
 	"error": parse("error.html"),
 	"login": parse("login.html"),
+
+	"entitlements": parse("entitlements.html"),
+	"request":      parse("request.html"),
+	"grants":       parse("grants.html"),
+	"mygrant":      parse("mygrant.html"),
 }
 
 func parse(page string) *template.Template {
@@ -86,7 +91,7 @@ func parse(page string) *template.Template {
 		"css":  func() template.CSS { return template.CSS(style) }, //nolint:gosec // our own embedded file
 		"when": newTimeView,
 	}
-	return template.Must(template.New(page).Funcs(funcs).ParseFS(files, "templates/base.html", "templates/"+page))
+	return template.Must(template.New(page).Funcs(funcs).ParseFS(files, "templates/base.html", "templates/nav.html", "templates/"+page))
 }
 
 // render writes a page; the buffer keeps a template error from sending

@@ -141,6 +141,17 @@ func (f *Intake) HTTP(people api.Authenticator) *api.Handler {
 	return intakefn.HTTP(f.Service, people, f.log)
 }
 
+// Portal is the people's pages the intake function serves (requesters'
+// and administrators'), for people authenticated by people; signIn is
+// where to send someone without an identity ("" on Google Cloud, where
+// IAP signs people in).
+func (f *Intake) Portal(people pages.Authenticator, signIn string) (http.Handler, error) {
+	return pages.NewPortal(pages.PortalConfig{
+		Intake: f.Service, Auth: people, Clock: f.deps.Clock, Export: api.ServeCSV,
+		Logger: f.log.With("component", "pages"), SignInURL: signIn, ApprovalsURL: f.deps.PagesURL,
+	})
+}
+
 // Requests handles the requests topic: envelopes signed with keys, naming
 // audience, from the systems the policy in force trusts.
 func (f *Intake) Requests(keys envelope.KeySource, audience string) (CloudEventFunc, error) {

@@ -489,6 +489,11 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 		return nil, fmt.Errorf("failed to build the approval pages: %w", err)
 	}
 	mux.Handle("/approvals/", approvalPages)
+	portal, err := intakeFn.Portal(pageCaller(iap), base.SignInURL)
+	if err != nil {
+		return nil, fmt.Errorf("failed to build the people's pages: %w", err)
+	}
+	mux.Handle("/", portal)
 	if cfg.IAP == nil {
 		// Local conveniences exist in local mode only.
 		mux.Handle("GET /local/iam/{resource...}", localIAM(operator))

@@ -479,18 +479,7 @@ func (h *Handler) export(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="grants.%s"`, format))
-	if format == "json" {
-		out := make([]GrantView, 0, len(gs))
-		for _, g := range gs {
-			out = append(out, View(g))
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"grants": out})
-		return
-	}
-	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
-	w.WriteHeader(http.StatusOK)
-	WriteCSV(w, gs) //nolint:errcheck // the client went away
+	ServeExport(w, format, gs) //nolint:errcheck // the client went away
 }
 
 func (h *Handler) act(w http.ResponseWriter, r *http.Request, id string, do func(caller lifecycle.Caller, reason string) (*grant.Grant, error)) {

@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/csv"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -18,9 +19,20 @@ var csvHeader = []string{
 	"createTime", "startTime", "endTime", "approvedBy", "deniedBy", "privileges", "revocationVerified",
 }
 
-// ServeCSV answers with grants as CSV (the API's export and the pages').
-func ServeCSV(w http.ResponseWriter, gs []*grant.Grant) error {
+// ServeExport answers with grants as a download in format, csv or json:
+// the API's export and the pages' are the same file.
+func ServeExport(w http.ResponseWriter, format string, gs []*grant.Grant) error {
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="grants.%s"`, format))
+	if format == "json" {
+		out := make([]GrantView, 0, len(gs))
+		for _, g := range gs {
+			out = append(out, View(g))
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"grants": out})
+		return nil
+	}
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
 	return WriteCSV(w, gs)
 }
 

@@ -383,7 +383,7 @@ func deps(ctx context.Context, cfg Config, function string, privileged bool) (wi
 		return wiring.Deps{}, fmt.Errorf("failed to create the executions client: %w", err)
 	}
 	d := wiring.Deps{
-		Ledger: ledger, Policy: pol, Groups: groups.NewCache(ci, groups.DefaultTTL, nil),
+		Ledger: ledger, Policy: pol, PolicyStatus: wiring.SourceStatus(docs), Groups: groups.NewCache(ci, groups.DefaultTTL, nil),
 		// The ledger journals the notifications too; only the approval
 		// function sends any (approvalDeps adds the rest).
 		Journal: ledger,

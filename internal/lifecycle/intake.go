@@ -718,6 +718,23 @@ func (s *IntakeService) ListAll(ctx context.Context, caller Caller, q AllQuery, 
 	return s.ledger.List(ctx, grant.Query{States: q.States, Entitlement: strings.ToLower(q.Entitlement), Requester: requester, Limit: q.Limit})
 }
 
+// PolicyInForce returns the policy in force and its version, to a holder
+// of RECONCILE or EXPORT on its environment.
+func (s *IntakeService) PolicyInForce(ctx context.Context, caller Caller) (*policy.Policy, string, error) {
+	subj, err := s.subject(ctx, caller)
+	if err != nil {
+		return nil, "", err
+	}
+	pol, v, err := s.policies.Current(ctx)
+	if err != nil {
+		return nil, "", fmt.Errorf("failed to load the policy: %w", err)
+	}
+	if !pol.Oversees(subj) {
+		return nil, "", forbidden("", "reading the policy in force needs the RECONCILE or EXPORT permission on the environment")
+	}
+	return pol, v, nil
+}
+
 // Withdraw ends the caller's own request or grant now. A request still
 // waiting for approval is withdrawn at once; a grant that may hold access
 // — activating, active, or a failed activation whose removal is not

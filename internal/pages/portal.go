@@ -15,6 +15,7 @@ import (
 	"github.com/jitpipeline/jit/internal/grant"
 	"github.com/jitpipeline/jit/internal/isoduration"
 	"github.com/jitpipeline/jit/internal/lifecycle"
+	"github.com/jitpipeline/jit/internal/policy"
 )
 
 // Intake is the slice of lifecycle.IntakeService the people's pages use.
@@ -27,7 +28,12 @@ type Intake interface {
 	ListAll(ctx context.Context, caller lifecycle.Caller, q lifecycle.AllQuery, export bool) ([]*grant.Grant, error)
 	Withdraw(ctx context.Context, caller lifecycle.Caller, id string) (*grant.Grant, error)
 	RevokeByAdmin(ctx context.Context, caller lifecycle.Caller, id, reason string) (*grant.Grant, error)
+	PolicyInForce(ctx context.Context, caller lifecycle.Caller) (*policy.Policy, string, error)
 }
+
+// PolicyStatus says which newer version of the policy document was
+// refused, if any (policy/source.Source.Status, adapted).
+type PolicyStatus func() (rejectedVersion string, rejectedAt time.Time, why error)
 
 // PortalConfig is what the people's pages need; Logger and SignInURL are
 // optional.
@@ -35,11 +41,13 @@ type PortalConfig struct {
 	Intake Intake
 	Auth   Authenticator
 	Clock  Clock
-	// Export writes grants as CSV (api.WriteCSV): one format for the API's
-	// export and the pages'.
-	Export    func(w http.ResponseWriter, gs []*grant.Grant) error
+	// Export answers with grants as a download, csv or json
+	// (api.ServeExport): the API's export and the pages' are one file.
+	Export    func(w http.ResponseWriter, format string, gs []*grant.Grant) error
 	Logger    *slog.Logger
 	SignInURL string
+	// Status, optional, tells the policy page about a refused version.
+	Status PolicyStatus
 	// ApprovalsURL is the origin of the approval function's pages, where
 	// requests to approve are decided ("": these pages' own origin, as in
 	// jit local).
@@ -90,6 +98,7 @@ func NewPortal(cfg PortalConfig) (*Portal, error) {
 	p.mux.HandleFunc("POST /grants/{id}/revoke", p.revoke)
 	p.mux.HandleFunc("GET /admin/grants", p.adminGrants)
 	p.mux.HandleFunc("GET /admin/export", p.adminExport)
+	p.mux.HandleFunc("GET /admin/policy", p.adminPolicy)
 	p.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		renderError(w, http.StatusNotFound, "Not found", "There is no page here.")
 	})
@@ -590,6 +599,14 @@ func (p *Portal) adminExport(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	format := r.URL.Query().Get("format")
+	if format == "" {
+		format = "csv"
+	}
+	if format != "csv" && format != "json" {
+		renderError(w, http.StatusBadRequest, "Unknown format", "Exports are CSV or JSON.")
+		return
+	}
 	_, q := filtersOf(r)
 	q.Limit = 0
 	gs, err := p.cfg.Intake.ListAll(r.Context(), caller, q, true)
@@ -597,8 +614,63 @@ func (p *Portal) adminExport(w http.ResponseWriter, r *http.Request) {
 		p.fail(w, r, err)
 		return
 	}
-	w.Header().Set("Content-Disposition", `attachment; filename="grants.csv"`)
-	if err := p.cfg.Export(w, gs); err != nil {
+	if err := p.cfg.Export(w, format, gs); err != nil {
 		p.log.WarnContext(r.Context(), "export interrupted", "error", err)
 	}
+}
+
+type policyView struct {
+	Title        string
+	Nav          nav
+	Version      string
+	Environments []envRow
+	Document     string
+	// Issues is the lint of the document in force (empty: it is in force
+	// because it passed); Rejected a newer version refused, with why.
+	Issues     []string
+	Rejected   string
+	RejectedAt timeView
+	Why        string
+}
+
+type envRow struct {
+	Name         string
+	Entitlements int
+	Classic      bool
+}
+
+func (p *Portal) adminPolicy(w http.ResponseWriter, r *http.Request) {
+	caller, ok := p.caller(w, r)
+	if !ok {
+		return
+	}
+	pol, version, err := p.cfg.Intake.PolicyInForce(r.Context(), caller)
+	if err != nil {
+		p.fail(w, r, err)
+		return
+	}
+	v := policyView{Title: "Policy in force", Nav: nav{caller.Email, "policy"}, Version: version, Document: string(pol.Source)}
+	count := map[*policy.Environment]int{}
+	for _, g := range pol.Groups() {
+		count[g.System().Environment()]++
+	}
+	for _, env := range pol.Environments() {
+		v.Environments = append(v.Environments, envRow{Name: env.Name, Entitlements: count[env], Classic: env.Classic != nil})
+	}
+	if len(pol.Source) > 0 {
+		if _, issues := policy.Parse(pol.Source); issues != nil {
+			for _, i := range issues {
+				v.Issues = append(v.Issues, i.String())
+			}
+		}
+	}
+	if p.cfg.Status != nil {
+		if rv, at, why := p.cfg.Status(); rv != "" {
+			v.Rejected, v.RejectedAt = rv, newTimeView(at)
+			if why != nil {
+				v.Why = why.Error()
+			}
+		}
+	}
+	render(w, http.StatusOK, "policy", v)
 }

@@ -82,6 +82,7 @@ var pageTemplates = map[string]*template.Template{
 	"request":      parse("request.html"),
 	"grants":       parse("grants.html"),
 	"mygrant":      parse("mygrant.html"),
+	"policy":       parse("policy.html"),
 }
 
 func parse(page string) *template.Template {

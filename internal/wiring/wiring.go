@@ -37,6 +37,8 @@ import (
 	"github.com/jitpipeline/jit/internal/mail"
 	"github.com/jitpipeline/jit/internal/notify"
 	"github.com/jitpipeline/jit/internal/pages"
+	"github.com/jitpipeline/jit/internal/policy"
+	"github.com/jitpipeline/jit/internal/policy/source"
 )
 
 // Deps are the clients, adapters and settings the functions are built
@@ -47,7 +49,10 @@ import (
 type Deps struct {
 	Ledger grant.Ledger
 	Policy lifecycle.PolicySource
-	Groups groups.Resolver
+	// PolicyStatus, optional, tells the policy page of a refused version
+	// of the policy document.
+	PolicyStatus pages.PolicyStatus
+	Groups       groups.Resolver
 	// InternalDomains and Directory: lifecycle.Callers.
 	InternalDomains []string
 	Directory       func(ctx context.Context, email string) string
@@ -147,8 +152,9 @@ func (f *Intake) HTTP(people api.Authenticator) *api.Handler {
 // IAP signs people in).
 func (f *Intake) Portal(people pages.Authenticator, signIn string) (http.Handler, error) {
 	return pages.NewPortal(pages.PortalConfig{
-		Intake: f.Service, Auth: people, Clock: f.deps.Clock, Export: api.ServeCSV,
+		Intake: f.Service, Auth: people, Clock: f.deps.Clock, Export: api.ServeExport,
 		Logger: f.log.With("component", "pages"), SignInURL: signIn, ApprovalsURL: f.deps.PagesURL,
+		Status: f.deps.PolicyStatus,
 	})
 }
 
@@ -324,4 +330,16 @@ func (f *Revoke) Tasks(check auth.Service) http.Handler {
 // Sweep is the sweep's entry point for Cloud Scheduler, checked by check.
 func (f *Revoke) Sweep(check auth.Service) http.Handler {
 	return revokefn.Sweep(f.Service, check, f.sweep)
+}
+
+// SourceStatus adapts a policy document source's status for the policy
+// page: the newer version it refused, if any.
+func SourceStatus(src *source.Source[*policy.Policy]) pages.PolicyStatus {
+	return func() (string, time.Time, error) {
+		st := src.Status()
+		if st.Rejected == nil {
+			return "", time.Time{}, nil
+		}
+		return st.Rejected.Version, st.Rejected.Time, st.Rejected.Err
+	}
 }

@@ -350,7 +350,7 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 		}
 	}
 	base := wiring.Deps{
-		Ledger: p.Ledger, Policy: decisions, Groups: cfg.World.Resolver(),
+		Ledger: p.Ledger, Policy: decisions, PolicyStatus: wiring.SourceStatus(p.Policy), Groups: cfg.World.Resolver(),
 		InternalDomains: []string{cfg.World.Organization.Domain}, Directory: cfg.World.HostedDomain,
 		Events: eventsPub, Lifecycle: lifecyclePub, Revocations: revokePub, Clock: cfg.Clock,
 		RevokeQueue: fmt.Sprintf("projects/%s/locations/%s/queues/%s", Project, Location, Queue),

@@ -162,6 +162,24 @@ func TestPortalInChromium(t *testing.T) {
 		t.Errorf("the timeline does not carry the reason: %q", tl)
 	}
 
+	portalAs(t, ctx, e, "/admin/policy", grace)
+	accessible("the policy in force")
+	if lint := browsertest.Run(t, ctx, chromedp.TextContent(chromedp.CSS("#lint"))); !strings.Contains(lint, "No issues") {
+		t.Errorf("the policy page's lint reads %q", lint)
+	}
+	if doc := browsertest.Run(t, ctx, chromedp.TextContent(chromedp.CSS("#document"))); !strings.Contains(doc, "schemaVersion: 1") {
+		t.Errorf("the policy page does not show the document: %.200q", doc)
+	}
+	// bob holds neither RECONCILE nor EXPORT: no policy, no list of everyone.
+	portalAs(t, ctx, e, "/grants", bob)
+	if err := chromedp.Do(ctx, chromedp.Navigate(e.url+"/admin/policy"), chromedp.WaitReady(chromedp.CSS("main"))); err != nil {
+		t.Fatal(err)
+	}
+	accessible("a refusal")
+	if main := browsertest.Run(t, ctx, chromedp.TextContent(chromedp.CSS("main"))); !strings.Contains(main, "needs the RECONCILE or EXPORT permission") {
+		t.Errorf("bob's policy page reads %.300q", main)
+	}
+
 	dir := t.TempDir()
 	portalAs(t, ctx, e, "/admin/grants", grace)
 	if _, err := chromedp.CallBrowser(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{

@@ -84,7 +84,21 @@ func TestPortalInChromium(t *testing.T) {
 	// compete for the CPU.
 	ctx := browsertest.New(t)
 	e := start(t, pipeline.Config{})
-	accessible := func(page string) { browsertest.NoViolations(t, ctx, page) }
+	// Every page is checked by axe-core, and at a phone's width it does
+	// not scroll sideways.
+	accessible := func(page string) {
+		t.Helper()
+		browsertest.NoViolations(t, ctx, page)
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(360, 740)); err != nil {
+			t.Fatal(err)
+		}
+		if wide := browsertest.Run(t, ctx, chromedp.Evaluate[bool]("document.documentElement.scrollWidth > document.documentElement.clientWidth")); wide {
+			t.Errorf("%s scrolls sideways at 360 px", page)
+		}
+		if err := chromedp.Do(ctx, chromedp.EmulateViewport(1280, 900)); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	portalAs(t, ctx, e, "/entitlements", alice)
 	accessible("alice's entitlements")

@@ -10,7 +10,7 @@ TF_PLUGIN_DIR ?= $(or $(firstword $(wildcard $(abspath ../shared/terraform-provi
 export TF_PLUGIN_DIR
 TERRAFORM ?= terraform
 
-.PHONY: all build test test-short bench vet lint fmt fmt-check run clean source terraform-check axe
+.PHONY: all build test test-short bench bench-all vet lint fmt fmt-check run clean source terraform-check axe
 
 all: vet test
 
@@ -36,7 +36,14 @@ build/axe/node_modules/axe-core/axe.min.js:
 test-short:
 	$(GO) test -short $(TESTFLAGS) $(PKGS)
 
+# One table of ratios, each against a reference measured in the same run
+# (docs/performance.md); BENCH_COUNT runs each, min/median/max. The raw
+# output lands in build/bench.txt. bench-all runs every benchmark as is.
+BENCH_COUNT ?= 3
 bench:
+	$(GO) run ./internal/tools/benchtable -count=$(BENCH_COUNT) -raw=build/bench.txt $(PKGS)
+
+bench-all:
 	$(GO) test -run='^$$' -bench=. -benchmem $(PKGS)
 
 vet:

@@ -428,13 +428,8 @@ func (s *core) flush(ctx context.Context, g *grant.Grant) error {
 		if err != nil {
 			return fmt.Errorf("failed to build event %s: %w", entry.EventID, err)
 		}
-		if _, err := s.events.Publish(ctx, e); err != nil {
-			return fmt.Errorf("failed to publish event %s: %w", entry.EventID, err)
-		}
-		if e.Type() == events.TypeRequested {
-			if err := s.startLifecycle(ctx, e); err != nil {
-				return err
-			}
+		if err := s.publish(ctx, e); err != nil {
+			return err
 		}
 		id, marked := entry.EventID, false
 		if _, err := s.ledger.Update(ctx, g.ID, func(cur *grant.Grant) error {
@@ -453,6 +448,26 @@ func (s *core) flush(ctx context.Context, g *grant.Grant) error {
 		}
 	}
 	return nil
+}
+
+// publish puts e on the events topic and, for grant.requested, on the
+// lifecycle topic too — at the same time: the second publish need not
+// wait for the first's answer (each is at least once on its own, and the
+// ledger marks e published only once both have succeeded).
+func (s *core) publish(ctx context.Context, e cloudevents.Event) error {
+	if e.Type() != events.TypeRequested {
+		if _, err := s.events.Publish(ctx, e); err != nil {
+			return fmt.Errorf("failed to publish event %s: %w", e.ID(), err)
+		}
+		return nil
+	}
+	lifecycle := make(chan error, 1)
+	go func() { lifecycle <- s.startLifecycle(ctx, e) }()
+	_, err := s.events.Publish(ctx, e)
+	if err != nil {
+		err = fmt.Errorf("failed to publish event %s: %w", e.ID(), err)
+	}
+	return errors.Join(err, <-lifecycle)
 }
 
 // startLifecycle publishes grant.requested on the lifecycle topic, whose

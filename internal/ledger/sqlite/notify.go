@@ -93,13 +93,3 @@ func (l *Ledger) Release(ctx context.Context, key string) error {
 	}
 	return nil
 }
-
-// write runs fn in a write transaction holding this process's writer
-// token, as every write of the ledger does.
-func (l *Ledger) write(ctx context.Context, fn func(*sql.Tx) error) error {
-	if err := l.lockWriter(ctx); err != nil {
-		return err
-	}
-	defer l.unlockWriter()
-	return l.inTx(ctx, fn)
-}

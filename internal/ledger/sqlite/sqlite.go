@@ -26,6 +26,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"modernc.org/sqlite"
@@ -60,6 +62,11 @@ type Ledger struct {
 	// writer holds a token while one of this process's write
 	// transactions runs: a mutex whose waiters honour their context.
 	writer chan struct{}
+	// pending are the writes waiting for the next group commit (group.go).
+	pendingMu sync.Mutex
+	pending   []*op
+	// commits counts the transactions group commit made, for its tests.
+	commits atomic.Int64
 	// lastPurge is when Once last deleted expired keys (guarded by writer).
 	lastPurge time.Time
 }
@@ -211,12 +218,8 @@ func (l *Ledger) Create(ctx context.Context, g *grant.Grant) error {
 		return fmt.Errorf("failed to create grant: %w", err)
 	}
 	c.Version = 1
-	if err := l.lockWriter(ctx); err != nil {
-		return fmt.Errorf("failed to create grant %s: %w", c.ID, err)
-	}
-	defer l.unlockWriter()
 	now := l.clock.Now()
-	return l.inTx(ctx, func(tx *sql.Tx) error {
+	err = l.write(ctx, func(tx *sql.Tx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, "SELECT count(*) FROM grants WHERE id = ?", c.ID).Scan(&n); err != nil {
 			return fmt.Errorf("failed to look for grant %s: %w", c.ID, err)
@@ -238,6 +241,10 @@ func (l *Ledger) Create(ctx context.Context, g *grant.Grant) error {
 		}
 		return insert(ctx, tx, c)
 	})
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("failed to create grant %s: %w", c.ID, err)
+	}
+	return err
 }
 
 // checkLimit refuses the write of g over before (nil for a Create) if it
@@ -286,12 +293,8 @@ func (l *Ledger) Get(ctx context.Context, id string) (*grant.Grant, error) {
 // ErrLimit when the result takes a slot its ConcurrencyLimit does not
 // leave.
 func (l *Ledger) Update(ctx context.Context, id string, fn func(*grant.Grant) error) (*grant.Grant, error) {
-	if err := l.lockWriter(ctx); err != nil {
-		return nil, fmt.Errorf("failed to update grant %s: %w", id, err)
-	}
-	defer l.unlockWriter()
 	var out *grant.Grant
-	err := l.inTx(ctx, func(tx *sql.Tx) error {
+	err := l.write(ctx, func(tx *sql.Tx) error {
 		var doc string
 		var version int64
 		err := tx.QueryRowContext(ctx, "SELECT doc, version FROM grants WHERE id = ?", id).Scan(&doc, &version)
@@ -498,13 +501,11 @@ func (l *Ledger) Once(ctx context.Context, key string, ttl time.Duration) (bool,
 	}
 	now := l.clock.Now()
 	nowS := ledger.FormatTime(now)
-	if err := l.lockWriter(ctx); err != nil {
-		return false, fmt.Errorf("failed to record key %q: %w", key, err)
-	}
-	defer l.unlockWriter()
-	purge := now.Sub(l.lastPurge) >= purgeEvery || now.Before(l.lastPurge)
 	var first bool
-	err := l.inTx(ctx, func(tx *sql.Tx) error {
+	err := l.write(ctx, func(tx *sql.Tx) error {
+		// lastPurge is guarded by the writer token, which the batch
+		// running this holds.
+		purge := now.Sub(l.lastPurge) >= purgeEvery || now.Before(l.lastPurge)
 		var err error
 		if first, err = recordKey(ctx, tx, key, now, ttl); err != nil {
 			return err
@@ -513,14 +514,12 @@ func (l *Ledger) Once(ctx context.Context, key string, ttl time.Duration) (bool,
 			if _, err := tx.ExecContext(ctx, "DELETE FROM once_keys WHERE expire_time <= ?", nowS); err != nil {
 				return fmt.Errorf("failed to purge expired keys: %w", err)
 			}
+			l.lastPurge = now
 		}
 		return nil
 	})
 	if err != nil {
-		return false, err
-	}
-	if purge {
-		l.lastPurge = now
+		return false, fmt.Errorf("failed to record key %q: %w", key, err)
 	}
 	return first, nil
 }

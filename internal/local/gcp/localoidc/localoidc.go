@@ -47,7 +47,22 @@ type Signer struct {
 
 	mu     sync.Mutex
 	access map[string]accessGrant // by token
+	ids    map[[2]string]cachedID // by (email, audience)
 }
+
+// cachedID is an ID token minted earlier, reused until near its expiry.
+type cachedID struct {
+	token   string
+	expires time.Time
+}
+
+// idReuseMargin: an ID token is reused until this long before it
+// expires, as Google's clients reuse theirs (oauth2.ReuseTokenSource
+// under google.golang.org/api/idtoken, which refreshes 10 s early; the
+// wider margin here leaves any receiver's clock skew allowance untouched).
+// An RSA signature costs about a millisecond of CPU, and every push,
+// task and callback needs a token.
+const idReuseMargin = 5 * time.Minute
 
 // accessGrant is what an access token stands for.
 type accessGrant struct {
@@ -115,8 +130,15 @@ func (s *Signer) IDToken(email, audience string) (string, error) {
 		return "", errors.New("localoidc: email and audience are required")
 	}
 	now := s.now()
+	key := [2]string{email, audience}
+	s.mu.Lock()
+	c, ok := s.ids[key]
+	s.mu.Unlock()
+	if ok && now.Before(c.expires.Add(-idReuseMargin)) && !now.Before(c.expires.Add(-TokenLifetime)) {
+		return c.token, nil
+	}
 	sub := sha256.Sum256([]byte(email))
-	return s.Sign(Claims{
+	tok, err := s.Sign(Claims{
 		Issuer:        Issuer,
 		Audience:      audience,
 		AuthorizedBy:  email,
@@ -126,6 +148,16 @@ func (s *Signer) IDToken(email, audience string) (string, error) {
 		IssuedAt:      now.Unix(),
 		Expires:       now.Add(TokenLifetime).Unix(),
 	})
+	if err != nil {
+		return "", err
+	}
+	s.mu.Lock()
+	if s.ids == nil {
+		s.ids = map[[2]string]cachedID{}
+	}
+	s.ids[key] = cachedID{token: tok, expires: time.Unix(now.Add(TokenLifetime).Unix(), 0)}
+	s.mu.Unlock()
+	return tok, nil
 }
 
 // Sign signs arbitrary claims with the key (RS256).

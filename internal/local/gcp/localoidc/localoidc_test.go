@@ -118,3 +118,40 @@ func TestAccessTokens(t *testing.T) {
 		t.Error("AccessToken accepted an empty email")
 	}
 }
+
+// An ID token is minted once per service account and audience and reused
+// until five minutes before it expires (an RSA signature per push, task
+// and callback was a tenth of the pipeline's CPU); a different audience
+// or account gets its own, and a reused token still verifies.
+func TestIDTokensAreReusedUntilNearExpiry(t *testing.T) {
+	t.Parallel()
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	s.now = func() time.Time { return now }
+	mint := func(email, aud string) string {
+		t.Helper()
+		tok, err := s.IDToken(email, aud)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	first := mint("a@p.iam.gserviceaccount.com", "https://x")
+	now = now.Add(TokenLifetime - idReuseMargin - time.Second)
+	if got := mint("a@p.iam.gserviceaccount.com", "https://x"); got != first {
+		t.Error("token re-minted before its reuse margin")
+	}
+	if _, err := verifier(t, s, func() time.Time { return now }).Verify(first, "https://x"); err != nil {
+		t.Errorf("reused token does not verify: %v", err)
+	}
+	if mint("a@p.iam.gserviceaccount.com", "https://y") == first || mint("b@p.iam.gserviceaccount.com", "https://x") == first {
+		t.Error("another audience or account got the same token")
+	}
+	now = now.Add(time.Second)
+	if got := mint("a@p.iam.gserviceaccount.com", "https://x"); got == first {
+		t.Error("token reused within five minutes of its expiry")
+	}
+}

@@ -397,6 +397,7 @@ func (r *Runner) create(workflow, argument string) (*execution, error) {
 		StartTime:  now,
 		Callbacks:  map[string]*callbackRec{},
 	}
+	rec.Env = r.env(rec)
 	p := filepath.Join(r.cfg.Dir, "executions", workflow, id+".json")
 	ex := r.newExecution(rec, p)
 	ex.wf = d.wf
@@ -473,6 +474,11 @@ type record struct {
 	EndTime    time.Time               `json:"endTime"`
 	Journal    []entry                 `json:"journal"`
 	Callbacks  map[string]*callbackRec `json:"callbacks"`
+	// Env is what sys.get_env answers, fixed when the execution starts as
+	// a revision fixes it on Google Cloud: reading it is then no effect to
+	// journal. Nil in records written before it existed, whose get_env
+	// calls are journaled entries to replay.
+	Env map[string]string `json:"env,omitempty"`
 }
 
 type errorRec struct {

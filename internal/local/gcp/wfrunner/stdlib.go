@@ -75,25 +75,41 @@ func (ex *execution) getEnv(name, def any) (any, error) {
 	if _, isStr := def.(string); def != nil && !isStr {
 		return nil, newError("TypeError", fmt.Sprintf("sys.get_env default must be a string, got %s", wfexpr.TypeName(def)))
 	}
-	return ex.effect("sys.get_env", func() (any, error) {
-		parts := strings.Split(ex.rec.Name, "/")
-		builtin := map[string]string{
-			"GOOGLE_CLOUD_LOCATION":              ex.r.cfg.Location,
-			"GOOGLE_CLOUD_PROJECT_ID":            ex.r.cfg.Project,
-			"GOOGLE_CLOUD_PROJECT_NUMBER":        ex.r.cfg.ProjectNumber,
-			"GOOGLE_CLOUD_SERVICE_ACCOUNT_NAME":  ex.r.cfg.ServiceAccount,
-			"GOOGLE_CLOUD_WORKFLOW_EXECUTION_ID": parts[len(parts)-1],
-			"GOOGLE_CLOUD_WORKFLOW_ID":           ex.rec.Workflow,
-			"GOOGLE_CLOUD_WORKFLOW_REVISION_ID":  ex.rec.RevisionID,
-		}
-		if v, ok := builtin[n]; ok {
+	if ex.rec.Env != nil {
+		if v, ok := ex.rec.Env[n]; ok {
 			return v, nil
 		}
-		if v, ok := ex.r.cfg.Env[n]; ok {
+		return def, nil
+	}
+	// A record from before Env: its get_env results are in the journal.
+	return ex.effect("sys.get_env", func() (any, error) {
+		if v, ok := ex.r.env(ex.rec)[n]; ok {
 			return v, nil
 		}
 		return def, nil
 	})
+}
+
+// env is the environment of an execution: the seven built-in variables,
+// then Config.Env (which cannot override them).
+func (r *Runner) env(rec *record) map[string]string {
+	parts := strings.Split(rec.Name, "/")
+	env := make(map[string]string, len(r.cfg.Env)+7)
+	for k, v := range r.cfg.Env {
+		env[k] = v
+	}
+	for k, v := range map[string]string{
+		"GOOGLE_CLOUD_LOCATION":              r.cfg.Location,
+		"GOOGLE_CLOUD_PROJECT_ID":            r.cfg.Project,
+		"GOOGLE_CLOUD_PROJECT_NUMBER":        r.cfg.ProjectNumber,
+		"GOOGLE_CLOUD_SERVICE_ACCOUNT_NAME":  r.cfg.ServiceAccount,
+		"GOOGLE_CLOUD_WORKFLOW_EXECUTION_ID": parts[len(parts)-1],
+		"GOOGLE_CLOUD_WORKFLOW_ID":           rec.Workflow,
+		"GOOGLE_CLOUD_WORKFLOW_REVISION_ID":  rec.RevisionID,
+	} {
+		env[k] = v
+	}
+	return env
 }
 
 // sysLog writes sys.log output to the logger; journaled so a replay does not

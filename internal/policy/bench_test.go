@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // benchPolicy writes a document with the given number of groups, 100 per
@@ -118,6 +120,54 @@ func nsPerEvaluate(b *testing.B, pol *Policy) float64 {
 		}
 	}
 	return float64(time.Since(start).Nanoseconds()) / float64(n)
+}
+
+// Evaluate's index finds what a walk of the whole policy finds the subject
+// may act on, for subjects named at each level, in the benchmarks' large
+// policies; and with VIEW open, Visible still lists every group.
+func TestEvaluateMatchesWalk(t *testing.T) {
+	t.Parallel()
+	subjects := []Subject{
+		benchSubject,
+		NewSubject("owner-3-7@example.com", nil, true),
+		NewSubject("lead@example.com", []string{"leads-2@example.com"}, true),
+		NewSubject("leaver-7@example.com", []string{"team-0@example.com"}, true),
+		NewSubject("someone@partner-4.example", nil, false),
+		NewSubject("root@example.com", []string{"jit-admins@example.com"}, true),
+	}
+	for _, tc := range []struct {
+		name    string
+		pol     *Policy
+		visible int // Visible's count for benchSubject
+	}{
+		{"restricted", benchPolicy(t, 1_000), 100},
+		{"VIEW open", benchPolicyOpen(t, 1_000), 1_000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			for _, s := range subjects {
+				var walk, got []string
+				for a := range tc.pol.Visible(s) {
+					if a.Join || a.ApproveOthers {
+						walk = append(walk, a.Group.ID())
+					}
+				}
+				for _, a := range tc.pol.Evaluate(s) {
+					got = append(got, a.Group.ID())
+				}
+				if diff := cmp.Diff(walk, got); diff != "" {
+					t.Errorf("Evaluate(%s) (-walk +Evaluate):\n%s", s.Email, diff)
+				}
+			}
+			n := 0
+			for range tc.pol.Visible(benchSubject) {
+				n++
+			}
+			if n != tc.visible {
+				t.Errorf("Visible(%s) lists %d groups, want %d", benchSubject.Email, n, tc.visible)
+			}
+		})
+	}
 }
 
 // joinable counts the entitlements the subject may join: what the

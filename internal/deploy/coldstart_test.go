@@ -72,6 +72,26 @@ func main() {
 }
 `
 
+// floorMain is helloMain linking what the functions link from outside
+// the module and cannot do without: Google's client libraries (gRPC and
+// REST) and cel-go, the policy's and IAM conditions' language. Its start
+// is the floor of a function's, whatever the module's own code does.
+var floorMain = strings.Replace(helloMain, `	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
+`, `	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
+
+	_ "cloud.google.com/go/cloudtasks/apiv2"
+	_ "cloud.google.com/go/firestore"
+	_ "cloud.google.com/go/pubsub/v2"
+	_ "cloud.google.com/go/resourcemanager/apiv3"
+	_ "cloud.google.com/go/workflows/executions/apiv1"
+	_ "github.com/google/cel-go/cel"
+	_ "github.com/google/cel-go/ext"
+	_ "google.golang.org/api/cloudidentity/v1"
+	_ "google.golang.org/api/secretmanager/v1"
+	_ "google.golang.org/api/storage/v1"
+	_ "google.golang.org/api/transport/http"
+`, 1)
+
 // BenchmarkTableColdStart compares a deployed function's cold start with a
 // hello-world functions-framework function's (issue 14, item 5): the wall
 // time from exec to the first HTTP answer on its port, and the peak
@@ -82,6 +102,10 @@ func main() {
 // function and the reference, so load from elsewhere on the machine falls
 // on both. Run it with -benchtime=1x: one iteration is coldStarts starts
 // of each.
+//
+// It also starts floorMain, the reference with the libraries the
+// functions link, and reports "floor-start-ratio" and "floor-mem-ratio"
+// against hello: what no change to the module's own code can go below.
 //
 // The probe is GET /robots.txt: any answer counts. The functions build
 // their clients lazily, so for an HTTP function this is the first
@@ -95,19 +119,24 @@ func BenchmarkTableColdStart(b *testing.B) {
 	dir := b.TempDir()
 	hello := buildMain(b, dir, "hello", helloMain)
 	function := buildMain(b, dir, "function", buildpackMain)
+	floor := buildMain(b, dir, "floor", floorMain)
 	const coldStarts = 10
 	env := append(cleanEnv(), configured(b)...)
 	for _, target := range []string{"intake", "approval", "grant", "revoke"} {
 		b.Run("function="+target, func(b *testing.B) {
-			var start, ref, mem, refMem []float64
+			var start, ref, floorStart, mem, refMem, floorMem []float64
 			for range b.N {
 				for range coldStarts {
 					d, kib := coldStart(b, hello, env, "hello")
 					ref, refMem = append(ref, d), append(refMem, kib)
 					d, kib = coldStart(b, function, env, target)
 					start, mem = append(start, d), append(mem, kib)
+					d, kib = coldStart(b, floor, env, "hello")
+					floorStart, floorMem = append(floorStart, d), append(floorMem, kib)
 				}
 			}
+			b.ReportMetric(median(floorStart)/median(ref), "floor-start-ratio")
+			b.ReportMetric(median(floorMem)/median(refMem), "floor-mem-ratio")
 			b.ReportMetric(median(start)/median(ref), "start-ratio")
 			b.ReportMetric(median(mem)/median(refMem), "mem-ratio")
 			b.ReportMetric(median(start), "start-ms")

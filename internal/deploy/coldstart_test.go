@@ -75,7 +75,10 @@ func main() {
 // floorMain is helloMain linking what the functions link from outside
 // the module and cannot do without: Google's client libraries (gRPC and
 // REST) and cel-go, the policy's and IAM conditions' language. Its start
-// is the floor of a function's, whatever the module's own code does.
+// is the floor of a function's, whatever the module's own code does — a
+// low one: blank imports link the libraries' initialisation and what it
+// reaches, while the linker drops the client methods nobody calls, which
+// a function does call (its binary is 49 MB, this one 39 MB).
 var floorMain = strings.Replace(helloMain, `	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
 `, `	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
 

@@ -12,12 +12,12 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/jitpipeline/jit/internal/emailaddr"
+	"github.com/jitpipeline/jit/internal/lazyregexp"
 	"github.com/jitpipeline/jit/internal/token"
 )
 
@@ -36,8 +36,8 @@ const (
 // a load balancer, and IAP enabled directly on a Cloud Run service. App
 // Engine's form is not accepted: the pipeline does not run there.
 var (
-	backendServiceAudRE = regexp.MustCompile(`^/projects/[1-9][0-9]{0,19}/global/backendServices/[1-9][0-9]{0,19}$`)
-	cloudRunAudRE       = regexp.MustCompile(`^/projects/[1-9][0-9]{0,19}/locations/[a-z]+-[a-z]+[0-9]{1,2}/services/[a-z]([-a-z0-9]{0,61}[a-z0-9])?$`)
+	backendServiceAudRE = lazyregexp.New(`^/projects/[1-9][0-9]{0,19}/global/backendServices/[1-9][0-9]{0,19}$`)
+	cloudRunAudRE       = lazyregexp.New(`^/projects/[1-9][0-9]{0,19}/locations/[a-z]+-[a-z]+[0-9]{1,2}/services/[a-z]([-a-z0-9]{0,61}[a-z0-9])?$`)
 )
 
 // IAPConfig configures the IAP assertion verifier.

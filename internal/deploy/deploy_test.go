@@ -99,7 +99,7 @@ func TestFunctionsFramework(t *testing.T) {
 
 // configured is every setting of every function, and credentials that
 // cannot be found (so nothing reaches Google).
-func configured(t *testing.T) []string {
+func configured(t testing.TB) []string {
 	return []string{
 		"JIT_PROJECT=p", "JIT_POLICY=gs://b/policy.yaml",
 		"JIT_WORKFLOW=projects/p/locations/europe-west1/workflows/grant-lifecycle",

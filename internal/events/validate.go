@@ -9,7 +9,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/jitpipeline/jit/internal/third_party/jsonschema"
 
 	"github.com/jitpipeline/jit/schemas"
 )
@@ -62,14 +62,68 @@ func (e *DataError) Error() string {
 // Unwrap makes errors.Is(err, ErrInvalid) true.
 func (e *DataError) Unwrap() error { return ErrInvalid }
 
-// compiled holds the schemas by event type, compiled once per process.
-var compiled = sync.OnceValues(func() (map[string]*jsonschema.Schema, error) {
-	return compileSchemas(schemas.FS)
+// embedded are the schemas of schemas.FS, read on the first validation.
+// Each type's schema is compiled on its first validation: a function
+// validates a few of the event types (grant and revoke publish and receive
+// a handful), and compiling all of them costs every function's first
+// event some 20 ms and 8 MB (issue 14). The embedded set is checked whole
+// — a schema for every type, each with its $id — when it is read, and
+// every schema is compiled by the package's tests.
+var embedded = sync.OnceValues(func() (*schemaSet, error) {
+	return loadSchemas(schemas.FS)
 })
 
-// compileSchemas compiles every *.json of fsys, which must hold exactly one
-// schema per type in Types, each with its $id.
+// schemaSet is a set of schemas added to one compiler, compiled by type
+// on demand. The compiler is not safe for concurrent use, hence mu; a
+// compiled schema is, for validation.
+type schemaSet struct {
+	mu       sync.Mutex
+	c        *jsonschema.Compiler
+	compiled map[string]*jsonschema.Schema
+}
+
+// schema is the compiled schema of eventType, which must be one of Types.
+func (s *schemaSet) schema(eventType string) (*jsonschema.Schema, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if sch, ok := s.compiled[eventType]; ok {
+		return sch, nil
+	}
+	sch, err := s.c.Compile(SchemaURL(eventType))
+	if err != nil {
+		return nil, fmt.Errorf("failed to compile schema of %s: %w", eventType, err)
+	}
+	s.compiled[eventType] = sch
+	return sch, nil
+}
+
+// compileSchemas compiles every schema of fsys (loadSchemas), reporting
+// every failure at once.
 func compileSchemas(fsys fs.FS) (map[string]*jsonschema.Schema, error) {
+	set, err := loadSchemas(fsys)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	out := make(map[string]*jsonschema.Schema, len(Types))
+	for _, t := range Types {
+		s, err := set.schema(t)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out[t] = s
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// loadSchemas reads every *.json of fsys, which must hold exactly one
+// schema per type in Types, each with its $id, and adds them to a
+// compiler, compiling none.
+func loadSchemas(fsys fs.FS) (*schemaSet, error) {
 	c := jsonschema.NewCompiler()
 	c.DefaultDraft(jsonschema.Draft2020)
 	c.AssertFormat() // formats are annotations only in 2020-12 unless asserted
@@ -102,26 +156,15 @@ func compileSchemas(fsys fs.FS) (map[string]*jsonschema.Schema, error) {
 			errs = append(errs, fmt.Errorf("failed to add schema %s: %w", name, err))
 		}
 	}
-	out := make(map[string]*jsonschema.Schema, len(Types))
 	for _, t := range Types {
 		if !slices.Contains(names, t+".json") {
 			errs = append(errs, fmt.Errorf("event type %s has no schema", t))
-			continue
 		}
-		if len(errs) > 0 {
-			continue
-		}
-		s, err := c.Compile(SchemaURL(t))
-		if err != nil {
-			errs = append(errs, fmt.Errorf("failed to compile schema of %s: %w", t, err))
-			continue
-		}
-		out[t] = s
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return out, nil
+	return &schemaSet{c: c, compiled: map[string]*jsonschema.Schema{}}, nil
 }
 
 // Validate checks an event's data against the schema of its type. An
@@ -129,15 +172,18 @@ func compileSchemas(fsys fs.FS) (map[string]*jsonschema.Schema, error) {
 // schema give an error wrapping ErrInvalid (a *DataError for the last,
 // listing each problem with its JSON path).
 func Validate(eventType string, data []byte) error {
-	all, err := compiled()
+	if !slices.Contains(Types, eventType) {
+		return fmt.Errorf("%w: unknown event type %q", ErrInvalid, eventType)
+	}
+	set, err := embedded()
 	if err != nil {
 		// The embedded schemas are broken: a bug of this build, not of
 		// the event, so not ErrInvalid.
 		return fmt.Errorf("failed to load event schemas: %w", err)
 	}
-	s, ok := all[eventType]
-	if !ok {
-		return fmt.Errorf("%w: unknown event type %q", ErrInvalid, eventType)
+	s, err := set.schema(eventType)
+	if err != nil {
+		return fmt.Errorf("failed to load event schemas: %w", err) // a bug of this build too
 	}
 	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
 	if err != nil {

@@ -53,7 +53,7 @@ func TestSchemaFilesMatchTypes(t *testing.T) {
 			}
 		}
 	}
-	if _, err := compiled(); err != nil {
+	if _, err := compileSchemas(schemas.FS); err != nil {
 		t.Fatalf("embedded schemas do not compile: %v", err)
 	}
 }

@@ -13,12 +13,12 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/jitpipeline/jit/internal/emailaddr"
+	"github.com/jitpipeline/jit/internal/lazyregexp"
 )
 
 // State is a grant's lifecycle state (docs/architecture.md §2, PAM's names).
@@ -187,7 +187,7 @@ type Grant struct {
 	Version int64 `json:"version"`
 }
 
-var idRE = regexp.MustCompile(`^g-[a-z2-7]{20}$`)
+var idRE = lazyregexp.New(`^g-[a-z2-7]{20}$`)
 
 // NewID returns a random grant ID, usable in Cloud Tasks task names and
 // URLs: "g-" and 20 base32 characters (100 bits).

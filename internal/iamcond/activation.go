@@ -1,10 +1,11 @@
 package iamcond
 
 import (
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/jitpipeline/jit/internal/lazyregexp"
 )
 
 // ActivationTitle is the condition title of every temporary binding the
@@ -45,7 +46,7 @@ func Activation(start, end time.Time, resourceCondition string) string {
 // tokens and either quote style are tolerated; anything else is not
 // (docs/jit-access.md §4: "anything else appended inside the same clause
 // breaks recognition").
-var temporaryClause = regexp.MustCompile(`^request\.time\s*>=\s*timestamp\(\s*(?:"([^"\\]*)"|'([^'\\]*)')\s*\)` +
+var temporaryClause = lazyregexp.New(`^request\.time\s*>=\s*timestamp\(\s*(?:"([^"\\]*)"|'([^'\\]*)')\s*\)` +
 	`\s*&&\s*` +
 	`request\.time\s*<\s*timestamp\(\s*(?:"([^"\\]*)"|'([^'\\]*)')\s*\)$`)
 

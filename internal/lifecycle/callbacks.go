@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strings"
 
 	"cloud.google.com/go/workflows/executions/apiv1/executionspb"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/jitpipeline/jit/internal/events"
 	"github.com/jitpipeline/jit/internal/grant"
+	"github.com/jitpipeline/jit/internal/lazyregexp"
 )
 
 // ExecutionsEndpoint is where Cloud Workflows serves callbacks:
@@ -94,7 +94,7 @@ func (c HTTPCallbacks) Call(ctx context.Context, rawURL string, body any) error 
 
 // idRE is the shape of an execution or callback ID (Google uses UUIDs, the
 // local runner random base32; neither needs more).
-var idRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+var idRE = lazyregexp.New(`^[A-Za-z0-9_-]{1,128}$`)
 
 // callbackExecution checks that raw is a callback URL of the lifecycle
 // workflow on the executions endpoint and returns its execution ID.

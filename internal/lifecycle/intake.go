@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"github.com/jitpipeline/jit/internal/events"
 	"github.com/jitpipeline/jit/internal/grant"
 	"github.com/jitpipeline/jit/internal/isoduration"
+	"github.com/jitpipeline/jit/internal/lazyregexp"
 	"github.com/jitpipeline/jit/internal/policy"
 	"github.com/jitpipeline/jit/internal/usertext"
 )
@@ -124,7 +124,7 @@ type Listing struct {
 }
 
 // projectRE is a project ID.
-var projectRE = regexp.MustCompile(`^[a-z][a-z0-9-]{4,28}[a-z0-9]$`)
+var projectRE = lazyregexp.New(`^[a-z][a-z0-9-]{4,28}[a-z0-9]$`)
 
 // Entitlements lists what the caller may request now; with project set,
 // only those that grant on that project (projects/ID), whose eligible

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	texttemplate "text/template"
 	"time"
 	"unicode"
@@ -30,9 +31,17 @@ var funcs = map[string]any{
 	"indent": func(s string) string { return "  " + strings.ReplaceAll(s, "\n", "\n  ") },
 }
 
+// The mail templates are parsed on the first mail rather than at package
+// init: every deployed function links this package, and only the approval
+// function sends mail (issue 14). They are embedded, so a parse error is
+// a bug of the build, which the package's tests render mails to catch.
 var (
-	textTmpl = texttemplate.Must(texttemplate.New("mail.txt").Funcs(funcs).ParseFS(templateFS, "templates/mail.txt"))
-	htmlTmpl = htmltemplate.Must(htmltemplate.New("mail.html").Funcs(funcs).ParseFS(templateFS, "templates/mail.html"))
+	textTmpl = sync.OnceValue(func() *texttemplate.Template {
+		return texttemplate.Must(texttemplate.New("mail.txt").Funcs(funcs).ParseFS(templateFS, "templates/mail.txt"))
+	})
+	htmlTmpl = sync.OnceValue(func() *htmltemplate.Template {
+		return htmltemplate.Must(htmltemplate.New("mail.html").Funcs(funcs).ParseFS(templateFS, "templates/mail.html"))
+	})
 )
 
 // view is what the templates see. Every string that came from a person
@@ -95,10 +104,10 @@ func (n *Notifier) compose(ctx context.Context, g *grant.Grant, e *grant.Entry, 
 		links = append(links, v.StatusLink)
 	}
 	var text, html bytes.Buffer
-	if err := textTmpl.Execute(&text, v); err != nil {
+	if err := textTmpl().Execute(&text, v); err != nil {
 		return nil, fmt.Errorf("failed to render the text part: %w", err)
 	}
-	if err := htmlTmpl.Execute(&html, v); err != nil {
+	if err := htmlTmpl().Execute(&html, v); err != nil {
 		return nil, fmt.Errorf("failed to render the HTML part: %w", err)
 	}
 	root := n.messageID(g.ID, "requested", m.to)

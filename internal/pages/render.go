@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"html/template"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -72,18 +73,25 @@ func mustRead(name string) string {
 	return string(b)
 }
 
-// pageTemplates are the pages, each parsed with the shared layout.
-var pageTemplates = map[string]*template.Template{
-	"grant": parse("grant.html"),
-	"error": parse("error.html"),
-	"login": parse("login.html"),
+// pageTemplates are the pages, each parsed with the shared layout, on the
+// first page rendered rather than at package init: every deployed
+// function links this package, and only intake and approval serve pages
+// (issue 14: parsing them all was a tenth of a function's own start-up
+// work). The templates are embedded, so a parse error is a bug of the
+// build, which the package's tests render every page to catch.
+var pageTemplates = sync.OnceValue(func() map[string]*template.Template {
+	return map[string]*template.Template{
+		"grant": parse("grant.html"),
+		"error": parse("error.html"),
+		"login": parse("login.html"),
 
-	"entitlements": parse("entitlements.html"),
-	"request":      parse("request.html"),
-	"grants":       parse("grants.html"),
-	"mygrant":      parse("mygrant.html"),
-	"policy":       parse("policy.html"),
-}
+		"entitlements": parse("entitlements.html"),
+		"request":      parse("request.html"),
+		"grants":       parse("grants.html"),
+		"mygrant":      parse("mygrant.html"),
+		"policy":       parse("policy.html"),
+	}
+})
 
 func parse(page string) *template.Template {
 	funcs := template.FuncMap{
@@ -99,7 +107,7 @@ func parse(page string) *template.Template {
 // half a page with a 200.
 func render(w http.ResponseWriter, status int, page string, data any) {
 	var buf bytes.Buffer
-	if err := pageTemplates[page].ExecuteTemplate(&buf, "base", data); err != nil {
+	if err := pageTemplates()[page].ExecuteTemplate(&buf, "base", data); err != nil {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(http.StatusInternalServerError)
 		_, _ = w.Write([]byte("internal error: the page could not be rendered\n"))

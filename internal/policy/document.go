@@ -3,7 +3,6 @@ package policy
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/jitpipeline/jit/internal/iamcond"
 	"github.com/jitpipeline/jit/internal/isoduration"
+	"github.com/jitpipeline/jit/internal/lazyregexp"
 )
 
 // SchemaVersion is the only policy document version there is.
@@ -23,14 +23,14 @@ const SchemaVersion = 1
 const DefaultEnvironmentName = "default"
 
 var (
-	envNameRE      = regexp.MustCompile(`^[a-zA-Z0-9-]{1,16}$`)
-	groupNameRE    = regexp.MustCompile(`^[a-zA-Z0-9-]{1,24}$`)
-	constraintName = regexp.MustCompile(`^[a-zA-Z0-9-]+$`)
-	variableNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]*$`)
-	projectIDRE    = regexp.MustCompile(`^[a-z][a-z0-9-]{4,28}[a-z0-9]$`)
-	numericIDRE    = regexp.MustCompile(`^[0-9]{1,20}$`)
-	roleRE         = regexp.MustCompile(`^(roles/[a-zA-Z0-9_.]+|projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/roles/[a-zA-Z0-9_.]+|organizations/[0-9]{1,20}/roles/[a-zA-Z0-9_.]+)$`)
-	yamlLineRE     = regexp.MustCompile(`line (\d+)`)
+	envNameRE      = lazyregexp.New(`^[a-zA-Z0-9-]{1,16}$`)
+	groupNameRE    = lazyregexp.New(`^[a-zA-Z0-9-]{1,24}$`)
+	constraintName = lazyregexp.New(`^[a-zA-Z0-9-]+$`)
+	variableNameRE = lazyregexp.New(`^[A-Za-z][A-Za-z0-9_]*$`)
+	projectIDRE    = lazyregexp.New(`^[a-z][a-z0-9-]{4,28}[a-z0-9]$`)
+	numericIDRE    = lazyregexp.New(`^[0-9]{1,20}$`)
+	roleRE         = lazyregexp.New(`^(roles/[a-zA-Z0-9_.]+|projects/[a-z][a-z0-9-]{4,28}[a-z0-9]/roles/[a-zA-Z0-9_.]+|organizations/[0-9]{1,20}/roles/[a-zA-Z0-9_.]+)$`)
+	yamlLineRE     = lazyregexp.New(`line (\d+)`)
 )
 
 // Parse reads and checks a policy document. It reports every problem at
@@ -150,7 +150,7 @@ func (p *parser) environment(n *yaml.Node) *Environment {
 type level struct {
 	kind  string // "system" or "group"
 	code  Code
-	re    *regexp.Regexp
+	re    *lazyregexp.Regexp
 	rule  string
 	where string
 }

@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -301,25 +302,52 @@ func TestNoApprovers(t *testing.T) {
 	}
 }
 
-func TestEvaluateListsWhatTheSubjectMayView(t *testing.T) {
+// Evaluate lists what the subject may act on (JOIN or APPROVE_OTHERS),
+// Visible everything they may view; with VIEW open to every IAP user
+// (JIT Groups' default when the environment omits access) the two differ
+// for anyone the group's ACL does not name.
+func TestEvaluateAndVisible(t *testing.T) {
 	t.Parallel()
-	pol := mustParse(t, constrained)
-	var got []string
-	for _, a := range pol.Evaluate(ben) {
-		got = append(got, fmt.Sprintf("%s view=%v join=%v self=%v approve=%v", a.Group.ID(), a.View, a.Join, a.SelfApprove, a.ApproveOthers))
+	summary := func(as []Access) []string {
+		var out []string
+		for _, a := range as {
+			out = append(out, fmt.Sprintf("%s view=%v join=%v self=%v approve=%v", a.Group.ID(), a.View, a.Join, a.SelfApprove, a.ApproveOthers))
+		}
+		return out
 	}
-	want := []string{"env.sys.grp view=true join=true self=false approve=false"}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("Evaluate(ben) (-want +got):\n%s", diff)
-	}
-	// The environment omits access, so JIT Groups' default applies: every
-	// IAP user may view, and no more.
-	if got := pol.Evaluate(mallory); len(got) != 1 || got[0].Join || got[0].ApproveOthers {
-		t.Errorf("Evaluate(mallory) = %+v", got)
-	}
+	const (
+		benJoins     = "env.sys.grp view=true join=true self=false approve=false"
+		mayView      = "env.sys.grp view=true join=false self=false approve=false"
+		managersJoin = "env.sys.grp view=true join=false self=false approve=true"
+	)
+	defaultOpen := mustParse(t, constrained)
 	private := mustParse(t, strings.Replace(constrained, "  name: env\n", "  name: env\n  access: []\n", 1))
-	if got := private.Evaluate(mallory); len(got) != 0 {
-		t.Errorf("Evaluate(mallory) with an empty environment ACL = %+v", got)
+	// JOIN open to every internal user at the environment: every group is
+	// one each of them may act on, wherever they are named.
+	openJoin := mustParse(t, doc([]string{"class:internalUsers allow JOIN"}, nil, []string{"user:ann@example.com deny JOIN"}, ""))
+	for _, tc := range []struct {
+		name          string
+		pol           *Policy
+		who           Subject
+		evaluate, see []string // nil: none
+	}{
+		{"named in the group's ACL", defaultOpen, ben, []string{benJoins}, []string{benJoins}},
+		{"an approver", defaultOpen, managers, []string{managersJoin}, []string{managersJoin}},
+		{"VIEW open to every IAP user", defaultOpen, mallory, nil, []string{mayView}},
+		{"an empty environment ACL", private, mallory, nil, nil},
+		{"JOIN open to internal users", openJoin, ben, []string{benJoins}, []string{benJoins}},
+		{"JOIN open, denied by name", openJoin, ann, nil, nil},
+		{"JOIN open, not to externals", openJoin, mallory, nil, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if diff := cmp.Diff(tc.evaluate, summary(tc.pol.Evaluate(tc.who))); diff != "" {
+				t.Errorf("Evaluate (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.see, summary(slices.Collect(tc.pol.Visible(tc.who)))); diff != "" {
+				t.Errorf("Visible (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 // FuzzParse feeds arbitrary documents to the parser: it must never panic,
@@ -42,6 +44,25 @@ func FuzzParse(f *testing.F) {
 			}
 			pol.Evaluate(NewSubject("fuzz@example.com", []string{"g@example.com"}, true))
 			_, _ = pol.Join(Request{Subject: NewSubject("fuzz@example.com", nil, true), Entitlement: g.ID(), Duration: 3600e9}) // any answer will do: the fuzzer looks for panics
+		}
+		// Evaluate's index finds exactly what a walk of the whole policy
+		// finds the subject may act on.
+		for _, s := range []Subject{
+			NewSubject("fuzz@example.com", []string{"g@example.com"}, true), ann, ben, mallory, managers,
+		} {
+			var want []string
+			for a := range pol.Visible(s) {
+				if a.Join || a.ApproveOthers {
+					want = append(want, a.Group.ID())
+				}
+			}
+			var got []string
+			for _, a := range pol.Evaluate(s) {
+				got = append(got, a.Group.ID())
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Fatalf("Evaluate(%s) differs from the walk (-walk +Evaluate):\n%s", s.Email, diff)
+			}
 		}
 	})
 }

@@ -14,6 +14,7 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"iter"
 	"sort"
 	"strings"
 	"time"
@@ -36,6 +37,11 @@ type Policy struct {
 	groups      map[string]*Group
 	ordered     []*Group
 	byPrincipal map[Principal][]*Node
+	// actors lists, per principal, the nodes where an allow entry of
+	// that principal grants more than VIEW (JOIN's or APPROVE_OTHERS'
+	// own bit): the only places a group the principal may act on can
+	// get that right from. Evaluate starts there.
+	actors map[Principal][]*Node
 	// below lists the groups under each environment or system node;
 	// groupOf maps a group's own node back to it.
 	below   map[*Node][]*Group
@@ -72,6 +78,7 @@ func build(envs []*Environment) (*Policy, error) {
 		envs:        envs,
 		groups:      map[string]*Group{},
 		byPrincipal: map[Principal][]*Node{},
+		actors:      map[Principal][]*Node{},
 		below:       map[*Node][]*Group{},
 		groupOf:     map[*Node]*Group{},
 	}
@@ -159,14 +166,23 @@ func envAllows(env *Environment, s Subject, required Permission) bool {
 }
 
 func (p *Policy) indexNode(n *Node) {
-	seen := map[Principal]bool{}
+	seen, acts := map[Principal]bool{}, map[Principal]bool{}
 	for _, ace := range n.ACL {
 		if !seen[ace.Principal] {
 			seen[ace.Principal] = true
 			p.byPrincipal[ace.Principal] = append(p.byPrincipal[ace.Principal], n)
 		}
+		if !ace.Deny && ace.Mask&actionBits != 0 && !acts[ace.Principal] {
+			acts[ace.Principal] = true
+			p.actors[ace.Principal] = append(p.actors[ace.Principal], n)
+		}
 	}
 }
+
+// actionBits are the bits of JOIN and APPROVE_OTHERS beyond VIEW: a
+// subject may act on a group only if an allow entry of theirs in its
+// chain carries one of them.
+const actionBits = (Join | ApproveOthers) &^ View
 
 // Groups lists every entitlement, ordered by ID.
 func (p *Policy) Groups() []*Group { return p.ordered }
@@ -203,31 +219,66 @@ func (p *Policy) Check(s Subject, id string) (Access, bool) {
 	return access(g, s), true
 }
 
-// Evaluate lists the entitlements the subject may at least view, with what
-// else they may do and why not, ordered by ID. Only groups whose ACL chain
-// mentions one of the subject's principals are looked at: an empty
-// effective ACL denies everything.
+// Evaluate lists the entitlements the subject may act on — request
+// (JOIN) or approve others' requests for (APPROVE_OTHERS) — with what
+// else they may do and why not, ordered by ID.
+//
+// It leaves out the entitlements the subject may merely view, on purpose:
+// VIEW is commonly open to everyone (JIT Groups' default environment ACL
+// is class:iapUsers allow VIEW), and then a list of what one may view is
+// the whole policy, 10,000 entries for 10,000 groups, however little of it
+// concerns the subject. What people are shown — the entitlements of the
+// API's and the pages' listings (lifecycle's Entitlements) — is what they
+// may request, and a request or an approval is decided by Check, Join and
+// Approve on the one entitlement. So Evaluate starts from the nodes where
+// one of the subject's principals is granted more than VIEW (the actors
+// index) and looks only at the groups below them: its cost is what
+// concerns the subject, not the size of the policy (BenchmarkTableEvaluate).
+// The whole catalogue a subject may view is Visible's.
 func (p *Policy) Evaluate(s Subject) []Access {
-	candidates := map[*Group]bool{}
+	var candidates []*Group
+	seen := map[*Group]bool{}
+	add := func(g *Group) {
+		if !seen[g] {
+			seen[g] = true
+			candidates = append(candidates, g)
+		}
+	}
 	for _, pr := range s.Principals {
-		for _, n := range p.byPrincipal[pr] {
+		for _, n := range p.actors[pr] {
 			if g, ok := p.groupOf[n]; ok {
-				candidates[g] = true
+				add(g)
 				continue
 			}
 			for _, g := range p.below[n] {
-				candidates[g] = true
+				add(g)
 			}
 		}
 	}
 	out := make([]Access, 0, len(candidates))
-	for g := range candidates {
-		if a := access(g, s); a.View {
+	for _, g := range candidates {
+		if a := access(g, s); a.Join || a.ApproveOthers {
 			out = append(out, a)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Group.id < out[j].Group.id })
 	return out
+}
+
+// Visible yields every entitlement the subject may at least view, with
+// what else they may do, in ID order, one at a time: a catalogue of the
+// whole policy when VIEW is open to everyone, so it costs the size of the
+// policy, paid only as far as the caller reads (it may stop after a page).
+// Only groups whose ACL chain mentions one of the subject's principals can
+// be visible: an empty effective ACL denies everything.
+func (p *Policy) Visible(s Subject) iter.Seq[Access] {
+	return func(yield func(Access) bool) {
+		for _, g := range p.ordered {
+			if a := access(g, s); a.View && !yield(a) {
+				return
+			}
+		}
+	}
 }
 
 // masks sums the subject's allow and deny entries along the group's chain.

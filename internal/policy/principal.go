@@ -2,10 +2,10 @@ package policy
 
 import (
 	"fmt"
-	"regexp"
 	"strings"
 
 	"github.com/jitpipeline/jit/internal/emailaddr"
+	"github.com/jitpipeline/jit/internal/lazyregexp"
 )
 
 // PrincipalType is the kind of an ACL principal.
@@ -37,7 +37,7 @@ type Principal struct {
 
 func (p Principal) String() string { return string(p.Type) + ":" + p.Value }
 
-var domainRE = regexp.MustCompile(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$`)
+var domainRE = lazyregexp.New(`^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$`)
 
 // ParsePrincipal reads an ACL principal. serviceAccount: principals are
 // refused, as in JIT Groups; the policy parser admits them only for

@@ -35,6 +35,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jitpipeline/jit/internal/lazyregexp"
 	"github.com/jitpipeline/jit/internal/policy"
 )
 
@@ -196,7 +197,7 @@ func (c Config) withDefaults() Config {
 // scopeRE is a scope resource: a project by ID (6 to 30 characters,
 // lower-case letters, digits and hyphens, starting with a letter), a
 // folder or an organization by number.
-var scopeRE = regexp.MustCompile(`^(projects/[a-z][a-z0-9-]{4,28}[a-z0-9]|folders/[0-9]+|organizations/[0-9]+)$`)
+var scopeRE = lazyregexp.New(`^(projects/[a-z][a-z0-9-]{4,28}[a-z0-9]|folders/[0-9]+|organizations/[0-9]+)$`)
 
 func validResource(r string) bool { return scopeRE.MatchString(r) }
 

@@ -17,8 +17,17 @@ import (
 // as a deployed function; re-run with GODEBUG=inittrace=1, it reports
 // what each package's initialisation allocated. The module's own packages
 // together may allocate 64 KiB (33 KB when this was written, against
-// 1 MB before) and no package of any module 1 MiB (upstream
-// santhosh-tekuri/jsonschema allocated 1.7 MB compiling its metaschemas).
+// 1 MB before) and no package of any module 1 MiB, but for the known
+// dependencies listed in heavyInit.
+// heavyInit are the dependencies whose own initialisation is known to
+// allocate more than 1 MiB, and why they are kept (docs/performance.md).
+var heavyInit = map[string]string{
+	// 1.7 MB and about 5 ms per start: it compiles the metaschemas of every
+	// JSON Schema draft in init(). The event schemas are the contract
+	// (schemas/); a copy of the library that defers this was declined.
+	"github.com/santhosh-tekuri/jsonschema/v6": "compiles its metaschemas in init()",
+}
+
 func TestInitAllocatesLittle(t *testing.T) {
 	t.Parallel()
 	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^$")
@@ -57,7 +66,7 @@ func TestInitAllocatesLittle(t *testing.T) {
 			ownTotal += i.bytes
 			own = append(own, fmt.Sprintf("%s %d B", i.pkg, i.bytes))
 		}
-		if i.bytes > 1<<20 {
+		if _, known := heavyInit[i.pkg]; i.bytes > 1<<20 && !known {
 			t.Errorf("initialising %s allocates %d bytes at every function's start", i.pkg, i.bytes)
 		}
 	}

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/jitpipeline/jit/internal/third_party/jsonschema"
+	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/jitpipeline/jit/schemas"
 )

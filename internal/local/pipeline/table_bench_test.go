@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"testing"
@@ -274,6 +275,17 @@ func BenchmarkTableGrowth(b *testing.B) {
 		}
 		at := measure(active + samples)
 		full := liveHeapMiB()
+		if path := os.Getenv("JIT_BENCH_HEAPPROFILE"); path != "" {
+			// Where the memory at 1,000 grants is: go tool pprof PATH.
+			f, err := os.Create(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := pprof.WriteHeapProfile(f); err != nil {
+				b.Fatal(err)
+			}
+			f.Close()
+		}
 		b.ReportMetric(first, "first-ms")
 		b.ReportMetric(at, "at-1000-ms")
 		b.ReportMetric(at/first, "latency-ratio")

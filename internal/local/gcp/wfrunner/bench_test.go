@@ -1,0 +1,77 @@
+package wfrunner
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// stepBench is a persisted execution whose journal already holds steps.
+type stepBench struct {
+	ex *execution
+}
+
+func newStepBench(b *testing.B, steps int) *stepBench {
+	b.Helper()
+	dir := b.TempDir()
+	r, err := New(Config{Project: "p", Location: "l", Dir: dir, CallbackBaseURL: "http://127.0.0.1:1", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = r.Close() })
+	id := newID()
+	rec := &record{
+		Name:      r.WorkflowName("bench") + "/executions/" + id,
+		Workflow:  "bench",
+		Source:    "main:\n  steps:\n    - done:\n        return: 1\n",
+		State:     stateActive,
+		StartTime: time.Now().UTC(),
+	}
+	ex := r.newExecution(rec, filepath.Join(dir, "executions", "bench", id+".json"))
+	if err := ex.persistLocked(); err != nil {
+		b.Fatal(err)
+	}
+	sb := &stepBench{ex: ex}
+	for i := range steps {
+		sb.step(b, i)
+	}
+	return sb
+}
+
+// step journals one HTTP response, the commonest side effect of the
+// grant-lifecycle workflow.
+func (sb *stepBench) step(b *testing.B, i int) {
+	v := map[string]any{"code": 200.0, "headers": map[string]any{"Content-Type": "application/json"},
+		"body": map[string]any{"grant_id": fmt.Sprintf("g-%06d", i), "state": "ACTIVE"}}
+	if err := sb.ex.append(entry{Kind: "http", Value: &storedValue{v}}, nil); err != nil {
+		b.Fatalf("append: %v", err)
+	}
+}
+
+// BenchmarkTableWorkflowStep measures the durable write of one journaled
+// step on an execution that has run 10 and 1,000 steps. "ratio" is the cost
+// at 1,000 over the cost at 10: near 1 means a step's cost does not grow
+// with the execution's history.
+func BenchmarkTableWorkflowStep(b *testing.B) {
+	short, long := newStepBench(b, 10), newStepBench(b, 1000)
+	var d10, d1000 time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		start := time.Now()
+		short.step(b, i)
+		mid := time.Now()
+		long.step(b, i)
+		d10 += mid.Sub(start)
+		d1000 += time.Since(mid)
+	}
+	b.StopTimer()
+	us10 := float64(d10.Microseconds()) / float64(b.N)
+	us1000 := float64(d1000.Microseconds()) / float64(b.N)
+	b.ReportMetric(us10, "us/op-10")
+	b.ReportMetric(us1000, "us/op-1000")
+	b.ReportMetric(us1000/us10, "ratio")
+	b.ReportMetric(0, "ns/op") // the two sizes are reported apart
+}

@@ -4,50 +4,44 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 )
 
-// stepBench is a persisted execution whose journal already holds steps.
-type stepBench struct {
-	ex *execution
-}
-
-func newStepBench(b *testing.B, steps int) *stepBench {
-	b.Helper()
-	dir := b.TempDir()
+// newPersistedExecution is an ACTIVE execution on a runner over a fresh
+// Dir, whose journal already holds steps entries. The runner is not
+// started, so nothing interprets it.
+func newPersistedExecution(tb testing.TB, dir string, steps int) *execution {
+	tb.Helper()
 	r, err := New(Config{Project: "p", Location: "l", Dir: dir, CallbackBaseURL: "http://127.0.0.1:1", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	b.Cleanup(func() { _ = r.Close() })
-	id := newID()
+	tb.Cleanup(func() { _ = r.Close() })
 	rec := &record{
-		Name:      r.WorkflowName("bench") + "/executions/" + id,
+		Name:      r.WorkflowName("bench") + "/executions/" + newID(),
 		Workflow:  "bench",
 		Source:    "main:\n  steps:\n    - done:\n        return: 1\n",
 		State:     stateActive,
 		StartTime: time.Now().UTC(),
 	}
-	ex := r.newExecution(rec, filepath.Join(dir, "executions", "bench", id+".json"))
-	if err := ex.persistLocked(); err != nil {
-		b.Fatal(err)
+	ex := r.newExecution(rec)
+	if err := ex.saveLocked(saveSet{start: true}); err != nil {
+		tb.Fatal(err)
 	}
-	sb := &stepBench{ex: ex}
 	for i := range steps {
-		sb.step(b, i)
+		journalStep(tb, ex, i)
 	}
-	return sb
+	return ex
 }
 
-// step journals one HTTP response, the commonest side effect of the
+// journalStep journals one HTTP response, the commonest side effect of the
 // grant-lifecycle workflow.
-func (sb *stepBench) step(b *testing.B, i int) {
+func journalStep(tb testing.TB, ex *execution, i int) {
 	v := map[string]any{"code": 200.0, "headers": map[string]any{"Content-Type": "application/json"},
 		"body": map[string]any{"grant_id": fmt.Sprintf("g-%06d", i), "state": "ACTIVE"}}
-	if err := sb.ex.append(entry{Kind: "http", Value: &storedValue{v}}, nil); err != nil {
-		b.Fatalf("append: %v", err)
+	if err := ex.append(entry{Kind: "http", Value: &storedValue{v}}, "", nil); err != nil {
+		tb.Fatalf("append: %v", err)
 	}
 }
 
@@ -56,14 +50,14 @@ func (sb *stepBench) step(b *testing.B, i int) {
 // at 1,000 over the cost at 10: near 1 means a step's cost does not grow
 // with the execution's history.
 func BenchmarkTableWorkflowStep(b *testing.B) {
-	short, long := newStepBench(b, 10), newStepBench(b, 1000)
+	short, long := newPersistedExecution(b, b.TempDir(), 10), newPersistedExecution(b, b.TempDir(), 1000)
 	var d10, d1000 time.Duration
 	b.ResetTimer()
 	for i := range b.N {
 		start := time.Now()
-		short.step(b, i)
+		journalStep(b, short, i)
 		mid := time.Now()
-		long.step(b, i)
+		journalStep(b, long, i)
 		d10 += mid.Sub(start)
 		d1000 += time.Since(mid)
 	}

@@ -2,7 +2,6 @@ package localiam_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
@@ -40,13 +39,9 @@ func newIAMBench(b *testing.B, bindings int) *iamBench {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { c.Close() })
-	p := &iampb.Policy{Version: 3}
-	for i := range bindings {
-		// One time-bound grant per user, as the pipeline writes them.
-		p.Bindings = append(p.Bindings, condBinding("roles/compute.admin",
-			jitCondition(t0, t0.Add(time.Duration(i+1)*time.Minute)), fmt.Sprintf("user:u%04d@example.com", i)))
-	}
-	ib := &iamBench{client: c, policy: p}
+	b.Cleanup(func() { _ = srv.Close() })
+	// One time-bound grant per user, as the pipeline writes them.
+	ib := &iamBench{client: c, policy: grants(bindings)}
 	ib.set(b)
 	return ib
 }

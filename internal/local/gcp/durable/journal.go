@@ -237,11 +237,12 @@ func decodeOps(p []byte) ([]journalOp, bool) {
 	var ops []journalOp
 	field := func() ([]byte, bool) {
 		n, w := binary.Uvarint(p)
-		if w <= 0 || n > uint64(len(p)-w) {
+		if w <= 0 || n > uint64(len(p)-w) { //nolint:gosec // G115: len-w is not negative when w > 0
 			return nil, false
 		}
-		b := p[w : w+int(n)]
-		p = p[w+int(n):]
+		end := w + int(n) //nolint:gosec // G115: n is at most len(p) here
+		b := p[w:end]
+		p = p[end:]
 		return b, true
 	}
 	for len(p) > 0 {
@@ -287,12 +288,12 @@ func putSize(key string, value []byte) int64 {
 
 func uvarintLen(n int) int {
 	var b [binary.MaxVarintLen64]byte
-	return binary.PutUvarint(b[:], uint64(n))
+	return binary.PutUvarint(b[:], uint64(n)) //nolint:gosec // G115: n is a length, never negative
 }
 
 func frame(payload []byte) []byte {
 	out := make([]byte, frameHeader, frameHeader+len(payload))
-	binary.LittleEndian.PutUint32(out, uint32(len(payload)))
+	binary.LittleEndian.PutUint32(out, uint32(len(payload))) //nolint:gosec // G115: Apply caps payloads at maxRecord, and snapshot records at about snapshotChunk
 	binary.LittleEndian.PutUint32(out[4:], crc32.Checksum(payload, crcTable))
 	return append(out, payload...)
 }

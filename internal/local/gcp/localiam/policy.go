@@ -71,10 +71,14 @@ func (s *Server) checkPolicy(p *iampb.Policy, k kind) (*iampb.Policy, error) {
 		members map[string]bool
 	}
 	bindings := map[string]*merged{}
+	var order []*merged // first appearance, usually already sorted
+	// A policy of many grants repeats a few roles; each is matched once.
+	roleOK := map[string]bool{}
 
 	for _, b := range p.GetBindings() {
 		role := b.GetRole()
 		switch {
+		case roleOK[role]:
 		case role == "":
 			return nil, invalid("A binding has no role.")
 		case strings.Contains(role, withCondMarker):
@@ -82,6 +86,8 @@ func (s *Server) checkPolicy(p *iampb.Policy, k kind) (*iampb.Policy, error) {
 			return nil, invalid("Role %s is a version 1 rendering of a conditional binding and cannot be set; read the policy with requested_policy_version 3 and write it back with version 3.", role)
 		case !rolePattern.MatchString(role):
 			return nil, invalid("Role %s is not supported for this resource.", role)
+		default:
+			roleOK[role] = true
 		}
 		if len(b.GetMembers()) == 0 {
 			// policy.pb.go: "bindings with no members will result in an error".
@@ -101,6 +107,7 @@ func (s *Server) checkPolicy(p *iampb.Policy, k kind) (*iampb.Policy, error) {
 		if m == nil {
 			m = &merged{role: role, cond: cond, members: map[string]bool{}}
 			bindings[key] = m
+			order = append(order, m)
 		}
 		for _, raw := range b.GetMembers() {
 			member, err := canonicalMember(raw)
@@ -159,7 +166,7 @@ func (s *Server) checkPolicy(p *iampb.Policy, k kind) (*iampb.Policy, error) {
 	}
 
 	out := &iampb.Policy{Version: 1, AuditConfigs: audits}
-	for _, m := range bindings {
+	for _, m := range order {
 		members := make([]string, 0, len(m.members))
 		for member := range m.members {
 			members = append(members, member)
@@ -172,7 +179,11 @@ func (s *Server) checkPolicy(p *iampb.Policy, k kind) (*iampb.Policy, error) {
 		}
 		out.Bindings = append(out.Bindings, &iampb.Binding{Role: m.role, Members: members, Condition: cond})
 	}
-	sortBindings(out.Bindings)
+	// A policy read, changed and written back arrives in the stored order,
+	// so the sort is skipped when a linear check finds nothing to do.
+	if !slices.IsSortedFunc(out.Bindings, compareBindings) {
+		sortBindings(out.Bindings)
+	}
 	return out, nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -133,25 +134,43 @@ func OpenJournal(path string) (*Journal, error) {
 			_ = os.Remove(s)
 		}
 	}
-	data, err := os.ReadFile(path)
-	switch {
-	case errors.Is(err, fs.ErrNotExist) || (err == nil && len(data) < len(journalMagic) && strings.HasPrefix(journalMagic, string(data))):
-		// New, or torn while its header was written: the header is
-		// created atomically, so the file exists only once it is whole.
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		// The header is created atomically, so the file exists only once
+		// it is whole.
 		if err := WriteFile(path, []byte(journalMagic)); err != nil {
 			return nil, fmt.Errorf("failed to create journal: %w", err)
 		}
-		data = []byte(journalMagic)
-	case err != nil:
-		return nil, fmt.Errorf("failed to read journal %s: %w", path, err)
-	}
-	good, err := replay(data, j.apply)
-	if err != nil {
-		return nil, fmt.Errorf("failed to replay journal %s: %w", path, err)
 	}
 	f, err := os.OpenFile(path, os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("failed to open journal %s: %w", path, err)
+	}
+	if err := lockFile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	data, err := io.ReadAll(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("failed to read journal %s: %w", path, err)
+	}
+	if len(data) < len(journalMagic) && strings.HasPrefix(journalMagic, string(data)) {
+		// Torn while an earlier version created it without a rename:
+		// nothing was ever appended, so it is a new journal.
+		if _, err := f.WriteAt([]byte(journalMagic), 0); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("failed to write the header of %s: %w", path, err)
+		}
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("failed to sync %s: %w", path, err)
+		}
+		data = []byte(journalMagic)
+	}
+	good, err := replay(data, j.apply)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("failed to replay journal %s: %w", path, err)
 	}
 	if good < int64(len(data)) {
 		if err := f.Truncate(good); err != nil {
@@ -420,6 +439,12 @@ func (j *Journal) compactLocked() error {
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()
 		return fmt.Errorf("failed to sync %s: %w", tmp.Name(), err)
+	}
+	// Locked before it becomes the journal, so no other opener can take it
+	// between the rename and the lock.
+	if err := lockFile(tmp); err != nil {
+		tmp.Close()
+		return err
 	}
 	if err := os.Rename(tmp.Name(), j.path); err != nil {
 		tmp.Close()

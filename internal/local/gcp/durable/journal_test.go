@@ -185,6 +185,31 @@ func TestJournalHeader(t *testing.T) {
 	}
 }
 
+// One journal file has one writer at a time: a second open while the first
+// is open is refused (interleaved appends would tear each other), and
+// succeeds once it is closed, or once it is compacted and closed.
+func TestJournalOneWriter(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "j")
+	j := open(t, path)
+	if _, err := OpenJournal(path); err == nil {
+		t.Fatal("second OpenJournal of an open journal: no error")
+	}
+	if err := j.Put("a", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Compact(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenJournal(path); err == nil {
+		t.Fatal("second OpenJournal after a compaction: no error")
+	}
+	j.Close()
+	if diff := cmp.Diff(map[string]string{"a": "1"}, contents(t, open(t, path))); diff != "" {
+		t.Errorf("after reopen (-want, +got):\n%s", diff)
+	}
+}
+
 // Compaction drops overwritten values, keeps the live ones, and keeps the
 // bytes it writes to a fraction of those appended.
 func TestJournalCompaction(t *testing.T) {

@@ -56,6 +56,7 @@ type Journal struct {
 	// Compaction thresholds; fields so that tests can lower them.
 	compactRatio    int64
 	minCompactBytes int64
+	retryCompactAt  int64 // after a failed compaction, the size to try again at
 }
 
 // JournalStats counts a Journal's work since Open.
@@ -72,6 +73,9 @@ type JournalStats struct {
 	// Size is the current file size; LiveBytes what a compaction would
 	// leave of it.
 	Size, LiveBytes int64
+	// CompactionError is why the last compaction failed, nil if it did
+	// not. A failed compaction loses nothing: the file is still whole.
+	CompactionError error
 }
 
 const (
@@ -384,10 +388,15 @@ func (j *Journal) Apply(b *Batch) error {
 	for _, op := range b.ops {
 		j.apply(op)
 	}
-	if j.size > j.minCompactBytes && j.size > j.compactRatio*(j.liveBytes+int64(len(journalMagic))) {
+	if j.size > j.minCompactBytes && j.size > j.retryCompactAt && j.size > j.compactRatio*(j.liveBytes+int64(len(journalMagic))) {
 		if err := j.compactLocked(); err != nil {
-			// The change itself is durable; the old file stays valid.
-			return fmt.Errorf("applied, but failed to compact %s: %w", j.path, err)
+			// The change itself is durable and the old file stays valid,
+			// so Apply succeeds; the next try waits until the file has
+			// doubled, lest a full disk make every change a compaction.
+			j.stats.CompactionError = err
+			j.retryCompactAt = 2 * j.size
+		} else {
+			j.stats.CompactionError, j.retryCompactAt = nil, 0
 		}
 	}
 	return nil

@@ -17,7 +17,8 @@ import (
 // A Journal is a durable map from string keys to byte values, kept in one
 // append-only file. Each Apply appends one record holding a batch of puts
 // and deletes and syncs the file once, so a change costs one small write
-// and one fsync whatever the size of the map. Open replays the file; a
+// and one fsync whatever the size of the map (concurrent changes share
+// fsyncs: see Apply). Open replays the file; a
 // record torn by a crash (short, or failing its CRC) can only be the last
 // one, because every earlier record was synced before the next was
 // written, and it is cut off: the map is then as it was after the last
@@ -46,8 +47,15 @@ type Journal struct {
 	path string
 
 	mu        sync.Mutex
+	cond      *sync.Cond // on mu: a flush ended
 	f         *os.File
 	err       error // sticky: set when a failed write may have left a torn record
+	// Group commit: records queued while a flush is in progress, and the
+	// tickets of the last record queued and the last one synced.
+	pending         []byte
+	pendingOps      [][]journalOp
+	queued, flushed uint64
+	flushing        bool
 	live      map[string][]byte
 	liveBytes int64 // what the live entries take in a compacted file
 	size      int64 // bytes in the file
@@ -61,9 +69,12 @@ type Journal struct {
 
 // JournalStats counts a Journal's work since Open.
 type JournalStats struct {
-	// Appends is the number of records appended by Apply; each cost one
-	// fsync.
+	// Appends is the number of records appended by Apply, one per
+	// successful call.
 	Appends int64
+	// Syncs is the number of fsyncs they took: one per Apply, fewer when
+	// concurrent Applies shared one.
+	Syncs int64
 	// AppendedBytes is the bytes those records took.
 	AppendedBytes int64
 	// Compactions is the number of times the file was rewritten.
@@ -128,6 +139,7 @@ func (b *Batch) Len() int { return len(b.ops) }
 // off a torn last record.
 func OpenJournal(path string) (*Journal, error) {
 	j := &Journal{path: path, live: map[string][]byte{}, compactRatio: defaultCompactRatio, minCompactBytes: defaultMinCompactBytes}
+	j.cond = sync.NewCond(&j.mu)
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("failed to create %s: %w", dir, err)
@@ -351,6 +363,12 @@ func (j *Journal) Delete(key string) error {
 // the whole batch survives a crash. An empty batch writes nothing. After a
 // failed write the journal refuses further changes, because the file may
 // end in a torn record that later ones must not follow; reopen it.
+//
+// Concurrent Applies share syncs (group commit): while one caller writes
+// and syncs, the others queue their records, and the next of them writes
+// and syncs all that queued in one go. Records are written in the order
+// their Applies took the lock, so a caller that orders its changes under
+// its own lock finds them in that order.
 func (j *Journal) Apply(b *Batch) error {
 	if b == nil || len(b.ops) == 0 {
 		return nil
@@ -366,40 +384,80 @@ func (j *Journal) Apply(b *Batch) error {
 
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if err := j.usableLocked(); err != nil {
+		return err
+	}
+	j.pending = append(j.pending, rec...)
+	j.pendingOps = append(j.pendingOps, b.ops)
+	j.queued++
+	ticket := j.queued
+	for j.flushed < ticket {
+		if err := j.usableLocked(); err != nil {
+			return err // the write that carried this record failed, or Close came first
+		}
+		if j.flushing {
+			j.cond.Wait()
+			continue
+		}
+		j.flushLocked()
+	}
+	return nil
+}
+
+// usableLocked says why the journal cannot take a change, if it cannot.
+func (j *Journal) usableLocked() error {
 	switch {
 	case j.f == nil:
 		return ErrJournalClosed
 	case j.err != nil:
-		return fmt.Errorf("failed to append to %s after an earlier failure: %w", j.path, j.err)
+		return fmt.Errorf("failed to append to %s: %w", j.path, j.err)
 	}
-	if _, err := j.f.Write(rec); err != nil {
+	return nil
+}
+
+// flushLocked writes and syncs every queued record, then applies them to
+// the map and compacts if due. j.mu is held on entry and exit but not
+// during the write and sync, so that other callers can queue meanwhile.
+func (j *Journal) flushLocked() {
+	j.flushing = true
+	buf, groups, upTo, f := j.pending, j.pendingOps, j.queued, j.f
+	j.pending, j.pendingOps = nil, nil
+	j.mu.Unlock()
+	_, err := f.Write(buf)
+	if err == nil {
+		// On failure, whether the records reached the disk is unknown
+		// (fsync does not say, and a retry may report success for lost
+		// data): the journal fails.
+		err = f.Sync()
+	}
+	j.mu.Lock()
+	j.flushing = false
+	defer j.cond.Broadcast()
+	if err != nil {
 		j.fail(err)
-		return fmt.Errorf("failed to append to %s: %w", j.path, err)
+		return
 	}
-	if err := j.f.Sync(); err != nil {
-		// Whether the record reached the disk is unknown (fsync does not
-		// say, and a retry may report success for lost data).
-		j.fail(err)
-		return fmt.Errorf("failed to sync %s: %w", j.path, err)
+	j.size += int64(len(buf))
+	j.stats.Syncs++
+	j.stats.Appends += int64(len(groups))
+	j.stats.AppendedBytes += int64(len(buf))
+	for _, ops := range groups {
+		for _, op := range ops {
+			j.apply(op)
+		}
 	}
-	j.size += int64(len(rec))
-	j.stats.Appends++
-	j.stats.AppendedBytes += int64(len(rec))
-	for _, op := range b.ops {
-		j.apply(op)
-	}
+	j.flushed = upTo
 	if j.size > j.minCompactBytes && j.size > j.retryCompactAt && j.size > j.compactRatio*(j.liveBytes+int64(len(journalMagic))) {
 		if err := j.compactLocked(); err != nil {
-			// The change itself is durable and the old file stays valid,
-			// so Apply succeeds; the next try waits until the file has
-			// doubled, lest a full disk make every change a compaction.
+			// The changes are durable and the old file stays valid, so
+			// their Applies succeed; the next try waits until the file
+			// has doubled, lest a full disk make every change a compaction.
 			j.stats.CompactionError = err
 			j.retryCompactAt = 2 * j.size
 		} else {
 			j.stats.CompactionError, j.retryCompactAt = nil, 0
 		}
 	}
-	return nil
 }
 
 // fail makes the journal refuse changes; it tries to cut what may be a
@@ -413,8 +471,11 @@ func (j *Journal) fail(err error) {
 func (j *Journal) Compact() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if j.f == nil {
-		return ErrJournalClosed
+	for j.flushing {
+		j.cond.Wait()
+	}
+	if err := j.usableLocked(); err != nil {
+		return err
 	}
 	return j.compactLocked()
 }
@@ -513,6 +574,11 @@ func (j *Journal) Stats() JournalStats {
 func (j *Journal) Close() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	for j.flushing {
+		j.cond.Wait()
+	}
+	// Applies still queued find the journal closed.
+	defer j.cond.Broadcast()
 	if j.f == nil {
 		return nil
 	}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -261,14 +262,47 @@ func TestJournalBytesPerChangeFlat(t *testing.T) {
 			t.Fatal(err)
 		}
 		after := j.Stats()
-		if n := after.Appends - before.Appends; n != 1 {
-			t.Errorf("one change took %d appends (fsyncs), want 1", n)
+		if n := after.Syncs - before.Syncs; n != 1 {
+			t.Errorf("one change took %d fsyncs, want 1", n)
 		}
 		return after.AppendedBytes - before.AppendedBytes
 	}
 	small, large := perChange(10), perChange(1000)
 	if small != large {
 		t.Errorf("one change appended %d bytes with 10 entries and %d with 1,000; want the same", small, large)
+	}
+}
+
+// Concurrent Applies share fsyncs and lose nothing.
+func TestJournalGroupCommit(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "j")
+	j := open(t, path)
+	const writers, each = 8, 25
+	want := map[string]string{}
+	var wg sync.WaitGroup
+	for w := range writers {
+		for i := range each {
+			want[fmt.Sprintf("w%d-%d", w, i)] = strconv.Itoa(i)
+		}
+		wg.Go(func() {
+			for i := range each {
+				if err := j.Put(fmt.Sprintf("w%d-%d", w, i), []byte(strconv.Itoa(i))); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	st := j.Stats()
+	if st.Appends != writers*each || st.Syncs > st.Appends {
+		t.Errorf("Appends = %d, Syncs = %d; want %d appends and no more syncs", st.Appends, st.Syncs, writers*each)
+	}
+	t.Logf("%d appends took %d fsyncs", st.Appends, st.Syncs)
+	j.Close()
+	if diff := cmp.Diff(want, contents(t, open(t, path))); diff != "" {
+		t.Errorf("after reopen (-want, +got):\n%s", diff)
 	}
 }
 

@@ -20,12 +20,12 @@ func TestStepCostFlat(t *testing.T) {
 		before := ex.r.journal.Stats()
 		journalStep(t, ex, history)
 		after := ex.r.journal.Stats()
-		return after.AppendedBytes - before.AppendedBytes, after.Appends - before.Appends
+		return after.AppendedBytes - before.AppendedBytes, after.Syncs - before.Syncs
 	}
 	shortBytes, shortAppends := perStep(10)
 	longBytes, longAppends := perStep(1000)
 	if shortAppends != 1 || longAppends != 1 {
-		t.Errorf("a step took %d and %d appends (fsyncs); want 1", shortAppends, longAppends)
+		t.Errorf("a step took %d and %d fsyncs; want 1", shortAppends, longAppends)
 	}
 	if longBytes > shortBytes+8 {
 		t.Errorf("a step wrote %d bytes after 10 steps and %d after 1,000; want about the same", shortBytes, longBytes)

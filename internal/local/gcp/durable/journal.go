@@ -46,20 +46,20 @@ import (
 type Journal struct {
 	path string
 
-	mu        sync.Mutex
-	cond      *sync.Cond // on mu: a flush ended
-	f         *os.File
-	err       error // sticky: set when a failed write may have left a torn record
+	mu   sync.Mutex
+	cond *sync.Cond // on mu: a flush ended
+	f    *os.File
+	err  error // sticky: set when a failed write may have left a torn record
 	// Group commit: records queued while a flush is in progress, and the
 	// tickets of the last record queued and the last one synced.
 	pending         []byte
 	pendingOps      [][]journalOp
 	queued, flushed uint64
 	flushing        bool
-	live      map[string][]byte
-	liveBytes int64 // what the live entries take in a compacted file
-	size      int64 // bytes in the file
-	stats     JournalStats
+	live            map[string][]byte
+	liveBytes       int64 // what the live entries take in a compacted file
+	size            int64 // bytes in the file
+	stats           JournalStats
 
 	// Compaction thresholds; fields so that tests can lower them.
 	compactRatio    int64

@@ -23,6 +23,7 @@ func newIAM(t *testing.T, dir string, w *World) *localiam.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = s.Close() })
 	return s
 }
 
@@ -123,7 +124,11 @@ func TestSeedIsIdempotentAndNeverOverwrites(t *testing.T) {
 	}
 	granted := s.Policy("projects/demo-prod")
 
-	// A restart: a new server on the same data directory, seeded again.
+	// A restart: a new server on the same data directory, seeded again. The
+	// first keeps its policies in memory for the comparisons below.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
 	restarted := newIAM(t, dir, w)
 	if err := w.Seed(restarted); err != nil {
 		t.Fatal(err)

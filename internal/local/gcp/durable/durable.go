@@ -1,5 +1,9 @@
-// Package durable writes the embedded Google Cloud's state files so that a
-// kill -9 at any moment leaves either the old or the new file, never a torn one.
+// Package durable keeps the embedded Google Cloud's state on disk so that a
+// kill -9 at any moment leaves either the old or the new state, never a
+// torn one. WriteFile replaces a whole file, for what changes rarely (a
+// deployed workflow); a Journal (journal.go) records one change at a time,
+// for what changes on the hot path (tasks, execution steps, IAM policies),
+// so that the cost of a change does not grow with the size of the state.
 package durable
 
 import (
@@ -38,10 +42,7 @@ func WriteFile(path string, data []byte) error {
 	if err := os.Rename(tmp, path); err != nil {
 		return fmt.Errorf("failed to replace %s: %w", path, err)
 	}
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync() // best effort: not every filesystem supports syncing a directory
-		d.Close()
-	}
+	syncDir(dir)
 	return nil
 }
 

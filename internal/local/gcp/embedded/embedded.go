@@ -204,6 +204,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cloud, retErr error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to start IAM: %w", err)
 	}
+	c.closeFuncs = append(c.closeFuncs, c.IAM.Close)
 	if cfg.Seed != nil {
 		if err := cfg.Seed(c.IAM); err != nil {
 			return nil, fmt.Errorf("failed to seed resources: %w", err)

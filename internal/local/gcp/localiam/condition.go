@@ -29,6 +29,7 @@ type conditions struct {
 type compiled struct {
 	prog cel.Program
 	err  error
+	ops  int // logical operators, for the limit
 }
 
 func newConditions() (*conditions, error) {
@@ -41,14 +42,23 @@ func newConditions() (*conditions, error) {
 
 // compile parses and type-checks an expression; the result is cached.
 func (c *conditions) compile(expression string) (cel.Program, error) {
+	p := c.lookup(expression)
+	return p.prog, p.err
+}
+
+// lookup returns the cached compilation of expression, compiling it and
+// counting its operators on a miss: SetIamPolicy checks every condition of
+// the policy it is sent, and all but the new grant's are known already.
+func (c *conditions) lookup(expression string) compiled {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if p, ok := c.progs[expression]; ok {
-		return p.prog, p.err
+		return p
 	}
 	prog, err := c.compileUncached(expression)
-	c.progs[expression] = compiled{prog: prog, err: err}
-	return prog, err
+	p := compiled{prog: prog, err: err, ops: countLogicalOperators(expression)}
+	c.progs[expression] = p
+	return p
 }
 
 func (c *conditions) compileUncached(expression string) (cel.Program, error) {

@@ -66,6 +66,7 @@ func newEnv(t *testing.T, cfg localiam.Config) *env {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	t.Cleanup(func() { _ = srv.Close() })
 	seedWorld(t, srv)
 	g, err := loopback.ServeGRPC("127.0.0.1:0", srv.Register)
 	if err != nil {

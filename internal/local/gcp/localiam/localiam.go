@@ -17,7 +17,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -30,12 +29,15 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/jitpipeline/jit/internal/local/gcp/durable"
 )
 
 // Config configures a Server.
 type Config struct {
-	// Dir is the data directory, one JSON file per resource. "" keeps
-	// everything in memory.
+	// Dir is the data directory: Dir/iam.journal holds the hierarchy and
+	// the policies (the per-resource JSON files of earlier versions are
+	// moved into it). "" keeps everything in memory.
 	Dir string
 	// Now is the clock used to evaluate conditions in permission checks.
 	// Default time.Now.
@@ -75,6 +77,8 @@ type Server struct {
 	byName   map[string]*resource // canonical name -> resource
 	byNumber map[int64]*resource  // project number -> project
 
+	journal *durable.Journal // nil without Dir; see store.go
+
 	aborted atomic.Int64
 	writes  atomic.Int64
 }
@@ -104,9 +108,24 @@ func New(cfg Config) (*Server, error) {
 		byNumber: make(map[int64]*resource),
 	}
 	if err := s.load(); err != nil {
+		if s.journal != nil {
+			s.journal.Close()
+		}
 		return nil, err
 	}
 	return s, nil
+}
+
+// Close releases the data directory. Every write is already durable when
+// its call returns; a write after Close fails.
+func (s *Server) Close() error {
+	if s.journal == nil {
+		return nil
+	}
+	if err := s.journal.Close(); err != nil {
+		return fmt.Errorf("failed to close the IAM state: %w", err)
+	}
+	return nil
 }
 
 // Register adds the Projects, Folders and Organizations services to g.
@@ -168,7 +187,7 @@ func (s *Server) add(r *resource) error {
 		}
 	}
 	r.policy = emptyPolicy()
-	if err := s.persist(r, r.policy); err != nil {
+	if err := s.persist(r, nil, r.policy); err != nil {
 		return err
 	}
 	s.index(r)
@@ -241,7 +260,7 @@ func (s *Server) SetPolicy(resource string, p *iampb.Policy) (*iampb.Policy, err
 	if err != nil {
 		return nil, fmt.Errorf("failed to set the policy of %s: %w", resource, err)
 	}
-	return out, nil
+	return proto.Clone(out).(*iampb.Policy), nil
 }
 
 // AbortedCount is how many SetIamPolicy calls were refused with ABORTED
@@ -260,6 +279,9 @@ func defaultMask() mask { return mask{bindings: true} }
 
 // commit replaces r's policy with np under mu, after the checks that depend
 // on the stored policy: the etag, the version rule and owner invitations.
+// It returns the stored policy itself, which is never modified in place:
+// the gRPC path only marshals it, so a copy of a large policy per call is
+// saved; callers that hand it to Go code copy it.
 func (s *Server) commit(r *resource, req, np *iampb.Policy, m mask, console bool) (*iampb.Policy, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -299,13 +321,13 @@ func (s *Server) commit(r *resource, req, np *iampb.Policy, m mask, console bool
 		next.Version = 3
 	}
 	next.Etag = newEtag(old.GetEtag())
-	if err := s.persist(r, next); err != nil {
+	if err := s.persist(r, old, next); err != nil {
 		return nil, status.Errorf(codes.Internal, "failed to store the policy: %v", err)
 	}
 	s.writes.Add(1)
 	r.policy = next
 	s.log.Debug("set IAM policy", "resource", r.name(), "bindings", len(next.GetBindings()), "version", next.GetVersion())
-	return proto.Clone(next).(*iampb.Policy), nil
+	return next, nil
 }
 
 // newUserOwners lists users that next makes owners and old did not: users
@@ -324,10 +346,13 @@ func newUserOwners(old, next *iampb.Policy) []string {
 		}
 		return out
 	}
-	before := owners(old)
+	before := map[string]bool{}
+	for _, m := range owners(old) {
+		before[m] = true
+	}
 	var invited []string
 	for _, m := range owners(next) {
-		if !slices.Contains(before, m) {
+		if !before[m] {
 			invited = append(invited, m)
 		}
 	}

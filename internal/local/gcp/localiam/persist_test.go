@@ -32,10 +32,18 @@ func TestPersistence(t *testing.T) {
 		}})
 	}
 
+	// The data directory is one server's at a time.
+	if _, err := localiam.New(localiam.Config{Dir: dir}); err == nil {
+		t.Error("a second server on an open Dir: no error")
+	}
+	if err := e.srv.Close(); err != nil {
+		t.Fatal(err)
+	}
 	again, err := localiam.New(localiam.Config{Dir: dir, Now: func() time.Time { return t0 }})
 	if err != nil {
 		t.Fatalf("New on the same Dir: %v", err)
 	}
+	t.Cleanup(func() { _ = again.Close() })
 	for res, want := range written {
 		if diff := cmp.Diff(want, again.Policy(res), protocmp.Transform()); diff != "" {
 			t.Errorf("%s after restart (-want, +got):\n%s", res, diff)

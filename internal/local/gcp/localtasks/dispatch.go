@@ -74,6 +74,7 @@ func (s *Server) dispatchDue(ctx context.Context) (wait time.Duration, ok bool) 
 		return due[i].pb.GetScheduleTime().AsTime().Before(due[j].pb.GetScheduleTime().AsTime())
 	})
 	var started []attempt
+	var names []string
 slots:
 	for _, t := range due {
 		select {
@@ -84,11 +85,12 @@ slots:
 			break slots
 		}
 		started = append(started, s.beginLocked(t, now))
+		names = append(names, t.pb.GetName())
 	}
 	if len(started) > 0 {
 		// The attempt counts are written before any request is sent, so an
 		// attempt cut short by kill -9 still counts as dispatched.
-		if err := s.persistLocked(); err != nil {
+		if err := s.saveLocked(change{tasks: names}); err != nil {
 			s.log.ErrorContext(ctx, "failed to persist dispatch", "error", err)
 		}
 	}
@@ -289,7 +291,7 @@ func (s *Server) finish(ctx context.Context, a attempt, out outcome) {
 		log.InfoContext(ctx, "task attempt failed; retrying", "status", out.message, "retry_in", delay.String())
 		t.pb.ScheduleTime = timestamppb.New(at.Truncate(time.Microsecond))
 	}
-	if err := s.persistLocked(); err != nil {
+	if err := s.saveLocked(change{tasks: []string{t.pb.GetName()}}); err != nil {
 		log.ErrorContext(ctx, "failed to persist attempt outcome", "error", err)
 	}
 }

@@ -28,6 +28,7 @@ const (
 type env struct {
 	srv    *localtasks.Server
 	client *cloudtasks.Client
+	dir    string
 }
 
 // newEnv serves a server on loopback; start also runs its dispatcher.
@@ -44,7 +45,7 @@ func newEnv(t *testing.T, cfg localtasks.Config, start bool) *env {
 	if start {
 		srv.Start(context.Background())
 	}
-	return &env{srv: srv, client: newClient(t, srv.Addr())}
+	return &env{srv: srv, client: newClient(t, srv.Addr()), dir: cfg.Dir}
 }
 
 func newClient(t *testing.T, addr string) *cloudtasks.Client {

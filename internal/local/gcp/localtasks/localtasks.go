@@ -7,8 +7,10 @@
 // parent queue must exist, names are validated, task names are de-duplicated
 // for a window after the task ran or was deleted, schedule_time may be at most
 // 30 days ahead, only HTTP targets are accepted, and a failed attempt is
-// retried per the queue's RetryConfig. Every mutation is written to Dir with
-// durable.WriteFile, so scheduled tasks and reserved names survive kill -9.
+// retried per the queue's RetryConfig. Every mutation is appended to a
+// durable.Journal under Dir, one entry per queue, task and reserved name, so
+// scheduled tasks and reserved names survive kill -9 and a mutation costs
+// the same however many tasks are scheduled.
 //
 // Local divergences, on purpose:
 //   - RetryConfig durations keep sub-second precision (the real service
@@ -39,6 +41,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/jitpipeline/jit/internal/clock"
+	"github.com/jitpipeline/jit/internal/local/gcp/durable"
 	"github.com/jitpipeline/jit/internal/local/gcp/localoidc"
 	"github.com/jitpipeline/jit/internal/local/gcp/loopback"
 )
@@ -54,7 +57,8 @@ const DefaultMaxConcurrentDispatches = 16
 
 // Config configures a Server.
 type Config struct {
-	// Dir is the data directory; the state lives in Dir/cloudtasks.json.
+	// Dir is the data directory; the state lives in Dir/cloudtasks.journal
+	// (a Dir/cloudtasks.json of earlier versions is moved into it).
 	// Empty means memory only.
 	Dir string
 	// Signer mints the OIDC ID tokens of tasks with an oidc_token. When nil,
@@ -118,6 +122,8 @@ type Server struct {
 	queues     map[string]*cloudtaskspb.Queue
 	tasks      map[string]*task
 	tombstones map[string]time.Time // task name → when it may be reused
+	expiry     []tombstone          // the tombstones, oldest first, for pruning
+	journal    *durable.Journal     // nil without Dir
 
 	startOnce sync.Once
 	stop      context.CancelFunc
@@ -239,6 +245,9 @@ func (s *Server) Close() {
 	if g != nil {
 		g.Stop()
 	}
+	if s.journal != nil {
+		_ = s.journal.Close() // every change is already synced
+	}
 }
 
 // EnsureQueue creates the queue if it does not exist, so the embedded
@@ -263,7 +272,7 @@ func (s *Server) EnsureQueue(name string, rc *cloudtaskspb.RetryConfig) (*cloudt
 	default:
 		return proto.CloneOf(q), nil
 	}
-	if err := s.persistLocked(); err != nil {
+	if err := s.saveLocked(change{queues: []string{name}}); err != nil {
 		return nil, err
 	}
 	return proto.CloneOf(q), nil

@@ -40,7 +40,7 @@ func (s *Server) CreateQueue(_ context.Context, req *cloudtaskspb.CreateQueueReq
 	}
 	q := s.newQueue(in)
 	s.queues[q.GetName()] = q
-	if err := s.persistLocked(); err != nil {
+	if err := s.saveLocked(change{queues: []string{q.GetName()}}); err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
 	return proto.CloneOf(q), nil

@@ -100,7 +100,7 @@ func (s *Server) CreateTask(_ context.Context, req *cloudtaskspb.CreateTaskReque
 
 	t := &task{pb: pb, queue: parent}
 	s.tasks[pb.GetName()] = t
-	if err := s.persistLocked(); err != nil {
+	if err := s.saveLocked(change{tasks: []string{pb.GetName()}}); err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
 	s.poke()
@@ -138,7 +138,7 @@ func (s *Server) DeleteTask(_ context.Context, req *cloudtaskspb.DeleteTaskReque
 		return nil, err
 	}
 	s.removeLocked(req.GetName())
-	if err := s.persistLocked(); err != nil {
+	if err := s.saveLocked(change{tasks: []string{req.GetName()}}); err != nil {
 		return nil, status.Error(codes.Internal, err.Error())
 	}
 	s.poke()
@@ -162,7 +162,7 @@ func (s *Server) RunTask(_ context.Context, req *cloudtaskspb.RunTaskRequest) (*
 	}
 	if !t.running {
 		t.pb.ScheduleTime = timestamppb.New(s.clock.Now().Truncate(time.Microsecond))
-		if err := s.persistLocked(); err != nil {
+		if err := s.saveLocked(change{tasks: []string{req.GetName()}}); err != nil {
 			return nil, status.Error(codes.Internal, err.Error())
 		}
 		s.poke()
@@ -223,7 +223,9 @@ func (s *Server) reservedLocked(name string, now time.Time) bool {
 // removeLocked deletes a task and reserves its name for the dedup window.
 func (s *Server) removeLocked(name string) {
 	delete(s.tasks, name)
-	s.tombstones[name] = s.clock.Now().Add(s.dedupWindow)
+	until := s.clock.Now().Add(s.dedupWindow)
+	s.tombstones[name] = until
+	s.expiry = append(s.expiry, tombstone{name: name, until: until})
 }
 
 // view returns a copy of a task in the requested view. BASIC (the default)

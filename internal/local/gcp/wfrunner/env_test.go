@@ -1,6 +1,7 @@
 package wfrunner
 
 import (
+	"log/slog"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -30,5 +31,33 @@ func TestGetEnvIsFixedAtStartAndNotJournaled(t *testing.T) {
 	}
 	if len(rec.Journal) != 0 {
 		t.Errorf("get_env journaled %d entries", len(rec.Journal))
+	}
+}
+
+// The environment fixed at the start is stored with the execution, so a
+// restarted runner replays it with the same answers (a journal without
+// get_env entries cannot fall back to journaled ones).
+func TestEnvSurvivesARestart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ex := newPersistedExecution(t, dir, 0)
+	ex.rec.Env = map[string]string{"JIT_TOPIC": "first"}
+	if err := ex.saveLocked(saveSet{start: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ex.r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(Config{Project: "p", Location: "l", Dir: dir, CallbackBaseURL: "http://127.0.0.1:1", Env: map[string]string{"JIT_TOPIC": "second"}, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	recs, err := readRecords(r.journal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[string]string{"JIT_TOPIC": "first"}, recs[ex.rec.Name].Env); diff != "" {
+		t.Errorf("env after a restart (-want +got):\n%s", diff)
 	}
 }

@@ -178,13 +178,32 @@ func (w *testWriter) Write(p []byte) (int, error) {
 // readRecord reads an execution's durable record as the child wrote it.
 func readRecord(t *testing.T, dir, execName string) *record {
 	t.Helper()
-	parts := strings.Split(execName, "/")
-	var rec record
-	p := filepath.Join(dir, "executions", parts[5], parts[7]+".json")
-	if _, err := durable.ReadJSON(p, &rec); err != nil {
+	entries, err := durable.ReadJournal(filepath.Join(dir, journalFile))
+	if err != nil {
 		t.Fatal(err)
 	}
-	return &rec
+	recs, err := readRecords(journalEntries(entries))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if recs[execName] == nil {
+		t.Fatalf("execution %s is not in the journal", execName)
+	}
+	return recs[execName]
+}
+
+// journalEntries gives ReadJournal's map the Range of a Journal.
+type journalEntries map[string][]byte
+
+func (m journalEntries) Range(prefix string, fn func(string, []byte) error) error {
+	for k, v := range m {
+		if strings.HasPrefix(k, prefix) {
+			if err := fn(k, v); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func waitRecordKind(t *testing.T, dir, execName, kind string) *record {

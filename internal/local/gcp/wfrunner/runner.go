@@ -4,11 +4,14 @@
 // serves the Executions API over gRPC so that callers use the real
 // cloud.google.com/go/workflows/executions/apiv1 client.
 //
-// Durability: every execution is a file under Config.Dir holding the source
-// snapshot, the argument, the state and a journal of every non-deterministic
+// Durability: every execution is kept in Config.Dir/executions.journal (a
+// durable.Journal shared by all executions) as entries: the source snapshot
+// and argument, the outcome once it ends, each callback endpoint, and one
+// entry per journaled step — every non-deterministic
 // or side-effecting result (sys.now values, HTTP responses, connector
 // results, callback endpoints and payloads, sleep deadlines, sys.log calls,
-// raised errors). After a restart, Start resumes each ACTIVE execution by
+// raised errors). A step appends its own entry, one fsync, whatever the
+// length of the execution. After a restart, Start resumes each ACTIVE execution by
 // replaying its source against the journal: journaled results are returned
 // instead of redoing the effects, sleeps keep their deadlines, awaits keep
 // their deadline and callback URL. The consequence is at-least-once effects:
@@ -149,6 +152,7 @@ type Runner struct {
 	workflows map[string]*deployed
 	execs     map[string]*execution // by full resource name
 	started   bool
+	journal   *durable.Journal // every execution, see store.go
 
 	conn connectors
 }
@@ -215,6 +219,9 @@ func New(cfg Config) (*Runner, error) {
 		}
 		r.workflows[d.Name] = &d
 	}
+	if r.journal, err = durable.OpenJournal(filepath.Join(cfg.Dir, journalFile)); err != nil {
+		return nil, fmt.Errorf("failed to open the executions journal: %w", err)
+	}
 	return r, nil
 }
 
@@ -263,35 +270,23 @@ func (r *Runner) Start(ctx context.Context) error {
 	}
 	r.started = true
 	r.mu.Unlock()
-	root := filepath.Join(r.cfg.Dir, "executions")
-	wfDirs, err := os.ReadDir(root)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("failed to list executions: %w", err)
+	if err := r.migrateLegacy(); err != nil {
+		return fmt.Errorf("failed to start: %w", err)
 	}
-	for _, wd := range wfDirs {
-		files, err := os.ReadDir(filepath.Join(root, wd.Name()))
-		if err != nil {
-			return fmt.Errorf("failed to list executions: %w", err)
-		}
-		for _, f := range files {
-			if !strings.HasSuffix(f.Name(), ".json") || strings.HasPrefix(f.Name(), ".") {
-				continue
-			}
-			var rec record
-			p := filepath.Join(root, wd.Name(), f.Name())
-			if _, err := durable.ReadJSON(p, &rec); err != nil {
-				return fmt.Errorf("failed to read execution: %w", err)
-			}
-			if err := r.adopt(ctx, &rec, p); err != nil {
-				return err
-			}
+	recs, err := readRecords(r.journal)
+	if err != nil {
+		return fmt.Errorf("failed to start: %w", err)
+	}
+	for _, name := range slices.Sorted(maps.Keys(recs)) {
+		if err := r.adopt(ctx, recs[name]); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-func (r *Runner) adopt(_ context.Context, rec *record, p string) error {
-	ex := r.newExecution(rec, p)
+func (r *Runner) adopt(_ context.Context, rec *record) error {
+	ex := r.newExecution(rec)
 	r.mu.Lock()
 	r.execs[rec.Name] = ex
 	r.mu.Unlock()
@@ -323,7 +318,9 @@ func (r *Runner) adopt(_ context.Context, rec *record, p string) error {
 func (r *Runner) Close() error {
 	r.cancel(errShutdown)
 	r.wg.Wait()
-	return r.conn.close()
+	// Every change is synced as it is made; a callback arriving after this
+	// is refused.
+	return errors.Join(r.conn.close(), r.journal.Close())
 }
 
 // Run starts an execution of workflow with argument (encoded as JSON; nil
@@ -398,10 +395,9 @@ func (r *Runner) create(workflow, argument string) (*execution, error) {
 		Callbacks:  map[string]*callbackRec{},
 	}
 	rec.Env = r.env(rec)
-	p := filepath.Join(r.cfg.Dir, "executions", workflow, id+".json")
-	ex := r.newExecution(rec, p)
+	ex := r.newExecution(rec)
 	ex.wf = d.wf
-	if err := ex.persistLocked(); err != nil {
+	if err := ex.saveLocked(saveSet{start: true}); err != nil {
 		return nil, err
 	}
 	r.mu.Lock()
@@ -504,7 +500,6 @@ type callbackRec struct {
 // execution is one running or finished execution.
 type execution struct {
 	r    *Runner
-	path string
 	done chan struct{}
 
 	ctx    context.Context
@@ -524,20 +519,13 @@ type execution struct {
 	curStep   string
 }
 
-func (r *Runner) newExecution(rec *record, p string) *execution {
+func (r *Runner) newExecution(rec *record) *execution {
 	if rec.Callbacks == nil {
 		rec.Callbacks = map[string]*callbackRec{}
 	}
-	ex := &execution{r: r, rec: rec, path: p, done: make(chan struct{}), signal: make(chan struct{}, 1), maxSteps: r.cfg.MaxSteps}
+	ex := &execution{r: r, rec: rec, done: make(chan struct{}), signal: make(chan struct{}, 1), maxSteps: r.cfg.MaxSteps}
 	ex.ctx, ex.cancel = context.WithCancelCause(r.ctx)
 	return ex
-}
-
-func (ex *execution) persistLocked() error {
-	if err := durable.WriteJSON(ex.path, ex.rec); err != nil {
-		return fmt.Errorf("failed to persist execution %s: %w", ex.rec.Name, err)
-	}
-	return nil
 }
 
 // run interprets the workflow and records the outcome.
@@ -585,7 +573,7 @@ func (ex *execution) finish(v any, err error) {
 		ex.rec.Error = ex.errorRecord(err)
 	}
 	ex.rec.EndTime = ex.r.cfg.Clock.Now().UTC()
-	if perr := ex.persistLocked(); perr != nil {
+	if perr := ex.saveLocked(saveSet{end: true}); perr != nil {
 		ex.r.cfg.Logger.Error("failed to persist finished execution", "execution", ex.rec.Name, "error", perr)
 	}
 	ex.r.cfg.Logger.Info("workflow execution finished", "execution", ex.rec.Name, "state", ex.rec.State)
@@ -620,7 +608,7 @@ func (ex *execution) cancelExecution() error {
 	ex.rec.State = stateCancelled
 	ex.rec.EndTime = ex.r.cfg.Clock.Now().UTC()
 	ex.rec.Error = &errorRec{Payload: `"Execution cancelled"`, Context: "the execution was cancelled by CancelExecution"}
-	err := ex.persistLocked()
+	err := ex.saveLocked(saveSet{end: true})
 	ex.mu.Unlock()
 	ex.cancel(errStopped)
 	return err
@@ -669,9 +657,10 @@ func (ex *execution) replay(kind string) (*entry, error) {
 	return e, nil
 }
 
-// appendLocked journals e; mutate, if set, changes the record in the same
-// durable write.
-func (ex *execution) append(e entry, mutate func(*record)) error {
+// append journals e; mutate, if set, changes the record in the same
+// durable write, and cb names the callback it changes ("" for none). Only
+// e and that callback are written, whatever the length of the journal.
+func (ex *execution) append(e entry, cb string, mutate func(*record)) error {
 	ex.mu.Lock()
 	defer ex.mu.Unlock()
 	if mutate != nil {
@@ -679,7 +668,11 @@ func (ex *execution) append(e entry, mutate func(*record)) error {
 	}
 	ex.rec.Journal = append(ex.rec.Journal, e)
 	ex.replayPos = len(ex.rec.Journal)
-	return ex.persistLocked()
+	s := saveSet{entries: []int{len(ex.rec.Journal) - 1}}
+	if cb != "" {
+		s.callbacks = []string{cb}
+	}
+	return ex.saveLocked(s)
 }
 
 func (ex *execution) effect(kind string, do func() (any, error)) (any, error) {
@@ -704,7 +697,7 @@ func (ex *execution) effect(kind string, do func() (any, error)) (any, error) {
 	} else {
 		ne.Value = &storedValue{v}
 	}
-	if perr := ex.append(ne, nil); perr != nil {
+	if perr := ex.append(ne, "", nil); perr != nil {
 		return nil, perr
 	}
 	return v, err
@@ -730,7 +723,7 @@ func (ex *execution) deadline(kind string, next func() time.Time) (time.Time, er
 		return *e.Deadline, nil
 	}
 	d := next().UTC()
-	if err := ex.append(entry{Kind: kind, Deadline: &d}, nil); err != nil {
+	if err := ex.append(entry{Kind: kind, Deadline: &d}, "", nil); err != nil {
 		return time.Time{}, err
 	}
 	return d, nil

@@ -445,7 +445,7 @@ func (ex *execution) createCallback(args map[string]any) (any, error) {
 	}
 	id := newID()
 	v := map[string]any{"url": ex.r.cfg.CallbackBaseURL + ex.callbackPath(id)}
-	err = ex.append(entry{Kind: "callback", Value: &storedValue{v}}, func(rec *record) {
+	err = ex.append(entry{Kind: "callback", Value: &storedValue{v}}, id, func(rec *record) {
 		rec.Callbacks[id] = &callbackRec{Method: method}
 	})
 	if err != nil {
@@ -507,7 +507,7 @@ func (ex *execution) awaitCallback(args map[string]any) (any, error) {
 		}
 		ex.mu.Unlock()
 		if got != nil {
-			err := ex.append(entry{Kind: "await_result", Value: got}, func(rec *record) {
+			err := ex.append(entry{Kind: "await_result", Value: got}, id, func(rec *record) {
 				c := rec.Callbacks[id]
 				c.Pending = c.Pending[1:]
 			})
@@ -523,7 +523,7 @@ func (ex *execution) awaitCallback(args map[string]any) (any, error) {
 				return nil, over
 			}
 			tErr := newError("TimeoutError", fmt.Sprintf("timed out after %v seconds waiting for callback %s", timeout, u))
-			if err := ex.append(entry{Kind: "await_result", Err: &storedValue{tErr.value}}, nil); err != nil {
+			if err := ex.append(entry{Kind: "await_result", Err: &storedValue{tErr.value}}, "", nil); err != nil {
 				return nil, err
 			}
 			return nil, tErr
@@ -582,7 +582,7 @@ func (ex *execution) deliver(id string, r *http.Request, body []byte) (int, stri
 		"type":          "HTTP",
 	}
 	c.Pending = append(c.Pending, storedValue{payload})
-	if err := ex.persistLocked(); err != nil {
+	if err := ex.saveLocked(saveSet{callbacks: []string{id}}); err != nil {
 		c.Pending = c.Pending[:len(c.Pending)-1]
 		return http.StatusInternalServerError, err.Error()
 	}

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 )
 
 // A Journal is a durable map from string keys to byte values, kept in one
@@ -56,6 +57,8 @@ type Journal struct {
 	pendingOps      [][]journalOp
 	queued, flushed uint64
 	flushing        bool
+	// syncSoon is armed while a deferred record waits for a sync.
+	syncSoon *time.Timer
 	live            map[string][]byte
 	liveBytes       int64 // what the live entries take in a compacted file
 	size            int64 // bytes in the file
@@ -87,6 +90,9 @@ type JournalStats struct {
 	// CompactionError is why the last compaction failed, nil if it did
 	// not. A failed compaction loses nothing: the file is still whole.
 	CompactionError error
+	// Unsynced is the number of records queued (deferred ones included)
+	// that are not on disk yet.
+	Unsynced int64
 }
 
 const (
@@ -404,6 +410,62 @@ func (j *Journal) Apply(b *Batch) error {
 	return nil
 }
 
+// DeferWindow bounds how long a Defer'd record waits for a sync when no
+// Apply or Sync comes first.
+const DeferWindow = 50 * time.Millisecond
+
+// Defer queues the batch to be written, in order, with the next Apply or
+// Sync — or within DeferWindow — and returns without waiting for it to
+// reach the disk: a crash before then loses it (and every later
+// record), never an earlier one. It is for records whose loss only makes
+// a replay redo work that nothing outside has seen yet; the caller must
+// Sync before anything outside can see their effect. A deferred record is
+// not in the map (Get, Range) until it is written.
+func (j *Journal) Defer(b *Batch) error {
+	if b == nil || len(b.ops) == 0 {
+		return nil
+	}
+	var payload []byte
+	for _, op := range b.ops {
+		payload = appendOp(payload, op)
+	}
+	if len(payload) > maxRecord {
+		return fmt.Errorf("failed to append to %s: a batch of %d bytes is over the %d-byte limit", j.path, len(payload), maxRecord)
+	}
+	rec := frame(payload)
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if err := j.usableLocked(); err != nil {
+		return err
+	}
+	j.pending = append(j.pending, rec...)
+	j.pendingOps = append(j.pendingOps, b.ops)
+	j.queued++
+	if j.syncSoon == nil {
+		j.syncSoon = time.AfterFunc(DeferWindow, func() { _ = j.Sync() })
+	}
+	return nil
+}
+
+// Sync writes and syncs every record queued so far, deferred ones
+// included; it returns at once when there are none.
+func (j *Journal) Sync() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	ticket := j.queued
+	for j.flushed < ticket {
+		if err := j.usableLocked(); err != nil {
+			return err
+		}
+		if j.flushing {
+			j.cond.Wait()
+			continue
+		}
+		j.flushLocked()
+	}
+	return nil
+}
+
 // usableLocked says why the journal cannot take a change, if it cannot.
 func (j *Journal) usableLocked() error {
 	switch {
@@ -420,6 +482,10 @@ func (j *Journal) usableLocked() error {
 // during the write and sync, so that other callers can queue meanwhile.
 func (j *Journal) flushLocked() {
 	j.flushing = true
+	if j.syncSoon != nil {
+		j.syncSoon.Stop()
+		j.syncSoon = nil
+	}
 	buf, groups, upTo, f := j.pending, j.pendingOps, j.queued, j.f
 	j.pending, j.pendingOps = nil, nil
 	j.mu.Unlock()
@@ -567,6 +633,7 @@ func (j *Journal) Stats() JournalStats {
 	defer j.mu.Unlock()
 	s := j.stats
 	s.Size, s.LiveBytes = j.size, j.liveBytes+int64(len(journalMagic))
+	s.Unsynced = int64(j.queued - j.flushed) //nolint:gosec // G115: flushed never passes queued
 	return s
 }
 
@@ -581,6 +648,13 @@ func (j *Journal) Close() error {
 	defer j.cond.Broadcast()
 	if j.f == nil {
 		return nil
+	}
+	if j.flushed < j.queued && j.err == nil {
+		j.flushLocked() // deferred records (and Applies queued with them) are written
+	}
+	if j.syncSoon != nil {
+		j.syncSoon.Stop()
+		j.syncSoon = nil
 	}
 	err := j.f.Close()
 	j.f = nil

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -377,5 +378,67 @@ func TestJournalKill(t *testing.T) {
 			t.Errorf("round %d: OpenJournal disagrees with ReadJournal (-want, +got):\n%s", round, diff)
 		}
 		j.Close()
+	}
+}
+
+// A deferred batch costs no sync of its own: it is written, before the
+// batch that follows it, by the next Apply, by Sync, by Close, or within
+// DeferWindow when nothing else comes; reopened, the file has them all in
+// order.
+func TestJournalDefer(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		flush func(*testing.T, *Journal)
+	}{
+		{"next apply", func(t *testing.T, j *Journal) {
+			if err := j.Apply(batch("c=3")); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"sync", func(t *testing.T, j *Journal) {
+			if err := j.Sync(); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"close", func(t *testing.T, j *Journal) {
+			if err := j.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"window", func(t *testing.T, j *Journal) {
+			for deadline := time.Now().Add(10 * time.Second); j.Stats().Syncs == 0; time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("deferred batches never synced")
+				}
+			}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			path := filepath.Join(t.TempDir(), "j")
+			j := open(t, path)
+			for _, b := range []*Batch{batch("a=1"), batch("b=2", "a=0")} {
+				if err := j.Defer(b); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if s := j.Stats(); s.Syncs != 0 {
+				t.Fatalf("Defer synced %d times", s.Syncs)
+			}
+			tc.flush(t, j)
+			if s := j.Stats(); s.Syncs != 1 {
+				t.Errorf("%d syncs for the deferred batches and what followed, want 1", s.Syncs)
+			}
+			j.Close()
+			got := contents(t, open(t, path))
+			want := map[string]string{"a": "0", "b": "2"}
+			if tc.name == "next apply" {
+				want["c"] = "3"
+			}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("reopened (-want +got):\n%s", diff)
+			}
+		})
 	}
 }

@@ -35,12 +35,16 @@ func newPersistedExecution(tb testing.TB, dir string, steps int) *execution {
 }
 
 // journalStep journals one HTTP response, the commonest side effect of the
-// grant-lifecycle workflow.
+// grant-lifecycle workflow, and syncs it as the next external effect
+// would: the whole cost of a step.
 func journalStep(tb testing.TB, ex *execution, i int) {
 	v := map[string]any{"code": 200.0, "headers": map[string]any{"Content-Type": "application/json"},
 		"body": map[string]any{"grant_id": fmt.Sprintf("g-%06d", i), "state": "ACTIVE"}}
 	if err := ex.append(entry{Kind: "http", Value: &storedValue{v}}, "", nil); err != nil {
 		tb.Fatalf("append: %v", err)
+	}
+	if err := ex.r.journal.Sync(); err != nil {
+		tb.Fatalf("sync: %v", err)
 	}
 }
 

@@ -658,8 +658,13 @@ func (ex *execution) replay(kind string) (*entry, error) {
 }
 
 // append journals e; mutate, if set, changes the record in the same
-// durable write, and cb names the callback it changes ("" for none). Only
+// journal record, and cb names the callback it changes ("" for none). Only
 // e and that callback are written, whatever the length of the journal.
+// The record is deferred (deferLocked): a journal entry is the result of
+// work done inside the execution — a time read, a callback endpoint
+// made, a payload consumed, an effect's answer — and losing the last few
+// to a crash only makes the replay do them again, as a crash between an
+// effect and its entry always did. What leaves the execution syncs first.
 func (ex *execution) append(e entry, cb string, mutate func(*record)) error {
 	ex.mu.Lock()
 	defer ex.mu.Unlock()
@@ -672,8 +677,14 @@ func (ex *execution) append(e entry, cb string, mutate func(*record)) error {
 	if cb != "" {
 		s.callbacks = []string{cb}
 	}
-	return ex.saveLocked(s)
+	return ex.deferLocked(s)
 }
+
+// external are the effects seen outside the execution: before one runs,
+// every journal record so far is synced, so that nothing it reveals — a
+// callback URL, a time, an earlier answer — can be lost to a crash after
+// someone outside has acted on it.
+var external = map[string]bool{"connector": true, "http": true}
 
 func (ex *execution) effect(kind string, do func() (any, error)) (any, error) {
 	e, err := ex.replay(kind)
@@ -682,6 +693,11 @@ func (ex *execution) effect(kind string, do func() (any, error)) (any, error) {
 	}
 	if e != nil {
 		return e.outcome()
+	}
+	if external[kind] {
+		if err := ex.r.journal.Sync(); err != nil {
+			return nil, fmt.Errorf("failed to persist execution %s: %w", ex.rec.Name, err)
+		}
 	}
 	v, err := do()
 	if ex.ctx.Err() != nil {

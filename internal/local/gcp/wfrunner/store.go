@@ -60,8 +60,22 @@ func entryKey(name string, i int) string {
 }
 
 // saveLocked writes the parts of ex's record that s names, as they are in
-// memory now, in one journal record; ex.mu is held or ex is not shared.
+// memory now, in one journal record, and syncs it; ex.mu is held or ex is
+// not shared.
 func (ex *execution) saveLocked(s saveSet) error {
+	return ex.persistLocked(s, false)
+}
+
+// deferLocked is saveLocked without waiting for the sync
+// (durable.Journal.Defer): for entries whose loss in a crash only makes
+// the replay redo what no one outside has seen. Every effect that can be
+// seen outside syncs first (effect), as does every durable save, since
+// the journal keeps records in order.
+func (ex *execution) deferLocked(s saveSet) error {
+	return ex.persistLocked(s, true)
+}
+
+func (ex *execution) persistLocked(s saveSet, deferred bool) error {
 	rec := ex.rec
 	var b durable.Batch
 	put := func(key string, v any) error {
@@ -91,7 +105,11 @@ func (ex *execution) saveLocked(s saveSet) error {
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("failed to persist execution %s: %w", rec.Name, err)
 	}
-	if err := ex.r.journal.Apply(&b); err != nil {
+	apply := ex.r.journal.Apply
+	if deferred {
+		apply = ex.r.journal.Defer
+	}
+	if err := apply(&b); err != nil {
 		return fmt.Errorf("failed to persist execution %s: %w", rec.Name, err)
 	}
 	return nil

@@ -112,3 +112,28 @@ func TestLoadsLegacyExecutionFiles(t *testing.T) {
 		}
 	}
 }
+
+// Entries are deferred, and an external effect syncs every one of them
+// before it runs: a callback URL or an earlier answer it carries out of
+// the execution is on disk first.
+func TestExternalEffectsSyncFirst(t *testing.T) {
+	t.Parallel()
+	ex := newPersistedExecution(t, t.TempDir(), 0)
+	if _, err := ex.effect("sys.now", func() (any, error) { return 1.0, nil }); err != nil {
+		t.Fatal(err)
+	}
+	// (Unless durable.DeferWindow passed meanwhile, the entry waits.)
+	var unsynced int64 = -1
+	if _, err := ex.effect("connector", func() (any, error) {
+		unsynced = ex.r.journal.Stats().Unsynced
+		return "published", nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if unsynced != 0 {
+		t.Errorf("the connector ran with %d journal records not on disk", unsynced)
+	}
+	if s := ex.r.journal.Stats(); s.Unsynced != 1 && s.Syncs < 2 {
+		t.Errorf("the connector's answer: %d unsynced records, %d syncs; want it deferred", s.Unsynced, s.Syncs)
+	}
+}

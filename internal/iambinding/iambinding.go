@@ -31,6 +31,8 @@ import (
 	"cloud.google.com/go/iam/apiv1/iampb"
 	"github.com/googleapis/gax-go/v2"
 	"google.golang.org/genproto/googleapis/type/expr"
+
+	"github.com/jitpipeline/jit/internal/iamqueue"
 )
 
 // IAMClient is the slice of the Resource Manager v3 clients the writer
@@ -47,6 +49,12 @@ const (
 	DefaultBackoffInitial    = 100 * time.Millisecond
 	DefaultBackoffMax        = 5 * time.Second
 	DefaultBackoffMultiplier = 2
+
+	// Defaults of the queue settings of Config (see the package doc).
+	DefaultLeaseDuration    = 15 * time.Second
+	DefaultPollInterval     = 50 * time.Millisecond
+	DefaultMinWriteInterval = 100 * time.Millisecond
+	DefaultMaxBatch         = 100
 )
 
 // MaxDescription is the longest condition description written, in bytes.
@@ -71,6 +79,26 @@ type Config struct {
 	// Logger receives a record of every policy write and retry. Default
 	// slog.Default().
 	Logger *slog.Logger
+
+	// Queue, if set, serialises the writes of every Writer sharing it
+	// (function instances sharing the ledger) through a durable
+	// per-resource queue with a writer lease (see the package doc). Nil
+	// coalesces only the calls of this Writer, in memory.
+	Queue iamqueue.Queue
+	// LeaseDuration is how long a queue's writer lease lasts unless
+	// renewed: the longest a dead holder delays the others. Default 15 s.
+	LeaseDuration time.Duration
+	// PollInterval bounds a waiting caller's pause between looks at its
+	// entry and the lease; each pause is drawn at random between a fifth
+	// of it and all of it. Default 50 ms.
+	PollInterval time.Duration
+	// MinWriteInterval is the least time a lease holder leaves between two
+	// SetIamPolicy calls on one resource, honoured across holders.
+	// Default 100 ms: at most 10 writes/s per resource.
+	MinWriteInterval time.Duration
+	// MaxBatch bounds the queued entries one read-modify-write applies.
+	// Default 100.
+	MaxBatch int
 }
 
 // Validate reports every problem with the configuration.
@@ -94,6 +122,21 @@ func (c *Config) Validate() error {
 	if c.Backoff.Multiplier != 0 && c.Backoff.Multiplier < 1 {
 		errs = append(errs, fmt.Errorf("Backoff.Multiplier %v must be at least 1", c.Backoff.Multiplier))
 	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"LeaseDuration", c.LeaseDuration}, {"PollInterval", c.PollInterval}, {"MinWriteInterval", c.MinWriteInterval}} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("%s %v must not be negative", d.name, d.v))
+		}
+	}
+	if c.MaxBatch < 0 {
+		errs = append(errs, fmt.Errorf("MaxBatch %d must not be negative", c.MaxBatch))
+	}
+	if c.LeaseDuration > 0 && c.LeaseDuration < 10*c.MinWriteInterval {
+		// A holder must be able to write a few times per lease.
+		errs = append(errs, fmt.Errorf("LeaseDuration %v must be at least 10 × MinWriteInterval %v", c.LeaseDuration, c.MinWriteInterval))
+	}
 	return errors.Join(errs...)
 }
 
@@ -105,6 +148,9 @@ type Writer struct {
 
 	mu     sync.Mutex
 	queues map[string]*queue // resource -> changes waiting for its next write
+
+	// id names this Writer in the holders of queue leases.
+	id string
 
 	// onQueued, if set, is called (under mu) after a request was queued for
 	// resource behind a write in flight, with the number now waiting. Tests
@@ -132,11 +178,23 @@ func New(cfg Config) (*Writer, error) {
 	if cfg.Backoff.Multiplier == 0 {
 		cfg.Backoff.Multiplier = DefaultBackoffMultiplier
 	}
+	if cfg.LeaseDuration == 0 {
+		cfg.LeaseDuration = max(DefaultLeaseDuration, 10*cfg.MinWriteInterval)
+	}
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = DefaultPollInterval
+	}
+	if cfg.MinWriteInterval == 0 {
+		cfg.MinWriteInterval = min(DefaultMinWriteInterval, cfg.LeaseDuration/10)
+	}
+	if cfg.MaxBatch == 0 {
+		cfg.MaxBatch = DefaultMaxBatch
+	}
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Writer{cfg: cfg, log: logger, queues: make(map[string]*queue)}, nil
+	return &Writer{cfg: cfg, log: logger, queues: make(map[string]*queue), id: randomID()}, nil
 }
 
 // Key names the access of one member for one (resource, role, resource
@@ -231,6 +289,10 @@ func (w *Writer) Apply(ctx context.Context, changes ...Change) (Result, error) {
 	reqs := make([]*request, len(groups))
 	for i, g := range groups {
 		reqs[i] = &request{ctx: ctx, changes: g.changes, done: make(chan outcome, 1)}
+		if w.cfg.Queue != nil {
+			go func() { reqs[i].done <- w.viaQueue(ctx, g) }()
+			continue
+		}
 		w.submit(g.resource, g.client, reqs[i])
 	}
 	return w.await(ctx, groups, reqs)

@@ -320,9 +320,15 @@ func TestQueueUnreadableReachesWaiters(t *testing.T) {
 		return nil
 	}
 	errs := make(chan error, 2)
-	go func() { _, err := holder.w.Apply(t.Context(), change(missing, "user:a@example.com", "", window1("a"))); errs <- err }()
+	go func() {
+		_, err := holder.w.Apply(t.Context(), change(missing, "user:a@example.com", "", window1("a")))
+		errs <- err
+	}()
 	<-held
-	go func() { _, err := waiter.w.Apply(t.Context(), change(missing, "user:b@example.com", "", window1("b"))); errs <- err }()
+	go func() {
+		_, err := waiter.w.Apply(t.Context(), change(missing, "user:b@example.com", "", window1("b")))
+		errs <- err
+	}()
 	waitPending(t, q, missing, 2)
 	close(release)
 	for range 2 {

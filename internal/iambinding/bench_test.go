@@ -52,7 +52,7 @@ func BenchmarkTableWritersAcrossInstances(b *testing.B) {
 						c.MaxAttempts = 0
 						c.MinWriteInterval = 0
 						c.PollInterval = 10 * time.Millisecond
-							c.Queue = q
+						c.Queue = q
 					})
 				}
 				var failed atomic.Int64

@@ -78,7 +78,9 @@ type Queue interface {
 	// recorded write.
 	Lease(ctx context.Context, resource, holder string, d time.Duration) (Lease, error)
 	// Pending returns up to limit (> 0) of resource's entries not yet done,
-	// oldest first.
+	// oldest first: in the order of their Put on the queue's clock (which,
+	// across processes, is each putter's clock; entries put at the same
+	// instant come in any order).
 	Pending(ctx context.Context, resource string, limit int) ([]Entry, error)
 	// Done records the outcome of entries of resource: results maps an ID
 	// to "" (applied) or the error text. IDs that are not pending (unknown,

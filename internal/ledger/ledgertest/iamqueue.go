@@ -93,10 +93,11 @@ func mustDone(t *testing.T, q iamqueue.Queue, resource string, results map[strin
 
 // testQueuePutPending: entries come back oldest first, per resource, up to
 // the limit; a repeated Put changes nothing.
-func testQueuePutPending(t *testing.T, q iamqueue.Queue, _ *clock.Manual) {
+func testQueuePutPending(t *testing.T, q iamqueue.Queue, clk *clock.Manual) {
 	// IDs out of alphabetical order: the order is the order of Put.
 	for _, id := range []string{"c-1", "a_2", "b-3", "A-4"} {
 		mustPut(t, q, queueProject, id, `[{"id":"`+id+`"}]`)
+		clk.Advance(time.Microsecond)
 	}
 	mustPut(t, q, queueFolder, "a_2", "folder")
 	mustPut(t, q, queueProject, "a_2", "again") // ignored

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jitpipeline/jit/internal/clock"
 	"github.com/jitpipeline/jit/internal/iamqueue"
 	"github.com/jitpipeline/jit/internal/ledger"
 )
@@ -38,12 +39,21 @@ CREATE TABLE iam_leases (
 
 // IAMQueue is the ledger's IAM write queue (iamqueue.Queue), a view of
 // the same file: its methods' names are the journal's too.
-type IAMQueue struct{ l *Ledger }
+type IAMQueue struct {
+	l     *Ledger
+	clock clock.Clock
+}
 
 var _ iamqueue.Queue = (*IAMQueue)(nil)
 
-// IAMQueue returns the ledger's IAM write queue.
-func (l *Ledger) IAMQueue() *IAMQueue { return &IAMQueue{l: l} }
+// IAMQueue returns the ledger's IAM write queue, on the ledger's clock.
+func (l *Ledger) IAMQueue() *IAMQueue { return &IAMQueue{l: l, clock: l.clock} }
+
+// WithClock returns the queue with its leases, write times and outcome
+// expiry on c: the embedded pipeline runs its grants on a simulated clock,
+// but leases and the pacing of writes are about real processes and the
+// real IAM API's quota.
+func (q *IAMQueue) WithClock(c clock.Clock) *IAMQueue { return &IAMQueue{l: q.l, clock: c} }
 
 // Put appends an entry to resource's queue, unless the ID is there.
 func (q *IAMQueue) Put(ctx context.Context, resource, id string, changes []byte) error {
@@ -68,7 +78,7 @@ func (q *IAMQueue) Lease(ctx context.Context, resource, holder string, d time.Du
 	if err := iamqueue.CheckLease(resource, holder, d); err != nil {
 		return iamqueue.Lease{}, err
 	}
-	now := q.l.clock.Now()
+	now := q.clock.Now()
 	cur, held, lastWrite, err := readLease(ctx, q.l.db, resource)
 	if err != nil {
 		return iamqueue.Lease{}, err
@@ -160,7 +170,7 @@ func (q *IAMQueue) Pending(ctx context.Context, resource string, limit int) ([]i
 // Done records outcomes of pending entries, and the write's time if
 // wrote; it also deletes outcomes nobody read within OutcomeTTL.
 func (q *IAMQueue) Done(ctx context.Context, resource string, results map[string]string, wrote bool) error {
-	now := q.l.clock.Now()
+	now := q.clock.Now()
 	at := ledger.FormatTime(now)
 	err := q.l.write(ctx, func(tx *sql.Tx) error {
 		for id, result := range results {

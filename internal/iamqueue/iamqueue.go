@@ -116,7 +116,7 @@ func CheckID(id string) error {
 		return fmt.Errorf("ID %q must be 1 to 200 bytes", id)
 	}
 	for _, r := range id {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+		if !idRune(r) {
 			return fmt.Errorf("ID %q holds %q; only letters, digits, - and _ are allowed", id, r)
 		}
 	}
@@ -124,6 +124,14 @@ func CheckID(id string) error {
 		return fmt.Errorf("ID %q must not start with __ (reserved by Firestore)", id)
 	}
 	return nil
+}
+
+func idRune(r rune) bool {
+	switch {
+	case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-', r == '_':
+		return true
+	}
+	return false
 }
 
 // CheckLease refuses Lease arguments no lease can have.

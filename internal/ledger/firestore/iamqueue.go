@@ -16,13 +16,13 @@ import (
 
 // The IAM write queue (package iamqueue) is one document per resource in
 // IAMLeasesCollection — the lease, and the time of the last policy write
-// — with two subcollections: pending, the entries not yet applied, and
-// outcomes, the results not yet read. Done moves an entry from one to the
+// — with two subcollections: iamPending, the entries not yet applied, and
+// iamOutcomes, the results not yet read. Done moves an entry from one to the
 // other in a transaction, so an entry is always in exactly one of them.
 // Both are read through single-field indexes only (pending by putAt,
 // outcomes by doneAt), which Firestore keeps by default: no composite
-// index to deploy. A TTL policy on the expireAt field of the outcomes
-// collection group is a backstop for resources nobody writes again; Done
+// index to deploy. A TTL policy on the expireAt field of the iamOutcomes
+// collection group (terraform/firestore.tf) is a backstop for resources nobody writes again; Done
 // deletes a resource's expired outcomes itself.
 //
 // Entries are ordered by putAt, the putting instance's clock, then by ID:
@@ -32,8 +32,8 @@ import (
 // the grant ledger, so either is a correct state.
 const (
 	IAMLeasesCollection = "iamLeases"
-	pendingCollection   = "pending"
-	outcomesCollection  = "outcomes"
+	pendingCollection   = "iamPending"
+	outcomesCollection  = "iamOutcomes"
 )
 
 type leaseDoc struct {

@@ -204,7 +204,10 @@ func (w *Writer) readModifyWrite(ctx context.Context, resource string, client IA
 			}
 			continue
 		}
-		return nil, writes, true, fmt.Errorf("failed to write the IAM policy of %s (attempt %d): %w", resource, attempt, err)
+		// Only a refusal of this policy is worth trying change by change:
+		// conflicts, outages and quota that outlast the retries would
+		// refuse every single change too, and multiply the writes.
+		return nil, writes, !retryable(err), fmt.Errorf("failed to write the IAM policy of %s (attempt %d): %w", resource, attempt, err)
 	}
 }
 
@@ -230,11 +233,13 @@ func (w *Writer) read(ctx context.Context, resource string, client IAMClient) (*
 
 // retryable: ABORTED is a concurrent policy change (docs/google-cloud.md §1, "retry
 // the whole read-modify-write with exponential backoff"); UNAVAILABLE is
-// transient. A retry after an UNAVAILABLE write that did succeed is safe:
-// the re-read shows the change made and nothing is written again.
+// transient; RESOURCE_EXHAUSTED is the Resource Manager write quota (10/s
+// and 600/min per consumer project, docs/google-cloud.md §1), which the
+// backoff waits out. A retry after an UNAVAILABLE write that did succeed
+// is safe: the re-read shows the change made and nothing is written again.
 func retryable(err error) bool {
 	switch status.Code(err) {
-	case codes.Aborted, codes.Unavailable:
+	case codes.Aborted, codes.Unavailable, codes.ResourceExhausted:
 		return true
 	}
 	return false

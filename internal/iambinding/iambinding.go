@@ -7,7 +7,8 @@
 //     so conditions are never stripped or rendered as _withcond_ roles;
 //   - every write sends back the etag of the read it is based on, and on
 //     ABORTED (a concurrent change) the whole read-modify-write is retried
-//     with exponential backoff and jitter, as the Go clients do not;
+//     with exponential backoff and jitter, as the Go clients do not (so
+//     are UNAVAILABLE and RESOURCE_EXHAUSTED, the write quota);
 //   - only the bindings a change is about are touched, plus expired JIT
 //     activations, which are purged on every write because IAM never
 //     removes them and they count against the policy limits forever.

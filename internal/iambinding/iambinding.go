@@ -58,11 +58,18 @@
 // left to change. A holder whose caller gives up stops, records no
 // outcome (its cancellation is not a fact about the changes) and releases
 // the lease at once; its pending entries are applied by the next holder.
-// Under at-least-once delivery a redelivered activation is a new Apply
+// The lease is renewed after every batch, not during one: a batch that
+// outlasts it (a hung RPC, long ABORTED retries) lets the next writer take
+// over rather than wait, and the etag keeps the two from overwriting each
+// other. Under at-least-once delivery a redelivered activation is a new Apply
 // with a new entry, applied idempotently. Errors reach every caller with
 // their gRPC code, and a ReadError stays one, so Unreadable works for
 // changes another writer applied. Outcomes are deleted when read, and
 // after iamqueue.OutcomeTTL if never read: the queue does not grow.
+//
+// Purge and Verify stay in-process: Purge is the sweep's janitor, with
+// no activation waiting on it, and its writes meet a lease holder's only
+// through the etag retry; Verify only reads.
 //
 // Quota arithmetic: Resource Manager allows a consumer project 10
 // setIamPolicy writes per second and 600 per minute. The lease holder

@@ -400,3 +400,48 @@ func TestQueueConfig(t *testing.T) {
 		t.Errorf("defaults (-want +got):\n%s", diff)
 	}
 }
+
+// Issue 14's goal as a test: 200 concurrent grants on one project through
+// 200 writers with connections of their own, sharing the queue: all land,
+// none is given up, no write is ABORTED, and each write carries at least
+// ten grants.
+func TestQueueTwoHundredWritersOnOneProject(t *testing.T) {
+	t.Parallel()
+	const users = 200
+	e := newEnv(t, nil)
+	q := newQueue(t)
+	ins := make([]*instance, users)
+	for i := range ins {
+		// The local pipeline's poll: 200 waiters looking every 2 ms would
+		// only keep the race detector busy.
+		ins[i] = e.instance(t, q, func(c *Config) { c.PollInterval = 10 * time.Millisecond })
+	}
+	member := func(i int) string { return fmt.Sprintf("user:user%03d@example.com", i) }
+	errs := make(chan error, users)
+	start := make(chan struct{})
+	for i, in := range ins {
+		go func() {
+			<-start
+			_, err := in.w.Apply(t.Context(), change(project, member(i), "", window1(member(i))))
+			errs <- err
+		}()
+	}
+	began := time.Now()
+	close(start)
+	for range users {
+		if err := <-errs; err != nil {
+			t.Errorf("Apply: %v", err)
+		}
+	}
+	t.Logf("applied in %v", time.Since(began))
+	writes, aborted := e.srv.WriteCount(), e.srv.AbortedCount()
+	t.Logf("200 grants through 200 writers: %d IAM writes, %d ABORTED", writes, aborted)
+	if aborted != 0 || writes == 0 || users/writes < 10 {
+		t.Errorf("%d writes (%d ABORTED) for %d grants, want none ABORTED and at least 10 grants per write", writes, aborted, users)
+	}
+	for i := range users {
+		if !e.hasRole(t, member(i), roleGranted, project, t0) {
+			t.Errorf("%s has no access", member(i))
+		}
+	}
+}

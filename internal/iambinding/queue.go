@@ -112,8 +112,10 @@ func (w *Writer) drainQueue(ctx context.Context, resource string, client IAMClie
 	}()
 	pace := &pacer{interval: w.cfg.MinWriteInterval}
 	if lease.SinceWrite < w.cfg.MinWriteInterval {
-		// The last holder wrote moments ago: its slot is honoured.
-		pace.next = time.Now().Add(w.cfg.MinWriteInterval - lease.SinceWrite)
+		// The last holder wrote moments ago: its slot is honoured. A
+		// negative SinceWrite (that holder's clock is ahead) waits one
+		// interval, no more.
+		pace.next = time.Now().Add(min(w.cfg.MinWriteInterval-lease.SinceWrite, w.cfg.MinWriteInterval))
 	}
 	for {
 		entries, err := q.Pending(ctx, resource, w.cfg.MaxBatch)

@@ -1,15 +1,22 @@
 package iambinding
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	gfs "cloud.google.com/go/firestore"
 	"github.com/googleapis/gax-go/v2"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/jitpipeline/jit/internal/iamqueue"
+	"github.com/jitpipeline/jit/internal/ledger/firestore"
+	"github.com/jitpipeline/jit/internal/local/gcp/emulators"
+	"github.com/jitpipeline/jit/internal/local/gcp/loopback"
 )
 
 // BenchmarkTableWritersAcrossInstances is issue 14's case: 200 concurrent
@@ -30,20 +37,32 @@ func BenchmarkTableWritersAcrossInstances(b *testing.B) {
 	for _, bc := range []struct {
 		name  string
 		queue bool
+		// queues returns each instance's queue for one run: nil, or one
+		// shared by all, or a client of its own per instance on one store.
+		queues func(b *testing.B) func() iamqueue.Queue
+		poll   time.Duration
 	}{
-		{"queue=none", false},
-		{"queue=sqlite", true},
+		{"queue=none", false, func(*testing.B) func() iamqueue.Queue { return func() iamqueue.Queue { return nil } }, 0},
+		{"queue=sqlite", true, func(b *testing.B) func() iamqueue.Queue {
+			q := newQueue(b)
+			return func() iamqueue.Queue { return q }
+		}, 10 * time.Millisecond},
+		// Google Cloud's shape: every instance its own Firestore client,
+		// the production poll interval.
+		{"queue=firestore", true, nil, 0},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
+			queues := bc.queues
+			if queues == nil {
+				addr := emulator(b)
+				queues = func(b *testing.B) func() iamqueue.Queue { return firestoreQueues(b, addr) }
+			}
 			var grants, calls, givenUp int64
 			var elapsed time.Duration
 			for range b.N {
 				b.StopTimer()
 				e := newEnv(b, nil)
-				var q iamqueue.Queue
-				if bc.queue {
-					q = newQueue(b)
-				}
+				queue := queues(b)
 				ins := make([]*instance, users)
 				for i := range ins {
 					ins[i] = e.instance(b, nil, func(c *Config) {
@@ -51,8 +70,8 @@ func BenchmarkTableWritersAcrossInstances(b *testing.B) {
 						c.Backoff = gax.Backoff{}
 						c.MaxAttempts = 0
 						c.MinWriteInterval = 0
-						c.PollInterval = 10 * time.Millisecond
-						c.Queue = q
+						c.PollInterval = bc.poll
+						c.Queue = queue()
 					})
 				}
 				var failed atomic.Int64
@@ -63,7 +82,9 @@ func BenchmarkTableWritersAcrossInstances(b *testing.B) {
 						ready.Wait()
 						m := fmt.Sprintf("user:user%03d@example.com", i)
 						if _, err := in.w.Apply(b.Context(), change(project, m, "", window1(m))); err != nil {
-							failed.Add(1)
+							if failed.Add(1) == 1 {
+								b.Logf("the first Apply given up: %v", err)
+							}
 						}
 					})
 				}
@@ -86,5 +107,46 @@ func BenchmarkTableWritersAcrossInstances(b *testing.B) {
 			b.ReportMetric(float64(givenUp)/float64(b.N), "given-up")
 			b.ReportMetric(float64(elapsed.Milliseconds())/float64(grants), "ms/grant")
 		})
+	}
+}
+
+// emulator starts Google's Firestore emulator for one benchmark run
+// (skipping, with the reason, where it is not installed) and waits until
+// it answers.
+func emulator(b *testing.B) string {
+	b.Helper()
+	addr := emulators.Firestore(b)
+	ctx, cancel := context.WithTimeout(b.Context(), time.Minute)
+	defer cancel()
+	client, err := gfs.NewClient(ctx, "jit-bench", loopback.ClientOptions(addr)...)
+	if err != nil {
+		b.Fatalf("Firestore probe client: %v", err)
+	}
+	defer client.Close()
+	for {
+		_, err := client.Collection("probe").Doc("probe").Get(ctx)
+		if status.Code(err) == codes.NotFound {
+			return addr
+		}
+		if ctx.Err() != nil {
+			b.Fatalf("the Firestore emulator is not answering: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+var prefixes atomic.Int64
+
+// firestoreQueues opens, per call of the returned function, a ledger with
+// a client of its own on one fresh prefix of the emulator.
+func firestoreQueues(b *testing.B, addr string) func() iamqueue.Queue {
+	prefix := fmt.Sprintf("bench%d-%d-", time.Now().UnixNano(), prefixes.Add(1))
+	return func() iamqueue.Queue {
+		l, err := firestore.Open(context.Background(), firestore.Config{ProjectID: "jit-bench", Prefix: prefix}, loopback.ClientOptions(addr)...)
+		if err != nil {
+			b.Fatalf("firestore.Open: %v", err)
+		}
+		b.Cleanup(func() { l.Close() })
+		return l.IAMQueue()
 	}
 }

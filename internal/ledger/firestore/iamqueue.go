@@ -102,48 +102,52 @@ func (q *IAMQueue) Put(ctx context.Context, resource, id string, changes []byte)
 	return nil
 }
 
-// Lease takes or renews holder's lease. A lease held by someone else is
-// seen by a plain read, outside any transaction, so that the waiters'
-// polling takes no lock the holder's writes would wait for.
+// Lease takes or renews holder's lease without a transaction: a plain
+// read, then a create (no document yet) or an update preconditioned on the
+// update time of that read, so of concurrent takers exactly one succeeds
+// and the others learn it at once. Transactions would make the waiters'
+// attempts queue on the document's lock — with hundreds of instances,
+// "too much contention" and retries for minutes — and the polling of a
+// lease someone else holds takes no lock at all.
 func (q *IAMQueue) Lease(ctx context.Context, resource, holder string, d time.Duration) (iamqueue.Lease, error) {
 	if err := iamqueue.CheckLease(resource, holder, d); err != nil {
 		return iamqueue.Lease{}, err
 	}
 	now := q.l.clock.Now()
+	until := ledger.FormatTime(now.Add(d))
 	ref := q.leaseRef(resource)
-	cur, err := readLeaseDoc(ref.Get(ctx))
+	snap, err := ref.Get(ctx)
+	if status.Code(err) == codes.NotFound {
+		_, err := ref.Create(ctx, leaseDoc{Resource: resource, Holder: holder, LeaseUntil: until})
+		switch {
+		case err == nil:
+			return iamqueue.Lease{Held: true, SinceWrite: iamqueue.NeverWritten}, nil
+		case status.Code(err) == codes.AlreadyExists:
+			// Another writer created it first: theirs.
+			return iamqueue.Lease{SinceWrite: iamqueue.NeverWritten}, nil
+		}
+		return iamqueue.Lease{}, fmt.Errorf("failed to lease the write queue of %s: %w", resource, err)
+	}
+	cur, err := readLeaseDoc(snap, err)
 	if err != nil {
 		return iamqueue.Lease{}, fmt.Errorf("failed to read the write lease of %s: %w", resource, err)
 	}
+	l := iamqueue.Lease{SinceWrite: sinceWrite(cur, now)}
 	if cur.Holder != "" && cur.Holder != holder && !leaseOver(cur, now) {
-		return iamqueue.Lease{SinceWrite: sinceWrite(cur, now)}, nil
+		return l, nil
 	}
-	// This instance's own contenders queue here rather than in
-	// Firestore's transaction retries.
-	unlock, err := q.l.locks.lock(ctx, "iamlease/"+resource)
-	if err != nil {
-		return iamqueue.Lease{}, fmt.Errorf("failed to lease the write queue of %s: %w", resource, err)
+	_, err = ref.Update(ctx, []firestore.Update{{Path: "holder", Value: holder}, {Path: "leaseUntil", Value: until}},
+		firestore.LastUpdateTime(snap.UpdateTime))
+	switch {
+	case err == nil:
+		l.Held = true
+		return l, nil
+	case status.Code(err) == codes.FailedPrecondition:
+		// Changed since the read: another writer took it (or the holder
+		// recorded a write); not ours this time.
+		return l, nil
 	}
-	defer unlock()
-	var got bool
-	err = q.l.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		got = false
-		cur, err = readLeaseDoc(tx.Get(ref))
-		if err != nil {
-			return err
-		}
-		if cur.Holder != "" && cur.Holder != holder && !leaseOver(cur, now) {
-			return nil
-		}
-		got = true
-		return tx.Set(ref, map[string]any{
-			"resource": resource, "holder": holder, "leaseUntil": ledger.FormatTime(now.Add(d)),
-		}, firestore.MergeAll)
-	}, firestore.MaxAttempts(maxAttempts))
-	if err != nil {
-		return iamqueue.Lease{}, fmt.Errorf("failed to lease the write queue of %s: %w", resource, err)
-	}
-	return iamqueue.Lease{Held: got, SinceWrite: sinceWrite(cur, now)}, nil
+	return iamqueue.Lease{}, fmt.Errorf("failed to lease the write queue of %s: %w", resource, err)
 }
 
 // readLeaseDoc decodes a lease document; a missing one is the zero lease.
@@ -250,25 +254,32 @@ func (q *IAMQueue) Done(ctx context.Context, resource string, results map[string
 	return nil
 }
 
-// Release ends holder's lease, keeping the last write's time.
+// Release ends holder's lease, keeping the last write's time, with an
+// update preconditioned on the read that shows holder holding it.
 func (q *IAMQueue) Release(ctx context.Context, resource, holder string) error {
 	ref := q.leaseRef(resource)
-	unlock, err := q.l.locks.lock(ctx, "iamlease/"+resource)
-	if err != nil {
-		return fmt.Errorf("failed to release the write lease of %s: %w", resource, err)
-	}
-	defer unlock()
-	err = q.l.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		cur, err := readLeaseDoc(tx.Get(ref))
-		if err != nil || cur.Holder != holder {
-			return err
+	for attempt := 1; ; attempt++ {
+		snap, err := ref.Get(ctx)
+		if status.Code(err) == codes.NotFound {
+			return nil
 		}
-		return tx.Update(ref, []firestore.Update{{Path: "holder", Value: ""}, {Path: "leaseUntil", Value: ""}})
-	}, firestore.MaxAttempts(maxAttempts))
-	if err != nil {
+		cur, err := readLeaseDoc(snap, err)
+		if err != nil {
+			return fmt.Errorf("failed to release the write lease of %s: %w", resource, err)
+		}
+		if cur.Holder != holder {
+			return nil
+		}
+		_, err = ref.Update(ctx, []firestore.Update{{Path: "holder", Value: ""}, {Path: "leaseUntil", Value: ""}},
+			firestore.LastUpdateTime(snap.UpdateTime))
+		if err == nil || (status.Code(err) == codes.FailedPrecondition && attempt < maxAttempts) {
+			if err == nil {
+				return nil
+			}
+			continue // changed since the read: look again
+		}
 		return fmt.Errorf("failed to release the write lease of %s: %w", resource, err)
 	}
-	return nil
 }
 
 // Outcome looks at the pending document first: Done deletes it in the

@@ -2,6 +2,7 @@ package iambinding
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -26,7 +27,9 @@ import (
 // retry settings. queue=none is the code path without a queue (each Writer
 // coalesces only its own calls); queue=sqlite shares the embedded ledger's
 // write queue, with the default pacing of 100 ms per write and waiters
-// polling every 2–10 ms. It lives here rather than in internal/local/pipeline
+// polling every 2–10 ms; queue=firestore gives every instance a Firestore
+// client of its own on Google's emulator (skipped where it is not
+// installed), with the production poll interval. It lives here rather than in internal/local/pipeline
 // because the pipeline adds nothing to the writes but minutes of setup.
 //
 // Reported: grants/IAM-write (grants ÷ SetIamPolicy calls the server saw,
@@ -64,16 +67,34 @@ func BenchmarkTableWritersAcrossInstances(b *testing.B) {
 				e := newEnv(b, nil)
 				queue := queues(b)
 				ins := make([]*instance, users)
+				qs := make([]iamqueue.Queue, users)
 				for i := range ins {
+					qs[i] = queue()
 					ins[i] = e.instance(b, nil, func(c *Config) {
 						// Production retries, as the function instances have.
 						c.Backoff = gax.Backoff{}
 						c.MaxAttempts = 0
 						c.MinWriteInterval = 0
 						c.PollInterval = bc.poll
-						c.Queue = queue()
+						c.Queue = qs[i]
 					})
 				}
+				// Warm instances: every connection is up before the clock
+				// starts (gRPC dials lazily), as in a running service.
+				var warm sync.WaitGroup
+				for i, in := range ins {
+					warm.Go(func() {
+						if _, err := in.w.Verify(b.Context(), change(project, "user:warm@example.com", "", window1("warm"))); err != nil {
+							b.Errorf("warming up: %v", err)
+						}
+						if qs[i] != nil {
+							if _, err := qs[i].Outcome(b.Context(), project, "warm-up"); !errors.Is(err, iamqueue.ErrUnknown) {
+								b.Errorf("warming up the queue: %v", err)
+							}
+						}
+					})
+				}
+				warm.Wait()
 				var failed atomic.Int64
 				var ready, wg sync.WaitGroup
 				ready.Add(1)

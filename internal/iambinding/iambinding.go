@@ -159,7 +159,8 @@ type Config struct {
 	LeaseDuration time.Duration
 	// PollInterval bounds a waiting caller's pause between looks at its
 	// entry and the lease; each pause is drawn at random between a fifth
-	// of it and all of it. Default 50 ms.
+	// of it and all of it, and after four looks the bound grows by half
+	// per look up to four times PollInterval. Default 50 ms.
 	PollInterval time.Duration
 	// MinWriteInterval is the least time a lease holder leaves between two
 	// SetIamPolicy calls on one resource, honoured across holders.

@@ -46,7 +46,7 @@ func (w *Writer) viaQueue(ctx context.Context, g group) outcome {
 		return outcome{err: fmt.Errorf("failed to queue the changes: %w", err)}
 	}
 	var o outcome
-	for {
+	for polls := 0; ; polls++ {
 		res, err := q.Outcome(ctx, g.resource, id)
 		if err != nil {
 			o.err = fmt.Errorf("failed to read the outcome of queued changes %s: %w", id, err)
@@ -75,18 +75,26 @@ func (w *Writer) viaQueue(ctx context.Context, g group) outcome {
 			}
 			continue
 		}
-		if err := gax.Sleep(ctx, w.pollPause()); err != nil {
+		if err := gax.Sleep(ctx, w.pollPause(polls)); err != nil {
 			o.err = fmt.Errorf("gave up waiting for queued changes %s: %w", id, err)
 			return o
 		}
 	}
 }
 
-// pollPause draws a waiting caller's pause, at random in [PollInterval/5,
-// PollInterval], so that the waiters' looks at the queue spread out.
-func (w *Writer) pollPause() time.Duration {
-	lo := w.cfg.PollInterval / 5
-	return lo + rand.N(w.cfg.PollInterval-lo+1) //nolint:gosec // jitter, not a secret
+// pollPause draws a waiting caller's pause before its next look, at
+// random in [p/5, p], where p is PollInterval for the first four looks and
+// then grows by half each time up to 4 × PollInterval: the waiters' looks
+// spread out, and a crowd of waiters behind a long drain reads the queue a
+// few times a second each rather than dozens.
+func (w *Writer) pollPause(polls int) time.Duration {
+	p := w.cfg.PollInterval
+	for i := 4; i < polls && p < 4*w.cfg.PollInterval; i++ {
+		p += p / 2
+	}
+	p = min(p, 4*w.cfg.PollInterval)
+	lo := p / 5
+	return lo + rand.N(p-lo+1) //nolint:gosec // jitter, not a secret
 }
 
 // drained is what a lease holder's drain did.

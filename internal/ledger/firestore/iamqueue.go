@@ -77,26 +77,26 @@ func (q *IAMQueue) outcomeRef(resource, id string) *firestore.DocumentRef {
 	return q.leaseRef(resource).Collection(outcomesCollection).Doc(id)
 }
 
-// Put creates the entry's pending document unless the ID is pending or
-// done already, in a transaction on those two documents only: concurrent
-// Puts of different IDs never contend.
+// Put creates the entry's pending document unless the ID is done (its
+// outcome is there) or pending (the create fails), without a
+// transaction: concurrent Puts of different IDs never wait for each other.
+// The two steps are not atomic with a Done of the same ID between them,
+// which needs that ID pending already, put by the same caller, who puts
+// once (iambinding's Writer) — a retried Put of a pending ID is refused by
+// the create.
 func (q *IAMQueue) Put(ctx context.Context, resource, id string, changes []byte) error {
 	if err := iamqueue.CheckPut(resource, id); err != nil {
 		return err
 	}
-	p, o := q.pendingRef(resource, id), q.outcomeRef(resource, id)
-	d := pendingDoc{Changes: changes, PutAt: ledger.FormatTime(q.l.clock.Now())}
-	err := q.l.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		snaps, err := tx.GetAll([]*firestore.DocumentRef{p, o})
-		if err != nil {
-			return err
-		}
-		if snaps[0].Exists() || snaps[1].Exists() {
-			return nil
-		}
-		return tx.Create(p, d)
-	}, firestore.MaxAttempts(maxAttempts))
-	if err != nil {
+	_, err := q.outcomeRef(resource, id).Get(ctx)
+	if err == nil {
+		return nil
+	}
+	if status.Code(err) != codes.NotFound {
+		return fmt.Errorf("failed to queue changes %s of %s: %w", id, resource, err)
+	}
+	_, err = q.pendingRef(resource, id).Create(ctx, pendingDoc{Changes: changes, PutAt: ledger.FormatTime(q.l.clock.Now())})
+	if err != nil && status.Code(err) != codes.AlreadyExists {
 		return fmt.Errorf("failed to queue changes %s of %s: %w", id, resource, err)
 	}
 	return nil

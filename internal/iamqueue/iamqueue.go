@@ -69,7 +69,9 @@ type Queue interface {
 	// Put appends an entry with the given ID (unique per caller and
 	// resource; a valid Firestore document ID: see CheckID) to resource's
 	// queue. Putting an ID the queue holds already, pending or done, does
-	// nothing: a retried Put is harmless.
+	// nothing: a retried Put is harmless. (A Put racing the Done of its
+	// own ID is not: a caller puts each ID once, and again only after an
+	// error.)
 	Put(ctx context.Context, resource, id string, changes []byte) error
 	// Lease gives holder the writer lease of resource for d from now if
 	// nobody holds it, its lease has expired, or holder holds it (which

@@ -46,9 +46,13 @@ func (w *Writer) viaQueue(ctx context.Context, g group) outcome {
 		return outcome{err: fmt.Errorf("failed to queue the changes: %w", err)}
 	}
 	var o outcome
+	failures := 0 // consecutive failed looks at the queue
 	for polls := 0; ; polls++ {
 		res, err := q.Outcome(ctx, g.resource, id)
 		if err != nil {
+			if w.tolerate(ctx, g.resource, &failures, err) {
+				continue
+			}
 			o.err = fmt.Errorf("failed to read the outcome of queued changes %s: %w", id, err)
 			return o
 		}
@@ -60,9 +64,13 @@ func (w *Writer) viaQueue(ctx context.Context, g group) outcome {
 		}
 		lease, err := q.Lease(ctx, g.resource, holder, w.cfg.LeaseDuration)
 		if err != nil {
+			if w.tolerate(ctx, g.resource, &failures, err) {
+				continue
+			}
 			o.err = fmt.Errorf("failed to take the write lease: %w", err)
 			return o
 		}
+		failures = 0
 		if lease.Held {
 			d := w.drainQueue(ctx, g.resource, g.client, holder, lease, id)
 			o.writes += d.writes
@@ -80,6 +88,23 @@ func (w *Writer) viaQueue(ctx context.Context, g group) outcome {
 			return o
 		}
 	}
+}
+
+// tolerate decides whether a waiter keeps waiting after the queue failed
+// to answer: a store under load may time out or abort a read now and then
+// (Firestore: "Transaction lock timeout" while the holder commits), which
+// is no reason to give an activation up. Up to MaxAttempts consecutive
+// failures are waited out, each after a poll pause; it reports false
+// once they are spent, when ctx ends, and for an entry the queue does not
+// know (its outcome is lost: waiting will not bring it back).
+func (w *Writer) tolerate(ctx context.Context, resource string, failures *int, err error) bool {
+	*failures++
+	if *failures >= w.cfg.MaxAttempts || ctx.Err() != nil || errors.Is(err, iamqueue.ErrUnknown) {
+		return false
+	}
+	w.log.InfoContext(ctx, "the IAM write queue did not answer; looking again", "resource", resource,
+		"failures", *failures, "error", err)
+	return gax.Sleep(ctx, w.pollPause(*failures)) == nil
 }
 
 // pollPause draws a waiting caller's pause before its next look, at

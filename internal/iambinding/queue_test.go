@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -443,5 +444,67 @@ func TestQueueTwoHundredWritersOnOneProject(t *testing.T) {
 		if !e.hasRole(t, member(i), roleGranted, project, t0) {
 			t.Errorf("%s has no access", member(i))
 		}
+	}
+}
+
+// flakyQueue is the real queue with the first failures of Outcome and
+// Lease replaced by the error a loaded Firestore gives ("Transaction lock
+// timeout"), as the recorder injects IAM's errors.
+type flakyQueue struct {
+	iamqueue.Queue
+	mu    sync.Mutex
+	fails int
+}
+
+func (f *flakyQueue) fail() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fails == 0 {
+		return nil
+	}
+	f.fails--
+	return status.Error(codes.Aborted, "Transaction lock timeout.")
+}
+
+func (f *flakyQueue) Outcome(ctx context.Context, resource, id string) (iamqueue.Outcome, error) {
+	if err := f.fail(); err != nil {
+		return iamqueue.Outcome{}, err
+	}
+	return f.Queue.Outcome(ctx, resource, id)
+}
+
+func (f *flakyQueue) Lease(ctx context.Context, resource, holder string, d time.Duration) (iamqueue.Lease, error) {
+	if err := f.fail(); err != nil {
+		return iamqueue.Lease{}, err
+	}
+	return f.Queue.Lease(ctx, resource, holder, d)
+}
+
+// A queue that fails to answer now and then does not make a waiter give
+// up; one that keeps failing does, after MaxAttempts looks.
+func TestQueueFailuresWhileWaiting(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		fails   int
+		wantErr bool
+	}{
+		{"a few", 5, false},
+		{"for good", 1000, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, nil)
+			q := &flakyQueue{Queue: newQueue(t), fails: tt.fails}
+			in := e.instance(t, q, func(c *Config) { c.MaxAttempts = 10 })
+			_, err := in.w.Apply(t.Context(), change(project, "user:alice@example.com", "", window1("a")))
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("Apply error = %v, want error %v", err, tt.wantErr)
+			}
+			if got := e.hasRole(t, "user:alice@example.com", roleGranted, project, t0); got == tt.wantErr {
+				t.Errorf("HasRole = %v, want %v", got, !tt.wantErr)
+			}
+		})
 	}
 }

@@ -142,9 +142,10 @@ func (q *IAMQueue) Lease(ctx context.Context, resource, holder string, d time.Du
 	case err == nil:
 		l.Held = true
 		return l, nil
-	case status.Code(err) == codes.FailedPrecondition:
-		// Changed since the read: another writer took it (or the holder
-		// recorded a write); not ours this time.
+	case status.Code(err) == codes.FailedPrecondition, status.Code(err) == codes.Aborted:
+		// Changed since the read (another writer took it, or the holder
+		// recorded a write), or locked by a transaction writing it right
+		// now: not ours this time.
 		return l, nil
 	}
 	return iamqueue.Lease{}, fmt.Errorf("failed to lease the write queue of %s: %w", resource, err)
@@ -200,8 +201,8 @@ func (q *IAMQueue) Pending(ctx context.Context, resource string, limit int) ([]i
 	return out, nil
 }
 
-// Done moves the pending entries of results to outcomes, in one
-// transaction with the last write's time, then deletes the resource's
+// Done moves the pending entries of results to outcomes in one
+// transaction, records the last write's time, then deletes the resource's
 // outcomes nobody read within OutcomeTTL.
 func (q *IAMQueue) Done(ctx context.Context, resource string, results map[string]string, wrote bool) error {
 	now := q.l.clock.Now()
@@ -233,13 +234,19 @@ func (q *IAMQueue) Done(ctx context.Context, resource string, results map[string
 				return err
 			}
 		}
-		if wrote {
-			return tx.Set(q.leaseRef(resource), map[string]any{"resource": resource, "lastWrite": at}, firestore.MergeAll)
-		}
 		return nil
 	}, firestore.MaxAttempts(maxAttempts))
 	if err != nil {
 		return fmt.Errorf("failed to record the outcomes of %d queued changes of %s: %w", len(results), resource, err)
+	}
+	if wrote {
+		// Outside the transaction, so that it never holds the lease
+		// document's lock while it reads the entries: the waiters' Lease
+		// calls would wait for it. A write recorded late only makes the
+		// next holder wait a little longer.
+		if _, err := q.leaseRef(resource).Set(ctx, map[string]any{"resource": resource, "lastWrite": at}, firestore.MergeAll); err != nil {
+			return fmt.Errorf("failed to record the last write of %s: %w", resource, err)
+		}
 	}
 	old, err := q.leaseRef(resource).Collection(outcomesCollection).
 		Where("doneAt", "<", ledger.FormatTime(now.Add(-iamqueue.OutcomeTTL))).Limit(100).Documents(ctx).GetAll()

@@ -42,11 +42,19 @@ func (w *Writer) viaQueue(ctx context.Context, g group) outcome {
 	if err != nil {
 		return outcome{err: fmt.Errorf("failed to encode the changes: %w", err)}
 	}
-	if err := q.Put(ctx, g.resource, id, data); err != nil {
-		return outcome{err: fmt.Errorf("failed to queue the changes: %w", err)}
+	failures := 0 // consecutive failed calls of the queue
+	for {
+		err := q.Put(ctx, g.resource, id, data) // idempotent by ID
+		if err == nil {
+			break
+		}
+		if !w.tolerate(ctx, g.resource, &failures, err) {
+			return outcome{err: fmt.Errorf("failed to queue the changes: %w", err)}
+		}
 	}
+	failures = 0
+	drainFailures := 0 // failed drains, never reset: each costs a read-modify-write
 	var o outcome
-	failures := 0 // consecutive failed looks at the queue
 	for polls := 0; ; polls++ {
 		res, err := q.Outcome(ctx, g.resource, id)
 		if err != nil {
@@ -78,6 +86,11 @@ func (w *Writer) viaQueue(ctx context.Context, g group) outcome {
 				o.policy = d.policy
 			}
 			if d.err != nil {
+				// The lease is released; the entry, if still pending, is
+				// the next holder's, who may be this call after a pause.
+				if w.tolerate(ctx, g.resource, &drainFailures, d.err) {
+					continue
+				}
 				o.err = d.err
 				return o
 			}

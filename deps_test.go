@@ -68,7 +68,7 @@ func TestLayers(t *testing.T) {
 	composition := []string{"internal/deploy", "internal/wiring"}
 	triggers := []string{"internal/api", "internal/eventfn", "functions"}
 	adapters := []string{"internal/iambinding", "internal/ledger", "internal/groups", "internal/auth", "internal/envelope", "internal/policy/source", "internal/approvallink", "internal/mail"}
-	leaves := []string{"internal/lazyregexp", "internal/emailaddr", "internal/isoduration", "internal/jsonstrict", "internal/usertext", "internal/clock", "internal/logging"}
+	leaves := []string{"internal/lazyregexp", "internal/emailaddr", "internal/iamqueue", "internal/isoduration", "internal/jsonstrict", "internal/usertext", "internal/clock", "internal/logging"}
 	rules := []struct {
 		name     string
 		applies  func(p string) bool

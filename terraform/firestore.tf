@@ -40,11 +40,15 @@ resource "google_firestore_index" "grants" {
 
 # Idempotency keys expire at expireAt; finished mail claims 31 days after
 # doneAt, once Pub/Sub can no longer redeliver their event (its longest
-# retention), so a redelivery still finds the claim done.
+# retention), so a redelivery still finds the claim done. The IAM write
+# queue's outcomes (a collection group under iamLeases) expire at expireAt,
+# an hour after they were recorded: a backstop for callers that died, as
+# the ledger deletes them itself when they are read.
 resource "google_firestore_field" "ttl" {
   for_each = {
     onceKeys     = { field = "expireAt", offset = null }
     notifyClaims = { field = "doneAt", offset = "2678400s" }
+    iamOutcomes  = { field = "expireAt", offset = null }
   }
   collection = each.key
   field      = each.value.field

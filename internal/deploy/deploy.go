@@ -401,7 +401,17 @@ func deps(ctx context.Context, cfg Config, function string, privileged bool) (wi
 	if !privileged {
 		return d, nil
 	}
-	if d.IAM, err = iambinding.New(iambinding.Config{Projects: rm.projects, Folders: rm.folders, Organizations: rm.orgs, Logger: log.With("function", function, "component", "iambinding")}); err != nil {
+	// Every instance of the grant and revoke functions writes IAM through
+	// the ledger's write queue, so that concurrent activations on one
+	// resource, spread over instances, still combine into few writes
+	// within the Resource Manager quota (iambinding's package doc). The
+	// grant and revoke identities hold the same role at the scope
+	// (terraform/scope.tf), so either may apply the other's changes.
+	if d.IAM, err = iambinding.New(iambinding.Config{
+		Projects: rm.projects, Folders: rm.folders, Organizations: rm.orgs,
+		Logger: log.With("function", function, "component", "iambinding"),
+		Queue:  ledger.IAMQueue(),
+	}); err != nil {
 		return wiring.Deps{}, err
 	}
 	if d.Tasks, err = cloudtasks.NewClient(ctx); err != nil {

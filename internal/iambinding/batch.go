@@ -86,7 +86,7 @@ func (w *Writer) process(resource string, client IAMClient, batch []*request) {
 	}
 	ctx, stop := batchContext(live)
 	defer stop()
-	policy, writes, rejected, err := w.readModifyWrite(ctx, resource, client, live)
+	policy, writes, rejected, err := w.readModifyWrite(ctx, resource, client, live, nil)
 	if err != nil && rejected && len(live) > 1 {
 		w.log.WarnContext(ctx, "IAM rejected a coalesced policy write; applying its requests one by one",
 			"resource", resource, "requests", len(live), "error", err)
@@ -95,7 +95,7 @@ func (w *Writer) process(resource string, client IAMClient, batch []*request) {
 			if r.ctx.Err() != nil {
 				continue
 			}
-			p, n, _, err := w.readModifyWrite(r.ctx, resource, client, live[i:i+1])
+			p, n, _, err := w.readModifyWrite(r.ctx, resource, client, live[i:i+1], nil)
 			r.done <- outcome{policy: p, writes: n + carry, err: err}
 			carry = 0
 		}
@@ -142,10 +142,16 @@ func batchContext(reqs []*request) (context.Context, func()) {
 // back at version 3 with the etag of the read. ABORTED (the etag is stale)
 // and UNAVAILABLE restart the whole cycle after a backoff, up to
 // MaxAttempts cycles; any other error ends it. rejected reports that the
-// final error came from SetIamPolicy.
-func (w *Writer) readModifyWrite(ctx context.Context, resource string, client IAMClient, reqs []*request) (policy *iampb.Policy, writes int, rejected bool, err error) {
+// final error came from SetIamPolicy. A non-nil pace spaces the writes
+// (a queue's lease holder: see the package doc).
+func (w *Writer) readModifyWrite(ctx context.Context, resource string, client IAMClient, reqs []*request, pace *pacer) (policy *iampb.Policy, writes int, rejected bool, err error) {
 	bo := w.cfg.Backoff // a fresh copy: gax.Backoff keeps its period in itself
 	for attempt := 1; ; attempt++ {
+		// The pause for the write slot comes before the read, so that the
+		// etag is as fresh as can be when the write goes.
+		if err := pace.wait(ctx); err != nil {
+			return nil, writes, false, fmt.Errorf("failed to update the IAM policy of %s: gave up waiting for its write slot: %w", resource, err)
+		}
 		read, err := client.GetIamPolicy(ctx, &iampb.GetIamPolicyRequest{
 			Resource: resource,
 			Options:  &iampb.GetPolicyOptions{RequestedPolicyVersion: 3},
@@ -185,6 +191,7 @@ func (w *Writer) readModifyWrite(ctx context.Context, resource string, client IA
 		next.Version = 3
 		next.Etag = read.GetEtag()
 		written, err := client.SetIamPolicy(ctx, &iampb.SetIamPolicyRequest{Resource: resource, Policy: next})
+		pace.wrote()
 		writes++
 		if err == nil {
 			w.log.InfoContext(ctx, "wrote IAM policy", "resource", resource, "requests", len(reqs),
@@ -197,7 +204,10 @@ func (w *Writer) readModifyWrite(ctx context.Context, resource string, client IA
 			}
 			continue
 		}
-		return nil, writes, true, fmt.Errorf("failed to write the IAM policy of %s (attempt %d): %w", resource, attempt, err)
+		// Only a refusal of this policy is worth trying change by change:
+		// conflicts, outages and quota that outlast the retries would
+		// refuse every single change too, and multiply the writes.
+		return nil, writes, !retryable(err), fmt.Errorf("failed to write the IAM policy of %s (attempt %d): %w", resource, attempt, err)
 	}
 }
 
@@ -223,11 +233,13 @@ func (w *Writer) read(ctx context.Context, resource string, client IAMClient) (*
 
 // retryable: ABORTED is a concurrent policy change (docs/google-cloud.md §1, "retry
 // the whole read-modify-write with exponential backoff"); UNAVAILABLE is
-// transient. A retry after an UNAVAILABLE write that did succeed is safe:
-// the re-read shows the change made and nothing is written again.
+// transient; RESOURCE_EXHAUSTED is the Resource Manager write quota (10/s
+// and 600/min per consumer project, docs/google-cloud.md §1), which the
+// backoff waits out. A retry after an UNAVAILABLE write that did succeed
+// is safe: the re-read shows the change made and nothing is written again.
 func retryable(err error) bool {
 	switch status.Code(err) {
-	case codes.Aborted, codes.Unavailable:
+	case codes.Aborted, codes.Unavailable, codes.ResourceExhausted:
 		return true
 	}
 	return false

@@ -14,6 +14,7 @@ import (
 	resourcemanager "cloud.google.com/go/resourcemanager/apiv3"
 	"github.com/google/go-cmp/cmp"
 	"github.com/googleapis/gax-go/v2"
+	"google.golang.org/api/option"
 	"google.golang.org/genproto/googleapis/type/expr"
 	"google.golang.org/protobuf/testing/protocmp"
 
@@ -52,6 +53,8 @@ type env struct {
 	// Recorders wrap the raw clients for the writer.
 	recProjects, recFolders, recOrganizations *recorder
 	w                                         *Writer
+	// dial reaches the local IAM, for writers with connections of their own.
+	dial []option.ClientOption
 }
 
 // newEnv builds the world; configure adjusts the writer's Config. Every
@@ -80,7 +83,7 @@ func newEnv(t testing.TB, configure func(*Config)) *env {
 	t.Cleanup(g.Stop)
 
 	ctx := context.Background()
-	e := &env{srv: srv, clock: c}
+	e := &env{srv: srv, clock: c, dial: g.ClientOptions()}
 	if e.projects, err = resourcemanager.NewProjectsClient(ctx, g.ClientOptions()...); err != nil {
 		t.Fatalf("NewProjectsClient: %v", err)
 	}
@@ -128,6 +131,8 @@ type recorder struct {
 	sets     int
 	lastEtag map[string][]byte
 	problems []string
+	// setTimes are when each SetIamPolicy call reached the recorder.
+	setTimes []time.Time
 
 	// afterGet runs after the n-th (1-based) successful read returned,
 	// before the writer sees it.
@@ -184,6 +189,7 @@ func (r *recorder) SetIamPolicy(ctx context.Context, req *iampb.SetIamPolicyRequ
 	r.mu.Lock()
 	r.sets++
 	n := r.sets
+	r.setTimes = append(r.setTimes, time.Now())
 	p := req.GetPolicy()
 	if p.GetVersion() != 3 {
 		r.problem("SetIamPolicy %s sent version %d, want 3", req.GetResource(), p.GetVersion())

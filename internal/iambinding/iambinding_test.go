@@ -395,10 +395,11 @@ func TestGivesUpAfterMaxAttempts(t *testing.T) {
 	}
 }
 
-// docs/google-cloud.md §1: ABORTED and UNAVAILABLE restart the
-// read-modify-write; no other error is retried (SetIamPolicy has no retry
-// in the client, docs/google-cloud.md §1 "How clients retry").
-func TestRetriesOnlyAbortedAndUnavailable(t *testing.T) {
+// docs/google-cloud.md §1: ABORTED, UNAVAILABLE and RESOURCE_EXHAUSTED (the
+// Resource Manager quota) restart the read-modify-write; no other error is
+// retried (SetIamPolicy has no retry in the client, docs/google-cloud.md §1
+// "How clients retry").
+func TestRetriesOnlyConflictsOutagesAndQuota(t *testing.T) {
 	t.Parallel()
 	once := func(c codes.Code) func(int) error {
 		return func(n int) error {
@@ -417,6 +418,8 @@ func TestRetriesOnlyAbortedAndUnavailable(t *testing.T) {
 		{"read unavailable once", once(codes.Unavailable), nil, codes.OK, 2, 1},
 		{"write unavailable once", nil, once(codes.Unavailable), codes.OK, 2, 2},
 		{"write aborted once", nil, once(codes.Aborted), codes.OK, 2, 2},
+		{"read quota exhausted once", once(codes.ResourceExhausted), nil, codes.OK, 2, 1},
+		{"write quota exhausted once", nil, once(codes.ResourceExhausted), codes.OK, 2, 2},
 		{"read permission denied", once(codes.PermissionDenied), nil, codes.PermissionDenied, 1, 0},
 		{"write permission denied", nil, once(codes.PermissionDenied), codes.PermissionDenied, 1, 1},
 		{"write invalid argument", nil, once(codes.InvalidArgument), codes.InvalidArgument, 1, 1},

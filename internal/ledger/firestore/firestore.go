@@ -74,6 +74,7 @@ const (
 	SlotsCollection = "slots"
 	// ClaimsCollection is the notifier's journal (notify.go).
 	ClaimsCollection = "notifyClaims"
+	// IAMLeasesCollection (iamqueue.go) is the IAM write queue.
 )
 
 const (
@@ -118,7 +119,9 @@ type Ledger struct {
 	keys   *firestore.CollectionRef
 	slots  *firestore.CollectionRef
 	claims *firestore.CollectionRef
-	clock  clock.Clock
+	// iamLeases is the IAM write queue (iamqueue.go).
+	iamLeases *firestore.CollectionRef
+	clock     clock.Clock
 	// locks serializes this process's writes per grant, per key and per
 	// entitlement's slot list: transactions of one instance then never
 	// contend with each other, only with other instances. They are taken
@@ -155,13 +158,14 @@ func Open(ctx context.Context, cfg Config, opts ...option.ClientOption) (*Ledger
 		c = clock.Real()
 	}
 	return &Ledger{
-		client: client,
-		grants: client.Collection(cfg.Prefix + GrantsCollection),
-		keys:   client.Collection(cfg.Prefix + KeysCollection),
-		slots:  client.Collection(cfg.Prefix + SlotsCollection),
-		claims: client.Collection(cfg.Prefix + ClaimsCollection),
-		clock:  c,
-		locks:  newKeyedMutex(),
+		client:    client,
+		grants:    client.Collection(cfg.Prefix + GrantsCollection),
+		keys:      client.Collection(cfg.Prefix + KeysCollection),
+		slots:     client.Collection(cfg.Prefix + SlotsCollection),
+		claims:    client.Collection(cfg.Prefix + ClaimsCollection),
+		iamLeases: client.Collection(cfg.Prefix + IAMLeasesCollection),
+		clock:     c,
+		locks:     newKeyedMutex(),
 	}, nil
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/jitpipeline/jit/internal/clock"
 	"github.com/jitpipeline/jit/internal/grant"
+	"github.com/jitpipeline/jit/internal/iamqueue"
 	"github.com/jitpipeline/jit/internal/ledger"
 	"github.com/jitpipeline/jit/internal/ledger/firestore"
 	"github.com/jitpipeline/jit/internal/ledger/ledgertest"
@@ -64,6 +65,13 @@ func TestJournalContract(t *testing.T) {
 	t.Parallel()
 	ledgertest.RunJournal(t, func(t *testing.T, clk clock.Clock) ledgertest.Journal {
 		return open(t, firestore.Config{Clock: clk})
+	})
+}
+
+func TestIAMQueueContract(t *testing.T) {
+	t.Parallel()
+	ledgertest.RunQueue(t, func(t *testing.T, clk clock.Clock) iamqueue.Queue {
+		return open(t, firestore.Config{Clock: clk}).IAMQueue()
 	})
 }
 

@@ -40,7 +40,7 @@ import (
 const (
 	// schemaVersion is kept in PRAGMA user_version; migrate brings older
 	// files up to it and refuses newer ones.
-	schemaVersion = 3
+	schemaVersion = 4
 	// busyTimeout is how long SQLite waits for another process's lock.
 	busyTimeout = 10 * time.Second
 	// maxOpenConns bounds the pool: reads run concurrently in WAL mode,
@@ -132,6 +132,8 @@ var migrations = [schemaVersion + 1]string{
 	2: `CREATE INDEX grants_by_entitlement_state ON grants (entitlement, state);`,
 	// The notifier's journal (notify.go).
 	3: notifySchema,
+	// The IAM write queue (iamqueue.go).
+	4: iamQueueSchema,
 }
 
 // schema is version 1. Times are ledger.FormatTime strings, which sort as

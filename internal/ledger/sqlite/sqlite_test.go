@@ -19,6 +19,7 @@ import (
 
 	"github.com/jitpipeline/jit/internal/clock"
 	"github.com/jitpipeline/jit/internal/grant"
+	"github.com/jitpipeline/jit/internal/iamqueue"
 	"github.com/jitpipeline/jit/internal/ledger/ledgertest"
 	"github.com/jitpipeline/jit/internal/ledger/sqlite"
 )
@@ -50,6 +51,13 @@ func TestJournalContract(t *testing.T) {
 	t.Parallel()
 	ledgertest.RunJournal(t, func(t *testing.T, clk clock.Clock) ledgertest.Journal {
 		return open(t, filepath.Join(t.TempDir(), "ledger.db"), sqlite.WithClock(clk))
+	})
+}
+
+func TestIAMQueueContract(t *testing.T) {
+	t.Parallel()
+	ledgertest.RunQueue(t, func(t *testing.T, clk clock.Clock) iamqueue.Queue {
+		return open(t, filepath.Join(t.TempDir(), "ledger.db"), sqlite.WithClock(clk)).IAMQueue()
 	})
 }
 
@@ -317,7 +325,7 @@ func TestMigrateFromV1(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if _, err := db.Exec("DROP INDEX grants_by_entitlement_state; DROP TABLE notify_claims; PRAGMA user_version = 1"); err != nil {
+	if _, err := db.Exec("DROP INDEX grants_by_entitlement_state; DROP TABLE notify_claims; DROP TABLE iam_queue; DROP TABLE iam_leases; PRAGMA user_version = 1"); err != nil {
 		t.Fatal(err)
 	}
 
@@ -326,14 +334,17 @@ func TestMigrateFromV1(t *testing.T) {
 		t.Errorf("grant after the migration: %v", err)
 	}
 	var v, idx int
-	if err := db.QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != 3 {
-		t.Errorf("user_version = %d, %v; want 3", v, err)
+	if err := db.QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != 4 {
+		t.Errorf("user_version = %d, %v; want 4", v, err)
 	}
 	if err := db.QueryRow("SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'grants_by_entitlement_state'").Scan(&idx); err != nil || idx != 1 {
 		t.Errorf("index after the migration: %d, %v", idx, err)
 	}
 	if first, err := l.Claim(t.Context(), "g-old/g-old-1/a@example.com", time.Minute); err != nil || !first {
 		t.Errorf("Claim after the migration = %v, %v; want true", first, err)
+	}
+	if err := l.IAMQueue().Put(t.Context(), "projects/p", "e1", []byte("[]")); err != nil {
+		t.Errorf("IAM queue Put after the migration: %v", err)
 	}
 }
 

@@ -318,12 +318,21 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 	}
 	p.closers = append(p.closers, tasks.Close)
 
+	iamQueue := p.Ledger.IAMQueue().WithClock(clock.Real())
 	iamAs := func(sa string) (lifecycle.IAM, error) {
 		rm, err := p.resourceManager(ctx, append(cloud.ClientOptions(), option.WithGRPCDialOption(grpc.WithUnaryInterceptor(localiam.UnaryClientInterceptor("serviceAccount:"+sa))))...)
 		if err != nil {
 			return nil, err
 		}
-		return iambinding.New(iambinding.Config{Projects: rm.projects, Folders: rm.folders, Organizations: rm.orgs, Now: cfg.Clock.Now, Logger: log.With("component", "iambinding", "identity", sa)})
+		// The grant and revoke writers share the ledger's write queue, as
+		// their function instances do on Google Cloud (deploy.go): writes
+		// to one resource go through one lease holder at a time, whoever
+		// asked for them. Waiters look every 2–10 ms: the ledger is local.
+		return iambinding.New(iambinding.Config{
+			Projects: rm.projects, Folders: rm.folders, Organizations: rm.orgs, Now: cfg.Clock.Now,
+			Logger: log.With("component", "iambinding", "identity", sa),
+			Queue:  iamQueue, PollInterval: 10 * time.Millisecond,
+		})
 	}
 	grantIAM, err := iamAs(GrantSA)
 	if err != nil {

@@ -58,11 +58,11 @@ type Journal struct {
 	queued, flushed uint64
 	flushing        bool
 	// syncSoon is armed while a deferred record waits for a sync.
-	syncSoon *time.Timer
-	live            map[string][]byte
-	liveBytes       int64 // what the live entries take in a compacted file
-	size            int64 // bytes in the file
-	stats           JournalStats
+	syncSoon  *time.Timer
+	live      map[string][]byte
+	liveBytes int64 // what the live entries take in a compacted file
+	size      int64 // bytes in the file
+	stats     JournalStats
 
 	// Compaction thresholds; fields so that tests can lower them.
 	compactRatio    int64

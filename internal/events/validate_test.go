@@ -264,7 +264,8 @@ func TestValidateProblems(t *testing.T) {
 		typ:     TypeApprovalRequested,
 		changes: map[string]any{"callbackUrl": "/callbacks/1"},
 		want: []Problem{
-			{"/callbackUrl", "'/callbacks/1' is not valid uri: relative url"},
+			{"/callbackUrl", "'/callbacks/1' does not match pattern '^https?://'"},
+			{"/callbackUrl", "'/callbacks/1' is not valid uri: not absolute (no scheme)"},
 		},
 	}, {
 		name:    "requester not an email",
@@ -285,7 +286,7 @@ func TestValidateProblems(t *testing.T) {
 		name:    "time not RFC 3339",
 		typ:     TypeActivated,
 		changes: map[string]any{"startTime": "2026-01-02 03:04:05"},
-		want:    []Problem{{"/startTime", "'2026-01-02 03:04:05' is not valid date-time: less than 20 characters long"}},
+		want:    []Problem{{"/startTime", "'2026-01-02 03:04:05' is not valid date-time: too short for YYYY-MM-DDTHH:MM:SS and a time offset"}},
 	}, {
 		name:    "privilege on a bucket",
 		typ:     TypeActivated,

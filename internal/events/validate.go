@@ -158,6 +158,20 @@ func loadSchemas(fsys fs.FS) (*schemaSet, error) {
 // schema give an error wrapping ErrInvalid (a *DataError for the last,
 // listing each problem with its JSON path).
 func Validate(eventType string, data []byte) error {
+	err := validate(eventType, data)
+	if validated != nil {
+		validated(eventType, data, err)
+	}
+	return err
+}
+
+// validated, when set (by the package's tests only, before any
+// validation), sees every payload Validate judges: the tests compare each
+// judgement with the JSON Schema library the schemas were first checked
+// with (conformance_test.go).
+var validated func(eventType string, data []byte, err error)
+
+func validate(eventType string, data []byte) error {
 	if !slices.Contains(Types, eventType) {
 		return fmt.Errorf("%w: unknown event type %q", ErrInvalid, eventType)
 	}

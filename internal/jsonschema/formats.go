@@ -192,8 +192,10 @@ func isAtext(c byte) bool {
 
 // hostname checks RFC 1123 section 2.1 host names: dot-separated labels
 // of 1 to 63 letters, digits and hyphens, neither starting nor ending with
-// a hyphen, 253 octets at most.
+// a hyphen, 253 octets at most, and maybe a final dot (an absolute name,
+// RFC 1034 section 3.1).
 func hostname(h string) error {
+	h = strings.TrimSuffix(h, ".")
 	if h == "" {
 		return errors.New("empty domain")
 	}

@@ -210,12 +210,16 @@ func hostname(h string) error {
 			return errors.New("a domain label starts or ends with a hyphen")
 		}
 		for i := range len(label) {
-			if c := label[i]; !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || isDigit(c) || c == '-') {
+			if c := label[i]; !isLetDigHyp(c) {
 				return fmt.Errorf("%q in the domain", c)
 			}
 		}
 	}
 	return nil
+}
+
+func isLetDigHyp(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || isDigit(c) || c == '-'
 }
 
 // uri checks for an absolute URI (RFC 3986 section 4.3), as Go's net/url

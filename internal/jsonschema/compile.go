@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // Draft is the only $schema accepted.
@@ -72,6 +73,11 @@ func Compile(doc []byte) (*Schema, error) {
 	if err != nil {
 		return nil, fmt.Errorf("failed to compile schema: %w", err)
 	}
+	return CompileValue(v)
+}
+
+// CompileValue is Compile of a document already decoded by Decode.
+func CompileValue(v any) (*Schema, error) {
 	c := &compiler{compiled: map[string]*node{}, compiling: map[string]bool{}}
 	if obj, ok := v.(map[string]any); ok {
 		if s, ok := obj["$schema"]; ok && s != Draft {
@@ -328,13 +334,23 @@ func (c *compiler) pattern(n *node, v any, at string) {
 		c.fail(at, "pattern %s: %v", quote(s), err)
 		return
 	}
+	if re, ok := patterns.Load(s); ok {
+		n.pattern = re.(*regexp.Regexp)
+		return
+	}
 	re, err := regexp.Compile(s)
 	if err != nil {
 		c.fail(at, "pattern %s does not compile with Go's regexp: %v", quote(s), err)
 		return
 	}
+	patterns.Store(s, re)
 	n.pattern = re
 }
+
+// patterns are the regular expressions compiled so far, by source: the
+// schemas of a set share most of theirs (the grant ID, the privilege), and
+// bounded repetitions make compiling one costly.
+var patterns sync.Map
 
 // ecmaCompatible refuses the few constructs that Go's regexp accepts but
 // means differently from ECMA-262 (the specification's dialect) or that

@@ -33,6 +33,9 @@ type Problem struct {
 	Path string
 	// Message says what is wrong, in the validator's words.
 	Message string
+	// Keyword is the JSON pointer, in the type's schema, of the keyword
+	// the value breaks ("/properties/grantId/pattern").
+	Keyword string
 }
 
 func (p Problem) String() string {
@@ -40,7 +43,7 @@ func (p Problem) String() string {
 	if path == "" {
 		path = "(root)"
 	}
-	return path + ": " + p.Message
+	return path + ": " + p.Message + " (schema " + p.Keyword + ")"
 }
 
 // DataError reports every problem of a payload; it wraps ErrInvalid.
@@ -200,7 +203,7 @@ func validate(eventType string, data []byte) error {
 	}
 	problems := make([]Problem, len(ve.Problems))
 	for i, p := range ve.Problems {
-		problems[i] = Problem{Path: p.Path, Message: p.Message}
+		problems[i] = Problem{Path: p.Path, Message: p.Message, Keyword: p.Keyword}
 	}
 	slices.SortFunc(problems, cmpProblem)
 	return &DataError{Type: eventType, Problems: slices.Compact(problems)}

@@ -356,8 +356,8 @@ var patterns sync.Map
 // means differently from ECMA-262 (the specification's dialect) or that
 // ECMA-262 lacks, so a pattern means the same to every subscriber: "."
 // outside a class (ECMA-262 excludes \r, \u2028 and \u2029 too), \s and
-// \S (ECMA-262's include Unicode spaces), \A, \z, \Q…\E, \C, \pN-style
-// classes and inline flags other than (?:.
+// \S (ECMA-262's include Unicode spaces), "[]" and "[^]", \A, \z,
+// \Q…\E, \C, \pN-style classes and inline flags other than (?:.
 func ecmaCompatible(s string) error {
 	inClass := false
 	for i := 0; i < len(s); i++ {
@@ -368,8 +368,11 @@ func ecmaCompatible(s string) error {
 			case 's', 'S', 'A', 'z', 'Q', 'E', 'C', 'p', 'P':
 				return fmt.Errorf("\\%c means something else, or nothing, in ECMA-262", e)
 			}
-		case ch == '[':
+		case ch == '[' && !inClass:
 			inClass = true
+			if rest := strings.TrimPrefix(s[i+1:], "^"); strings.HasPrefix(rest, "]") {
+				return errors.New(`"[]" and "[^]" are a class of nothing, or anything, in ECMA-262 but start a class holding "]" in Go`)
+			}
 		case ch == ']':
 			inClass = false
 		case ch == '.' && !inClass:

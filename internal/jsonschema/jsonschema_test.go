@@ -30,6 +30,7 @@ func TestCompileRefuses(t *testing.T) {
 		{"lookahead", `{"pattern": "(?=a)"}`, `/pattern: pattern '(?=a)': only (?: groups`},
 		{"pattern Go rejects", `{"pattern": "a{2,1}"}`, `/pattern: pattern 'a{2,1}' does not compile with Go's regexp`},
 		{"dot", `{"pattern": "^a.b$"}`, `/pattern: pattern '^a.b$': "." outside a class`},
+		{"empty class", `{"pattern": "[]a]"}`, `/pattern: pattern '[]a]': "[]" and "[^]"`},
 		{"\\s", `{"pattern": "\\s"}`, `/pattern: pattern '\\s': \s means something else`},
 		{"remote $ref", `{"$ref": "other.json#/$defs/a"}`, `/$ref: $ref 'other.json#/$defs/a' is not supported`},
 		{"dangling $ref", `{"$ref": "#/$defs/a"}`, `/$ref: $ref to 'a': no such $defs entry`},

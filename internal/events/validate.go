@@ -138,7 +138,8 @@ func loadSchemas(fsys fs.FS) (*schemaSet, error) {
 			errs = append(errs, fmt.Errorf("failed to parse schema %s: %w", name, err))
 			continue
 		}
-		if id, _ := doc.(map[string]any)["$id"].(string); id != SchemaURL(t) {
+		obj, _ := doc.(map[string]any)
+		if id, _ := obj["$id"].(string); id != SchemaURL(t) {
 			errs = append(errs, fmt.Errorf("schema %s: $id is %q, want %q", name, id, SchemaURL(t)))
 			continue
 		}
@@ -160,7 +161,7 @@ func loadSchemas(fsys fs.FS) (*schemaSet, error) {
 // Validate checks an event's data against the schema of its type. An
 // unknown type, data that is not one JSON object, or data that breaks the
 // schema give an error wrapping ErrInvalid (a *DataError for the last,
-// listing each problem with its JSON path).
+// listing each problem with its JSON path and schema keyword).
 func Validate(eventType string, data []byte) error {
 	err := validate(eventType, data)
 	if validated != nil {

@@ -42,11 +42,10 @@ type node struct {
 	pattern *regexp.Regexp
 	format  string
 
-	allOf   []*node
-	cond    *node // if
-	then    *node
-	ref     *node
-	refPath string
+	allOf []*node
+	cond  *node // if
+	then  *node
+	ref   *node
 }
 
 // bound is a minimum or a maximum, with its text for messages.
@@ -184,7 +183,7 @@ func (c *compiler) keyword(n *node, obj map[string]any, kw, at string, root bool
 	case "const":
 		n.hasConst, n.constValue = true, v
 	case "required":
-		names, ok := c.strings(v, at)
+		names, ok := c.strings(v)
 		if !ok {
 			c.fail(at, "required must be an array of distinct strings")
 			return
@@ -246,7 +245,6 @@ func (c *compiler) keyword(n *node, obj map[string]any, kw, at string, root bool
 			return
 		}
 		name = unescape(name)
-		n.refPath = s
 		n.ref = c.def(name, at)
 	default:
 		c.fail(at, "keyword %s is not supported", quote(kw))
@@ -260,7 +258,7 @@ func (c *compiler) types(n *node, v any, at string) {
 		names = []string{t}
 	case []any:
 		var ok bool
-		if names, ok = c.strings(t, at); !ok || len(names) == 0 {
+		if names, ok = c.strings(t); !ok || len(names) == 0 {
 			c.fail(at, "type must be a string or a non-empty array of distinct strings")
 			return
 		}
@@ -277,7 +275,7 @@ func (c *compiler) types(n *node, v any, at string) {
 }
 
 // strings reads an array of distinct strings.
-func (c *compiler) strings(v any, at string) ([]string, bool) {
+func (c *compiler) strings(v any) ([]string, bool) {
 	vals, ok := v.([]any)
 	if !ok {
 		return nil, false

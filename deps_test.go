@@ -29,6 +29,28 @@ func TestDeployedCodeLinksNoEmulator(t *testing.T) {
 	}
 }
 
+// TestDeployedCodeLinksNoSchemaLibrary: the JSON Schema library whose
+// init() cost every function 1.7 MB and 5 ms at start (issue 14) is a
+// test-only dependency, the reference internal/jsonschema is held to
+// (internal/events/conformance_test.go); neither the deployed package nor
+// its test binary links it.
+func TestDeployedCodeLinksNoSchemaLibrary(t *testing.T) {
+	t.Parallel()
+	out, err := exec.CommandContext(t.Context(), "go", "list", "-test", "-deps", ".", "./functions/...").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list -deps: %v\n%s", err, out)
+	}
+	deps := strings.Fields(string(out))
+	if len(deps) < 50 {
+		t.Fatalf("go list -deps gave only %d packages: %s", len(deps), out)
+	}
+	for _, d := range deps {
+		if strings.HasPrefix(d, "github.com/santhosh-tekuri/jsonschema") {
+			t.Errorf("the deployed code, or its tests, link %s", d)
+		}
+	}
+}
+
 // TestLayers: the tree reads functions → domain → adapters, local apart
 // (internal/README.md). Each rule names packages and what they must not
 // import; go list reports the non-test imports of every package.
@@ -68,7 +90,7 @@ func TestLayers(t *testing.T) {
 	composition := []string{"internal/deploy", "internal/wiring"}
 	triggers := []string{"internal/api", "internal/eventfn", "functions"}
 	adapters := []string{"internal/iambinding", "internal/ledger", "internal/groups", "internal/auth", "internal/envelope", "internal/policy/source", "internal/approvallink", "internal/mail"}
-	leaves := []string{"internal/lazyregexp", "internal/emailaddr", "internal/iamqueue", "internal/isoduration", "internal/jsonstrict", "internal/usertext", "internal/clock", "internal/logging"}
+	leaves := []string{"internal/jsonschema", "internal/lazyregexp", "internal/emailaddr", "internal/iamqueue", "internal/isoduration", "internal/jsonstrict", "internal/usertext", "internal/clock", "internal/logging"}
 	rules := []struct {
 		name     string
 		applies  func(p string) bool

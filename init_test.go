@@ -21,12 +21,11 @@ import (
 // dependencies listed in heavyInit.
 // heavyInit are the dependencies whose own initialisation is known to
 // allocate more than 1 MiB, and why they are kept (docs/performance.md).
-var heavyInit = map[string]string{
-	// 1.7 MB and about 5 ms per start: it compiles the metaschemas of every
-	// JSON Schema draft in init(). The event schemas are the contract
-	// (schemas/); a copy of the library that defers this was declined.
-	"github.com/santhosh-tekuri/jsonschema/v6": "compiles its metaschemas in init()",
-}
+// None now: the last one, github.com/santhosh-tekuri/jsonschema/v6 (1.7
+// MB and about 5 ms per start compiling every draft's metaschemas), gave
+// way to internal/jsonschema and is linked by tests of internal/events
+// only (TestDeployedCodeLinksNoSchemaLibrary).
+var heavyInit = map[string]string{}
 
 func TestInitAllocatesLittle(t *testing.T) {
 	t.Parallel()

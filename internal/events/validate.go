@@ -1,7 +1,6 @@
 package events
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -9,8 +8,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/santhosh-tekuri/jsonschema/v6"
-
+	"github.com/jitpipeline/jit/internal/jsonschema"
 	"github.com/jitpipeline/jit/schemas"
 )
 
@@ -35,6 +33,9 @@ type Problem struct {
 	Path string
 	// Message says what is wrong, in the validator's words.
 	Message string
+	// Keyword is the JSON pointer, in the type's schema, of the keyword
+	// the value breaks ("/properties/grantId/pattern").
+	Keyword string
 }
 
 func (p Problem) String() string {
@@ -42,7 +43,7 @@ func (p Problem) String() string {
 	if path == "" {
 		path = "(root)"
 	}
-	return path + ": " + p.Message
+	return path + ": " + p.Message + " (schema " + p.Keyword + ")"
 }
 
 // DataError reports every problem of a payload; it wraps ErrInvalid.
@@ -65,35 +66,27 @@ func (e *DataError) Unwrap() error { return ErrInvalid }
 // embedded are the schemas of schemas.FS, read on the first validation.
 // Each type's schema is compiled on its first validation: a function
 // validates a few of the event types (grant and revoke publish and receive
-// a handful), and compiling all of them costs every function's first
-// event some 20 ms and 8 MB (issue 14). The embedded set is checked whole
+// a handful), and compiling all of them would cost every function's first
+// event some 3 ms and 1 MB (BenchmarkCompileSchemas; 18 ms and 8 MB with
+// the library used before, issue 14). The embedded set is checked whole
 // — a schema for every type, each with its $id — when it is read, and
 // every schema is compiled by the package's tests.
 var embedded = sync.OnceValues(func() (*schemaSet, error) {
 	return loadSchemas(schemas.FS)
 })
 
-// schemaSet is a set of schemas added to one compiler, compiled by type
-// on demand. The compiler is not safe for concurrent use, hence mu; a
-// compiled schema is, for validation.
+// schemaSet is the schema documents of every type, each compiled on
+// its first use.
 type schemaSet struct {
-	mu       sync.Mutex
-	c        *jsonschema.Compiler
-	compiled map[string]*jsonschema.Schema
+	compile map[string]func() (*jsonschema.Schema, error)
 }
 
 // schema is the compiled schema of eventType, which must be one of Types.
 func (s *schemaSet) schema(eventType string) (*jsonschema.Schema, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if sch, ok := s.compiled[eventType]; ok {
-		return sch, nil
-	}
-	sch, err := s.c.Compile(SchemaURL(eventType))
+	sch, err := s.compile[eventType]()
 	if err != nil {
 		return nil, fmt.Errorf("failed to compile schema of %s: %w", eventType, err)
 	}
-	s.compiled[eventType] = sch
 	return sch, nil
 }
 
@@ -121,17 +114,14 @@ func compileSchemas(fsys fs.FS) (map[string]*jsonschema.Schema, error) {
 }
 
 // loadSchemas reads every *.json of fsys, which must hold exactly one
-// schema per type in Types, each with its $id, and adds them to a
-// compiler, compiling none.
+// schema per type in Types, each with its $id, compiling none.
 func loadSchemas(fsys fs.FS) (*schemaSet, error) {
-	c := jsonschema.NewCompiler()
-	c.DefaultDraft(jsonschema.Draft2020)
-	c.AssertFormat() // formats are annotations only in 2020-12 unless asserted
 	names, err := fs.Glob(fsys, "*.json")
 	if err != nil {
 		return nil, fmt.Errorf("failed to list schemas: %w", err)
 	}
 	var errs []error
+	set := &schemaSet{compile: make(map[string]func() (*jsonschema.Schema, error), len(Types))}
 	for _, name := range names {
 		t := strings.TrimSuffix(name, ".json")
 		if !slices.Contains(Types, t) {
@@ -143,18 +133,19 @@ func loadSchemas(fsys fs.FS) (*schemaSet, error) {
 			errs = append(errs, fmt.Errorf("failed to read schema %s: %w", name, err))
 			continue
 		}
-		doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+		doc, err := jsonschema.Decode(b)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("failed to parse schema %s: %w", name, err))
 			continue
 		}
-		if id, _ := doc.(map[string]any)["$id"].(string); id != SchemaURL(t) {
+		obj, _ := doc.(map[string]any)
+		if id, _ := obj["$id"].(string); id != SchemaURL(t) {
 			errs = append(errs, fmt.Errorf("schema %s: $id is %q, want %q", name, id, SchemaURL(t)))
 			continue
 		}
-		if err := c.AddResource(SchemaURL(t), doc); err != nil {
-			errs = append(errs, fmt.Errorf("failed to add schema %s: %w", name, err))
-		}
+		set.compile[t] = sync.OnceValues(func() (*jsonschema.Schema, error) {
+			return jsonschema.CompileValue(doc)
+		})
 	}
 	for _, t := range Types {
 		if !slices.Contains(names, t+".json") {
@@ -164,14 +155,28 @@ func loadSchemas(fsys fs.FS) (*schemaSet, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return &schemaSet{c: c, compiled: map[string]*jsonschema.Schema{}}, nil
+	return set, nil
 }
 
 // Validate checks an event's data against the schema of its type. An
 // unknown type, data that is not one JSON object, or data that breaks the
 // schema give an error wrapping ErrInvalid (a *DataError for the last,
-// listing each problem with its JSON path).
+// listing each problem with its JSON path and schema keyword).
 func Validate(eventType string, data []byte) error {
+	err := validate(eventType, data)
+	if validated != nil {
+		validated(eventType, data, err)
+	}
+	return err
+}
+
+// validated, when set (by the package's tests only, before any
+// validation), sees every payload Validate judges: the tests compare each
+// judgement with the JSON Schema library the schemas were first checked
+// with (conformance_test.go).
+var validated func(eventType string, data []byte, err error)
+
+func validate(eventType string, data []byte) error {
 	if !slices.Contains(Types, eventType) {
 		return fmt.Errorf("%w: unknown event type %q", ErrInvalid, eventType)
 	}
@@ -185,7 +190,7 @@ func Validate(eventType string, data []byte) error {
 	if err != nil {
 		return fmt.Errorf("failed to load event schemas: %w", err) // a bug of this build too
 	}
-	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+	v, err := jsonschema.Decode(data)
 	if err != nil {
 		return fmt.Errorf("%w: %s data is not JSON: %w", ErrInvalid, eventType, err)
 	}
@@ -197,7 +202,10 @@ func Validate(eventType string, data []byte) error {
 	if !errors.As(err, &ve) {
 		return fmt.Errorf("%w: %s data: %w", ErrInvalid, eventType, err)
 	}
-	problems := leaves(ve, nil)
+	problems := make([]Problem, len(ve.Problems))
+	for i, p := range ve.Problems {
+		problems[i] = Problem{Path: p.Path, Message: p.Message, Keyword: p.Keyword}
+	}
 	slices.SortFunc(problems, cmpProblem)
 	return &DataError{Type: eventType, Problems: slices.Compact(problems)}
 }
@@ -207,32 +215,4 @@ func cmpProblem(a, b Problem) int {
 		return c
 	}
 	return strings.Compare(a.Message, b.Message)
-}
-
-// leaves collects the innermost errors: the ones that say what is wrong
-// (the outer ones only say which part of the schema failed).
-func leaves(e *jsonschema.ValidationError, out []Problem) []Problem {
-	if len(e.Causes) > 0 {
-		for _, c := range e.Causes {
-			out = leaves(c, out)
-		}
-		return out
-	}
-	path := pointer(e.InstanceLocation)
-	msg := e.Error()
-	// A leaf's Error() is "at '<pointer>': <problem>"; keep the problem.
-	if _, rest, ok := strings.Cut(msg, "': "); ok && strings.HasPrefix(msg, "at '") {
-		msg = rest
-	}
-	return append(out, Problem{Path: path, Message: msg})
-}
-
-// pointer writes a JSON pointer (RFC 6901).
-func pointer(tokens []string) string {
-	var b strings.Builder
-	for _, t := range tokens {
-		b.WriteByte('/')
-		b.WriteString(strings.NewReplacer("~", "~0", "/", "~1").Replace(t))
-	}
-	return b.String()
 }

@@ -159,7 +159,7 @@ func TestValidateRequired(t *testing.T) {
 				t.Errorf("%s without %s: err = %v, want a *DataError wrapping ErrInvalid", typ, field, err)
 				continue
 			}
-			want := []Problem{{Path: "", Message: "missing property '" + field + "'"}}
+			want := []Problem{{Path: "", Message: "missing property '" + field + "'", Keyword: "/required"}}
 			if diff := cmp.Diff(want, de.Problems); diff != "" {
 				t.Errorf("%s without %s (-want +got):\n%s", typ, field, diff)
 			}
@@ -212,7 +212,7 @@ func TestValidateStateConst(t *testing.T) {
 }
 
 // TestValidateProblems: table of invalid payloads, each problem named with
-// its JSON path.
+// its JSON path and the JSON pointer of the schema keyword it breaks.
 func TestValidateProblems(t *testing.T) {
 	t.Parallel()
 	// The pattern as the validator quotes it (backslashes doubled).
@@ -226,103 +226,104 @@ func TestValidateProblems(t *testing.T) {
 		name:    "bad grant ID",
 		typ:     TypeActivated,
 		changes: map[string]any{"grantId": "g-ABCDEFGHIJKLMNOPQRST"},
-		want:    []Problem{{"/grantId", "'g-ABCDEFGHIJKLMNOPQRST' does not match pattern '^g-[a-z2-7]{20}$'"}},
+		want:    []Problem{{"/grantId", "'g-ABCDEFGHIJKLMNOPQRST' does not match pattern '^g-[a-z2-7]{20}$'", "/properties/grantId/pattern"}},
 	}, {
 		name:    "grant ID one character short",
 		typ:     TypeRequested,
 		changes: map[string]any{"grantId": "g-abcdefghijklmnopqrs"},
-		want:    []Problem{{"/grantId", "'g-abcdefghijklmnopqrs' does not match pattern '^g-[a-z2-7]{20}$'"}},
+		want:    []Problem{{"/grantId", "'g-abcdefghijklmnopqrs' does not match pattern '^g-[a-z2-7]{20}$'", "/properties/grantId/pattern"}},
 	}, {
 		name:    "extra field",
 		typ:     TypeDenied,
 		changes: map[string]any{"comment": "x"},
-		want:    []Problem{{"", "additional properties 'comment' not allowed"}},
+		want:    []Problem{{"", "additional properties 'comment' not allowed", "/additionalProperties"}},
 	}, {
 		// A callback URL is a capability: transitions, read by any
 		// subscriber, must not carry one.
 		name:    "callback URL on a transition",
 		typ:     TypeActivated,
 		changes: map[string]any{"callbackUrl": "https://example.com/cb"},
-		want:    []Problem{{"", "additional properties 'callbackUrl' not allowed"}},
+		want:    []Problem{{"", "additional properties 'callbackUrl' not allowed", "/additionalProperties"}},
 	}, {
 		name:    "reason on another command",
 		typ:     TypeActivationRequested,
 		changes: map[string]any{"reason": "end"},
-		want:    []Problem{{"", "additional properties 'reason' not allowed"}},
+		want:    []Problem{{"", "additional properties 'reason' not allowed", "/additionalProperties"}},
 	}, {
 		name:    "unknown revoke reason",
 		typ:     TypeRevokeRequested,
 		changes: map[string]any{"reason": "later"},
-		want:    []Problem{{"/reason", "value must be one of 'end', 'withdraw', 'revoke', 'expired'"}},
+		want:    []Problem{{"/reason", "value must be one of 'end', 'withdraw', 'revoke', 'expired'", "/properties/reason/enum"}},
 	}, {
 		name:    "expired revoke of an active grant",
 		typ:     TypeRevokeRequested,
 		changes: map[string]any{"reason": "expired"},
-		want:    []Problem{{"/state", "value must be 'APPROVAL_AWAITED'"}},
+		want:    []Problem{{"/state", "value must be 'APPROVAL_AWAITED'", "/then/properties/state/const"}},
 	}, {
 		name:    "callback URL not a URL",
 		typ:     TypeApprovalRequested,
 		changes: map[string]any{"callbackUrl": "/callbacks/1"},
 		want: []Problem{
-			{"/callbackUrl", "'/callbacks/1' is not valid uri: relative url"},
+			{"/callbackUrl", "'/callbacks/1' does not match pattern '^https?://'", "/properties/callbackUrl/pattern"},
+			{"/callbackUrl", "'/callbacks/1' is not valid uri: not absolute (no scheme)", "/properties/callbackUrl/format"},
 		},
 	}, {
 		name:    "requester not an email",
 		typ:     TypeRequested,
 		changes: map[string]any{"requester": "alice"},
-		want:    []Problem{{"/requester", "'alice' is not valid email: missing @"}},
+		want:    []Problem{{"/requester", "'alice' is not valid email: missing @", "/properties/requester/format"}},
 	}, {
 		name:    "duration in years",
 		typ:     TypeRequested,
 		changes: map[string]any{"requestedDuration": "P1Y"},
-		want:    []Problem{{"/requestedDuration", "'P1Y' does not match pattern '" + durationRE + "'"}},
+		want:    []Problem{{"/requestedDuration", "'P1Y' does not match pattern '" + durationRE + "'", "/properties/requestedDuration/pattern"}},
 	}, {
 		name:    "duration not ISO 8601",
 		typ:     TypeActivationRequested,
 		changes: map[string]any{"requestedDuration": "1h"},
-		want:    []Problem{{"/requestedDuration", "'1h' does not match pattern '" + durationRE + "'"}},
+		want:    []Problem{{"/requestedDuration", "'1h' does not match pattern '" + durationRE + "'", "/properties/requestedDuration/pattern"}},
 	}, {
 		name:    "time not RFC 3339",
 		typ:     TypeActivated,
 		changes: map[string]any{"startTime": "2026-01-02 03:04:05"},
-		want:    []Problem{{"/startTime", "'2026-01-02 03:04:05' is not valid date-time: less than 20 characters long"}},
+		want:    []Problem{{"/startTime", "'2026-01-02 03:04:05' is not valid date-time: too short for YYYY-MM-DDTHH:MM:SS and a time offset", "/properties/startTime/format"}},
 	}, {
 		name:    "privilege on a bucket",
 		typ:     TypeActivated,
 		changes: map[string]any{"privileges": []any{map[string]any{"resource": "buckets/b", "role": "roles/viewer"}}},
 		want: []Problem{{"/privileges/0/resource",
-			"'buckets/b' does not match pattern '^(projects/[a-z][a-z0-9-]{4,28}[a-z0-9]|folders/[0-9]{1,20}|organizations/[0-9]{1,20})$'"}},
+			"'buckets/b' does not match pattern '^(projects/[a-z][a-z0-9-]{4,28}[a-z0-9]|folders/[0-9]{1,20}|organizations/[0-9]{1,20})$'", "/$defs/privilege/properties/resource/pattern"}},
 	}, {
 		name:    "no privileges",
 		typ:     TypeActivationRequested,
 		changes: map[string]any{"privileges": []any{}},
-		want:    []Problem{{"/privileges", "minItems: got 0, want 1"}},
+		want:    []Problem{{"/privileges", "minItems: got 0, want 1", "/properties/privileges/minItems"}},
 	}, {
 		name:    "approval requested of nobody",
 		typ:     TypeApprovalRequested,
 		changes: map[string]any{"approvers": []any{}, "requiredApprovals": 0},
 		want: []Problem{
-			{"/approvers", "minItems: got 0, want 1"},
-			{"/requiredApprovals", "minimum: got 0, want 1"},
+			{"/approvers", "minItems: got 0, want 1", "/properties/approvers/minItems"},
+			{"/requiredApprovals", "minimum: got 0, want 1", "/properties/requiredApprovals/minimum"},
 		},
 	}, {
 		name:    "awaiting approval without a deadline",
 		typ:     TypeRequested,
 		changes: map[string]any{"approvalDeadline": nil, "approvalRequired": false},
 		want: []Problem{
-			{"", "missing property 'approvalDeadline'"},
-			{"/approvalRequired", "value must be true"},
+			{"", "missing property 'approvalDeadline'", "/allOf/0/then/required"},
+			{"/approvalRequired", "value must be true", "/allOf/0/then/properties/approvalRequired/const"},
 		},
 	}, {
 		name:    "empty justification",
 		typ:     TypeRequested,
 		changes: map[string]any{"justification": ""},
-		want:    []Problem{{"/justification", "minLength: got 0, want 1"}},
+		want:    []Problem{{"/justification", "minLength: got 0, want 1", "/properties/justification/minLength"}},
 	}, {
 		name:    "wrong type",
 		typ:     TypeApproved,
 		changes: map[string]any{"requiredApprovals": "1"},
-		want:    []Problem{{"/requiredApprovals", "got string, want integer"}},
+		want:    []Problem{{"/requiredApprovals", "got string, want integer", "/properties/requiredApprovals/type"}},
 	}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

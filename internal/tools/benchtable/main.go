@@ -75,10 +75,10 @@ func main() {
 }
 
 func run(count int, raw, bench string, pkgs []string, out io.Writer) error {
-	if err := os.MkdirAll(filepath.Dir(raw), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(raw), 0o750); err != nil {
 		return err
 	}
-	rawf, err := os.Create(raw)
+	rawf, err := os.Create(raw) //nolint:gosec // G304: the path is the developer's -raw flag
 	if err != nil {
 		return err
 	}
@@ -86,7 +86,7 @@ func run(count int, raw, bench string, pkgs []string, out io.Writer) error {
 	// -p 1: one package's benchmarks at a time, so no two measures share
 	// the cores.
 	args := append([]string{"test", "-p", "1", "-run", "^$", "-bench", bench, "-benchtime", "1x", "-count", strconv.Itoa(count), "-timeout", "30m"}, pkgs...)
-	cmd := exec.Command("go", args...)
+	cmd := exec.Command("go", args...) //nolint:gosec // G204: go test with the developer's own flags
 	cmd.Stderr = os.Stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {

@@ -604,6 +604,12 @@ func (j *Journal) Get(key string) ([]byte, bool) {
 	return v, ok
 }
 
+// Has reports whether key is in the map.
+func (j *Journal) Has(key string) bool {
+	_, ok := j.Get(key)
+	return ok
+}
+
 // Range calls fn for every entry whose key starts with prefix, in no
 // particular order, and stops at the first error, which it returns. Values
 // are shared: do not modify them. fn must not call the journal.

@@ -26,16 +26,26 @@ const (
 	partEnd     = "end"   // the outcome, once finished: endRec
 	partCB      = "cb/"   // + callback id: callbackRec
 	partJournal = "j/"    // + zero-padded index: entry
+	// sourceName heads the entry of one revision's source, kept once for
+	// all its executions (a copy per execution was most of the journal's
+	// memory with a thousand running): sourceName|WORKFLOW/REVISION.
+	sourceName = "revision-source"
 )
+
+func sourceKey(workflow, revision string) string {
+	return sourceName + keySep + workflow + "/" + revision
+}
 
 // startRec is the part of a record fixed when the execution is created.
 type startRec struct {
-	Name       string    `json:"name"`
-	Workflow   string    `json:"workflow"`
-	RevisionID string    `json:"revisionId"`
-	Source     string    `json:"source"`
-	Argument   string    `json:"argument"`
-	StartTime  time.Time `json:"startTime"`
+	Name       string `json:"name"`
+	Workflow   string `json:"workflow"`
+	RevisionID string `json:"revisionId"`
+	// Source is only in entries written before sources were kept once per
+	// revision (sourceKey); new ones leave it out.
+	Source    string    `json:"source,omitempty"`
+	Argument  string    `json:"argument"`
+	StartTime time.Time `json:"startTime"`
 	// Env is record.Env: what sys.get_env answers, fixed at the start.
 	Env map[string]string `json:"env,omitempty"`
 }
@@ -88,9 +98,12 @@ func (ex *execution) persistLocked(s saveSet, deferred bool) error {
 	}
 	var errs []error
 	if s.start {
+		if k := sourceKey(rec.Workflow, rec.RevisionID); !ex.r.journal.Has(k) {
+			b.Put(k, []byte(rec.Source))
+		}
 		errs = append(errs, put(rec.Name+keySep+partStart, startRec{
 			Name: rec.Name, Workflow: rec.Workflow, RevisionID: rec.RevisionID,
-			Source: rec.Source, Argument: rec.Argument, StartTime: rec.StartTime, Env: rec.Env,
+			Argument: rec.Argument, StartTime: rec.StartTime, Env: rec.Env,
 		}))
 	}
 	if s.end {
@@ -130,10 +143,15 @@ func readRecords(j interface {
 		return r
 	}
 	journals := map[string]map[int]entry{}
+	sources := map[string]string{} // WORKFLOW/REVISION -> source
 	err := j.Range("", func(key string, value []byte) error {
 		name, part, ok := strings.Cut(key, keySep)
 		if !ok {
 			return fmt.Errorf("unknown entry %q", key)
+		}
+		if name == sourceName {
+			sources[part] = string(value)
+			return nil
 		}
 		rec := get(name)
 		switch {
@@ -179,6 +197,13 @@ func readRecords(j interface {
 	for name, rec := range recs {
 		if rec.Workflow == "" {
 			return nil, fmt.Errorf("failed to read execution %s: it has no start entry", name)
+		}
+		if rec.Source == "" {
+			src, ok := sources[rec.Workflow+"/"+rec.RevisionID]
+			if !ok {
+				return nil, fmt.Errorf("failed to read execution %s: the source of revision %s is missing", name, rec.RevisionID)
+			}
+			rec.Source = src
 		}
 		es := journals[name]
 		rec.Journal = make([]entry, len(es))

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -135,5 +136,36 @@ func TestExternalEffectsSyncFirst(t *testing.T) {
 	}
 	if s := ex.r.journal.Stats(); s.Unsynced != 1 && s.Syncs < 2 {
 		t.Errorf("the connector's answer: %d unsynced records, %d syncs; want it deferred", s.Unsynced, s.Syncs)
+	}
+}
+
+// A revision's source is journaled once, not with every execution, and
+// each execution reloads with it.
+func TestSourceKeptOncePerRevision(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	a := newPersistedExecution(t, dir, 0)
+	b := a.r.newExecution(&record{Name: a.r.WorkflowName("bench") + "/executions/" + newID(), Workflow: "bench", Source: a.rec.Source, State: stateActive, StartTime: time.Now().UTC()})
+	if err := b.saveLocked(saveSet{start: true}); err != nil {
+		t.Fatal(err)
+	}
+	copies := 0
+	if err := a.r.journal.Range("", func(_ string, v []byte) error {
+		copies += strings.Count(string(v), "return: 1")
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if copies != 1 {
+		t.Errorf("the source is journaled %d times for two executions of one revision, want once", copies)
+	}
+	recs, err := readRecords(a.r.journal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{a.rec.Name, b.rec.Name} {
+		if got := recs[name].Source; got != a.rec.Source {
+			t.Errorf("%s reloads with source %q, want %q", name, got, a.rec.Source)
+		}
 	}
 }

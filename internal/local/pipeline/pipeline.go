@@ -225,10 +225,15 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 		http.Error(w, "starting", http.StatusServiceUnavailable)
 	}))
 	handler.Store(&notReady)
+	// 80 pushes in flight per subscription: one Cloud Run instance's
+	// default request concurrency, the least a push subscription to a
+	// function gets on Google Cloud. Fewer would hold back the grant
+	// function's coalescing: each IAM write carries the activations in
+	// flight at that moment.
 	route := func(path, sa string) pushbridge.Route {
 		return pushbridge.Route{Endpoint: path, OIDC: &pushbridge.OIDC{ServiceAccountEmail: sa},
 			MinBackoff: 100 * time.Millisecond, MaxBackoff: 5 * time.Second, AckDeadline: 60 * time.Second,
-			Concurrency: 16, Chaos: cfg.Chaos}
+			Concurrency: 80, Chaos: cfg.Chaos}
 	}
 	trigger := func(topic, sub, path string) pushbridge.Route {
 		r := route(path, EventsSA)
@@ -438,15 +443,9 @@ func Start(ctx context.Context, cfg Config) (_ *Pipeline, retErr error) {
 	p.ServiceVerifier = serviceVerifier
 	pushAuth := auth.Service{Verifier: serviceVerifier, Allowed: []string{EventsSA}}
 	ceHandler := func(path string, fn func(context.Context, cloudevents.Event) error) (http.Handler, error) {
-		// As functions-framework-go wraps a CloudEvent function.
-		proto, err := cloudevents.NewHTTP()
-		if err != nil {
-			return nil, err
-		}
-		h, err := cloudevents.NewHTTPReceiveHandler(ctx, proto, fn)
-		if err != nil {
-			return nil, err
-		}
+		// As functions-framework-go serves a CloudEvent function, one
+		// request at a time (cloudEventHandler).
+		h := cloudEventHandler(fn)
 		a := pushAuth
 		a.Audience = cloud.HTTPURL + path
 		return a.Middleware(h), nil

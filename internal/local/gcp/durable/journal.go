@@ -379,23 +379,15 @@ func (j *Journal) Apply(b *Batch) error {
 	if b == nil || len(b.ops) == 0 {
 		return nil
 	}
-	var payload []byte
-	for _, op := range b.ops {
-		payload = appendOp(payload, op)
-	}
-	if len(payload) > maxRecord {
-		return fmt.Errorf("failed to append to %s: a batch of %d bytes is over the %d-byte limit", j.path, len(payload), maxRecord)
-	}
-	rec := frame(payload)
-
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if err := j.usableLocked(); err != nil {
+	rec, err := j.record(b)
+	if err != nil {
 		return err
 	}
-	j.pending = append(j.pending, rec...)
-	j.pendingOps = append(j.pendingOps, b.ops)
-	j.queued++
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if err := j.queueLocked(rec, b); err != nil {
+		return err
+	}
 	ticket := j.queued
 	for j.flushed < ticket {
 		if err := j.usableLocked(); err != nil {
@@ -407,6 +399,29 @@ func (j *Journal) Apply(b *Batch) error {
 		}
 		j.flushLocked()
 	}
+	return nil
+}
+
+// record frames b's operations as one record.
+func (j *Journal) record(b *Batch) ([]byte, error) {
+	var payload []byte
+	for _, op := range b.ops {
+		payload = appendOp(payload, op)
+	}
+	if len(payload) > maxRecord {
+		return nil, fmt.Errorf("failed to append to %s: a batch of %d bytes is over the %d-byte limit", j.path, len(payload), maxRecord)
+	}
+	return frame(payload), nil
+}
+
+// queueLocked queues a framed record of b for the next flush.
+func (j *Journal) queueLocked(rec []byte, b *Batch) error {
+	if err := j.usableLocked(); err != nil {
+		return err
+	}
+	j.pending = append(j.pending, rec...)
+	j.pendingOps = append(j.pendingOps, b.ops)
+	j.queued++
 	return nil
 }
 
@@ -425,22 +440,15 @@ func (j *Journal) Defer(b *Batch) error {
 	if b == nil || len(b.ops) == 0 {
 		return nil
 	}
-	var payload []byte
-	for _, op := range b.ops {
-		payload = appendOp(payload, op)
-	}
-	if len(payload) > maxRecord {
-		return fmt.Errorf("failed to append to %s: a batch of %d bytes is over the %d-byte limit", j.path, len(payload), maxRecord)
-	}
-	rec := frame(payload)
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if err := j.usableLocked(); err != nil {
+	rec, err := j.record(b)
+	if err != nil {
 		return err
 	}
-	j.pending = append(j.pending, rec...)
-	j.pendingOps = append(j.pendingOps, b.ops)
-	j.queued++
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if err := j.queueLocked(rec, b); err != nil {
+		return err
+	}
 	if j.syncSoon == nil {
 		j.syncSoon = time.AfterFunc(DeferWindow, func() { _ = j.Sync() })
 	}

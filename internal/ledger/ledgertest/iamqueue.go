@@ -3,7 +3,6 @@ package ledgertest
 import (
 	"errors"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -262,25 +261,10 @@ func testQueueLastWrite(t *testing.T, q iamqueue.Queue, clk *clock.Manual) {
 func testQueueLeaseConcurrent(t *testing.T, q iamqueue.Queue, clk *clock.Manual) {
 	race := func(round string) {
 		const n = 20
-		var wg sync.WaitGroup
-		got := make(chan bool, n)
-		for i := range n {
-			wg.Go(func() {
-				l, err := q.Lease(t.Context(), queueProject, fmt.Sprintf("%s-h%d", round, i), time.Minute)
-				if err != nil {
-					t.Errorf("%s: Lease: %v", round, err)
-				}
-				got <- l.Held
-			})
-		}
-		wg.Wait()
-		close(got)
-		count := 0
-		for ok := range got {
-			if ok {
-				count++
-			}
-		}
+		count := Winners(t, round, n, func(i int) (bool, error) {
+			l, err := q.Lease(t.Context(), queueProject, fmt.Sprintf("%s-h%d", round, i), time.Minute)
+			return l.Held, err
+		})
 		if count != 1 {
 			t.Errorf("%s: %d of %d concurrent Lease calls got it, want 1", round, count, n)
 		}

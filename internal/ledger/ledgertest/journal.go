@@ -3,7 +3,6 @@ package ledgertest
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
@@ -165,25 +164,13 @@ func testClaimInvalid(t *testing.T, j Journal, clk *clock.Manual) {
 func testClaimConcurrent(t *testing.T, j Journal, clk *clock.Manual) {
 	race := func(round string) {
 		const n = 20
-		var wg sync.WaitGroup
-		got := make(chan bool, n)
-		for range n {
-			wg.Go(func() {
-				ok, err := j.Claim(t.Context(), claimKey, time.Minute)
-				if err != nil && !errors.Is(err, ledger.ErrClaimBusy) {
-					t.Errorf("%s: Claim: %v", round, err)
-				}
-				got <- ok
-			})
-		}
-		wg.Wait()
-		close(got)
-		count := 0
-		for ok := range got {
-			if ok {
-				count++
+		count := Winners(t, round, n, func(int) (bool, error) {
+			ok, err := j.Claim(t.Context(), claimKey, time.Minute)
+			if errors.Is(err, ledger.ErrClaimBusy) {
+				err = nil // a loser's answer
 			}
-		}
+			return ok, err
+		})
 		if count != 1 {
 			t.Errorf("%s: %d of %d concurrent claims got the key, want 1", round, count, n)
 		}

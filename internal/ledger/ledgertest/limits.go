@@ -49,6 +49,29 @@ func Race(n int, fn func(i int) error) []error {
 	return errs
 }
 
+// Winners calls fn n times at once and counts the calls that won,
+// reporting any error as a failure of round.
+func Winners(t *testing.T, round string, n int, fn func(i int) (bool, error)) int {
+	t.Helper()
+	won := make([]bool, n)
+	for _, err := range Race(n, func(i int) error {
+		var err error
+		won[i], err = fn(i)
+		return err
+	}) {
+		if err != nil {
+			t.Errorf("%s: %v", round, err)
+		}
+	}
+	count := 0
+	for _, w := range won {
+		if w {
+			count++
+		}
+	}
+	return count
+}
+
 // Tally counts nil errors and errors wrapping want, and reports any other
 // error with t.Errorf.
 func Tally(t *testing.T, errs []error, want error) (ok, refused int) {

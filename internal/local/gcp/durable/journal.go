@@ -388,10 +388,16 @@ func (j *Journal) Apply(b *Batch) error {
 	if err := j.queueLocked(rec, b); err != nil {
 		return err
 	}
-	ticket := j.queued
+	return j.awaitLocked(j.queued)
+}
+
+// awaitLocked returns once every record up to ticket is synced, writing
+// them itself if no flush is in progress, or with the error of the write
+// that carried them (or ErrJournalClosed, if Close came first).
+func (j *Journal) awaitLocked(ticket uint64) error {
 	for j.flushed < ticket {
 		if err := j.usableLocked(); err != nil {
-			return err // the write that carried this record failed, or Close came first
+			return err
 		}
 		if j.flushing {
 			j.cond.Wait()
@@ -460,18 +466,7 @@ func (j *Journal) Defer(b *Batch) error {
 func (j *Journal) Sync() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	ticket := j.queued
-	for j.flushed < ticket {
-		if err := j.usableLocked(); err != nil {
-			return err
-		}
-		if j.flushing {
-			j.cond.Wait()
-			continue
-		}
-		j.flushLocked()
-	}
-	return nil
+	return j.awaitLocked(j.queued)
 }
 
 // usableLocked says why the journal cannot take a change, if it cannot.

@@ -8,6 +8,7 @@ import (
 	"cloud.google.com/go/iam/apiv1/iampb"
 	resourcemanager "cloud.google.com/go/resourcemanager/apiv3"
 
+	"github.com/jitpipeline/jit/internal/benchref"
 	"github.com/jitpipeline/jit/internal/local/gcp/localiam"
 	"github.com/jitpipeline/jit/internal/local/gcp/loopback"
 )
@@ -67,21 +68,5 @@ func (ib *iamBench) set(b *testing.B) {
 // whole policy, so some growth is inherent; the durable write need not grow.
 func BenchmarkTableIAMWrite(b *testing.B) {
 	small, large := newIAMBench(b, 10), newIAMBench(b, 1000)
-	var d10, d1000 time.Duration
-	b.ResetTimer()
-	for range b.N {
-		start := time.Now()
-		small.set(b)
-		mid := time.Now()
-		large.set(b)
-		d10 += mid.Sub(start)
-		d1000 += time.Since(mid)
-	}
-	b.StopTimer()
-	us10 := float64(d10.Microseconds()) / float64(b.N)
-	us1000 := float64(d1000.Microseconds()) / float64(b.N)
-	b.ReportMetric(us10, "us/op-10")
-	b.ReportMetric(us1000, "us/op-1000")
-	b.ReportMetric(us1000/us10, "ratio")
-	b.ReportMetric(0, "ns/op") // the two sizes are reported apart
+	benchref.Sizes(b, func() { small.set(b) }, func() { large.set(b) })
 }

@@ -10,6 +10,7 @@ import (
 	"cloud.google.com/go/cloudtasks/apiv2/cloudtaskspb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/jitpipeline/jit/internal/benchref"
 	"github.com/jitpipeline/jit/internal/local/gcp/localtasks"
 	"github.com/jitpipeline/jit/internal/local/gcp/loopback"
 )
@@ -79,28 +80,5 @@ func (tb *tasksBench) create(b *testing.B) {
 // of a change does not grow with the store.
 func BenchmarkTableTasksCreate(b *testing.B) {
 	small, large := newTasksBench(b, 10), newTasksBench(b, 1000)
-	var d10, d1000 time.Duration
-	b.ResetTimer()
-	for range b.N {
-		start := time.Now()
-		small.create(b)
-		mid := time.Now()
-		large.create(b)
-		d10 += mid.Sub(start)
-		d1000 += time.Since(mid)
-	}
-	b.StopTimer()
-	reportTable(b, d10, d1000)
-}
-
-// reportTable reports per-operation latencies at both sizes and their ratio.
-func reportTable(b *testing.B, d10, d1000 time.Duration) {
-	us10 := float64(d10.Microseconds()) / float64(b.N)
-	us1000 := float64(d1000.Microseconds()) / float64(b.N)
-	b.ReportMetric(us10, "us/op-10")
-	b.ReportMetric(us1000, "us/op-1000")
-	if us10 > 0 {
-		b.ReportMetric(us1000/us10, "ratio")
-	}
-	b.ReportMetric(0, "ns/op") // the two sizes are reported apart
+	benchref.Sizes(b, func() { small.create(b) }, func() { large.create(b) })
 }

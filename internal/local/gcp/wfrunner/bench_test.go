@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"testing"
 	"time"
+
+	"github.com/jitpipeline/jit/internal/benchref"
 )
 
 // newPersistedExecution is an ACTIVE execution on a runner over a fresh
@@ -54,21 +56,6 @@ func journalStep(tb testing.TB, ex *execution, i int) {
 // with the execution's history.
 func BenchmarkTableWorkflowStep(b *testing.B) {
 	short, long := newPersistedExecution(b, b.TempDir(), 10), newPersistedExecution(b, b.TempDir(), 1000)
-	var d10, d1000 time.Duration
-	b.ResetTimer()
-	for i := range b.N {
-		start := time.Now()
-		journalStep(b, short, i)
-		mid := time.Now()
-		journalStep(b, long, i)
-		d10 += mid.Sub(start)
-		d1000 += time.Since(mid)
-	}
-	b.StopTimer()
-	us10 := float64(d10.Microseconds()) / float64(b.N)
-	us1000 := float64(d1000.Microseconds()) / float64(b.N)
-	b.ReportMetric(us10, "us/op-10")
-	b.ReportMetric(us1000, "us/op-1000")
-	b.ReportMetric(us1000/us10, "ratio")
-	b.ReportMetric(0, "ns/op") // the two sizes are reported apart
+	i := 0
+	benchref.Sizes(b, func() { journalStep(b, short, i) }, func() { journalStep(b, long, i); i++ })
 }
